@@ -1,0 +1,40 @@
+"""Developer tasks. `nox` (no arguments) runs the full test suite and the linters."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, against a real SeaweedFS started by the fixtures."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict on the package."""
+    session.install("-e", ".", "ruff", "mypy", "types-aiofiles")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy", "src")
+
+
+@nox.session(python=PYTHON)
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage; HTML report in htmlcov/."""
+    session.install("-e", ".[test]", "coverage[toml]", "pytest-cov")
+    session.run("pytest", "-q", "--cov=baycat", "--cov-report=html", "--cov-report=term",
+                *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against s5cmd, rclone and the AWS CLI; writes docs/benchmarks.md."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

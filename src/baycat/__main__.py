@@ -1,0 +1,3 @@
+from baycat.cli import main
+
+main()

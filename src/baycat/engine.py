@@ -1,0 +1,134 @@
+"""Where the stages are wired together: the only module that knows them all."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .entry import DIR, FILE, SYMLINK
+from .errors import UsageError
+from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
+from .lock import TreeLock
+from .progress import NoticeFunc, Progress, ignore_notice
+from .root import Root
+from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .walker import SkipFunc
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSummary:
+    """What `manifest create/update` did."""
+
+    manifest: Path
+    entries: int
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+    hashed_files: int
+    hashed_bytes: int
+    changed_entries: int
+    errors: int
+    written: bool
+    pool_size: int
+    seconds: float
+
+
+def check_source_dir(root: Path) -> Path:
+    if not root.exists():
+        raise UsageError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory")
+    return root.absolute()
+
+
+def _skip_manifest(root: Path, manifest: Path) -> SkipFunc | None:
+    """Keep a manifest stored inside the tree (outside .baycat/) out of its own walk."""
+    try:
+        rel = os.fsencode(manifest.absolute().relative_to(root))
+    except ValueError:
+        return None
+    head, _, name = rel.rpartition(b"/")
+    tmp_prefix = (head + b"/" if head else b"") + b"." + name + b".tmp-"
+    lock = rel + b".lock"
+
+    def skip(path: bytes, is_dir: bool) -> bool:
+        return path in (rel, lock) or path.startswith(tmp_prefix)
+
+    return skip
+
+
+async def build_manifest(
+    root: Path,
+    *,
+    manifest: Path | None = None,
+    create: bool,
+    pool_size: int | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+) -> ManifestSummary:
+    """Create (hash everything) or update (hash only what changed) the local manifest."""
+    started = time.perf_counter()
+    root = check_source_dir(root)
+    manifest = manifest or default_manifest_path(root)
+    progress = progress or Progress()
+    try:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
+    if not os.access(manifest.parent, os.W_OK):
+        raise UsageError(f"cannot write manifest in {manifest.parent}: permission denied")
+    with TreeLock(manifest.with_name(manifest.name + ".lock"), str(root)):
+        old = None if create else open_manifest(manifest)
+        try:
+            saved_pool = old.root.pool_size if old is not None else None
+            run_pool = pool_size or saved_pool or default_pool_size()
+            sink = LocalManifestSink(manifest, old)
+            counts = {FILE: 0, DIR: 0, SYMLINK: 0}
+            totals = {"bytes": 0, "errors": 0}
+
+            async def on_batch(items: list[ScanItem]) -> None:
+                for item in items:
+                    if item.error:
+                        totals["errors"] += 1
+                    if item.entry is not None:
+                        counts[item.entry.kind] += 1
+                        if item.entry.kind == FILE:
+                            totals["bytes"] += item.entry.size
+                sink.add_items(items)
+
+            try:
+                await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
+                           on_batch, progress=progress, warn=warn,
+                           skip=_skip_manifest(root, manifest))
+                template = Root(
+                    created_ns=time.time_ns(),
+                    source=str(root),
+                    baycat_version=__version__,
+                    pool_size=(pool_size or default_pool_size()) if create else saved_pool,
+                )
+                written = sink.finish(template, force=create or old is None)
+            except BaseException:
+                sink.abort()
+                raise
+        finally:
+            if old is not None:
+                old.close()
+    return ManifestSummary(
+        manifest=manifest,
+        entries=sum(counts.values()),
+        files=counts[FILE],
+        dirs=counts[DIR],
+        symlinks=counts[SYMLINK],
+        bytes=totals["bytes"],
+        hashed_files=progress.hash.files,
+        hashed_bytes=progress.hash.bytes,
+        changed_entries=sink.changed_entries,
+        errors=totals["errors"],
+        written=written is not None,
+        pool_size=run_pool,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,105 @@
+"""One manifest entry: what baycat knows about one path below the root.
+
+Paths are raw bytes (any byte string Linux allows in a name), relative, '/'-separated,
+never empty and never containing NUL. All streams in baycat (the walk, the local
+manifest, the remote manifest) are sorted by `path_key`, which orders paths component
+by component: `a/b` < `a/b/c` < `a-c` < `a0`. Replacing '/' with NUL (which can't occur in
+a name) makes a plain bytes comparison do exactly that.
+
+`Entry` is a NamedTuple rather than a frozen dataclass on purpose: millions are built per
+run from decoded manifest columns, and tuple construction is several times cheaper than a
+frozen dataclass `__init__` (see docs/design.md).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import NamedTuple
+
+FILE = "f"
+DIR = "d"
+SYMLINK = "l"
+
+# Entry.flags bits.
+FLAG_RACY = 1  # stat taken within the timestamp granularity of a write: don't trust it next run
+FLAG_INCOMPLETE = 2  # a directory that could not be listed: its children are unknown, not gone
+
+NO_HASH = b""
+
+
+class Entry(NamedTuple):
+    path: bytes
+    kind: str  # FILE, DIR or SYMLINK
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+    mode: int  # full st_mode, type bits included
+    uid: int
+    gid: int
+    target: bytes  # symlink target; b"" otherwise
+    xxh: bytes  # xxh3-128 digest of the content (16 bytes) for files; b"" when unknown
+    etag: str  # the object's ETag once uploaded ("" when not uploaded)
+    key: str  # object key when it is not the path itself (escaped names); "" otherwise
+    version_id: str  # S3 VersionId on versioned buckets; "" otherwise
+    deleted_ns: int  # when the local file was seen deleted (kept remote entries); 0 if live
+    flags: int
+
+
+def path_key(path: bytes) -> bytes:
+    """Sort key giving component-wise order (see module docstring)."""
+    return path.replace(b"/", b"\0")
+
+
+def kind_of_mode(mode: int) -> str | None:
+    """FILE, DIR or SYMLINK for modes baycat records; None for sockets, FIFOs, devices."""
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIR
+    if stat.S_ISLNK(mode):
+        return SYMLINK
+    return None
+
+
+def entry_from_stat(path: bytes, kind: str, st: os.stat_result, target: bytes = b"") -> Entry:
+    size = st.st_size if kind == FILE else 0
+    return Entry(
+        path, kind, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+        st.st_mode, st.st_uid, st.st_gid, target, NO_HASH, "", "", "", 0, 0,
+    )
+
+
+def same_stat(a: Entry, b: Entry) -> bool:
+    """True when the file metadata says the content cannot have changed.
+
+    The promise behind "an unchanged file is never re-read": size, mtime, ctime and the
+    inode number all equal. ctime catches writes that restore mtime; the inode catches
+    replace-by-rename. A racy entry (see FLAG_RACY) is never trusted.
+    """
+    return (
+        a.size == b.size
+        and a.mtime_ns == b.mtime_ns
+        and a.ctime_ns == b.ctime_ns
+        and a.ino == b.ino
+        and not (a.flags | b.flags) & FLAG_RACY
+    )
+
+
+def same_metadata(a: Entry, b: Entry) -> bool:
+    """Equal in what a restore reproduces besides content (mode, owner, mtime, target)."""
+    return (
+        a.kind == b.kind
+        and a.mode == b.mode
+        and a.uid == b.uid
+        and a.gid == b.gid
+        and a.target == b.target
+        and a.mtime_ns == b.mtime_ns
+    )
+
+
+def as_text(path: bytes) -> str:
+    """Path for messages and JSON: bytes decoded with surrogateescape (round-trips)."""
+    return os.fsdecode(path)

@@ -1,0 +1,72 @@
+"""The one exception hierarchy of baycat, and the exit code each error maps to.
+
+    BaycatError                      exit code
+    ├── UsageError                   2  bad arguments, missing or wrong source, unsafe destination
+    ├── ManifestError                3  a manifest that is corrupt, truncated or from a newer format
+    │   └── ManifestFormatError      3  a manifest written by a newer baycat
+    ├── RemoteError                  3  the store refused or could not be reached
+    │   ├── CredentialsError         3  no credentials or wrong ones
+    │   ├── BucketMissingError       3  the bucket does not exist
+    │   └── ConflictError            3  another writer committed first and merging failed
+    ├── LockedError                  3  another baycat holds the tree's lock
+    └── Interrupted                  130  SIGINT / SIGTERM
+
+Exit code 1 is not an exception: it means the run completed but some files failed
+(see `ExitCode.PARTIAL`).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the `baycat` command; documented in README and `--help`."""
+
+    OK = 0
+    PARTIAL = 1  # completed, but some files failed (listed in the summary)
+    USAGE = 2
+    REMOTE = 3  # remote, credential, manifest or conflict error
+    INTERRUPTED = 130
+
+
+class BaycatError(Exception):
+    """Base class: every error baycat raises on purpose. `str()` is a one-line message."""
+
+    exit_code: ExitCode = ExitCode.REMOTE
+
+
+class UsageError(BaycatError):
+    exit_code = ExitCode.USAGE
+
+
+class ManifestError(BaycatError):
+    exit_code = ExitCode.REMOTE
+
+
+class ManifestFormatError(ManifestError):
+    pass
+
+
+class RemoteError(BaycatError):
+    exit_code = ExitCode.REMOTE
+
+
+class CredentialsError(RemoteError):
+    pass
+
+
+class BucketMissingError(RemoteError):
+    pass
+
+
+class ConflictError(RemoteError):
+    pass
+
+
+class LockedError(BaycatError):
+    exit_code = ExitCode.REMOTE
+
+
+class Interrupted(BaycatError):
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,94 @@
+"""The local manifest of a tree: where it lives, and rewriting it only where it changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .entry import Entry
+from .manifest_file import DEFAULT_DIRNAME, DEFAULT_FILENAME, ManifestReader, ManifestWriter
+from .rebuild import Output, StreamRebuilder
+from .root import Root, SegmentRef
+from .scan import ScanItem
+
+
+def default_manifest_path(root: Path) -> Path:
+    return root / DEFAULT_DIRNAME.decode() / DEFAULT_FILENAME
+
+
+def open_manifest(path: Path) -> ManifestReader | None:
+    """The manifest at `path`, or None when there is none yet."""
+    try:
+        return ManifestReader(path)
+    except FileNotFoundError:
+        return None
+
+
+def entries_of(reader: ManifestReader | None) -> Iterator[Entry]:
+    return reader.entries() if reader is not None else iter(())
+
+
+class LocalManifestSink:
+    """Takes the scan's items in order and writes the new manifest if anything changed.
+
+    Until the first change, reused segments are only remembered; the new file is started
+    at the first change, so a run that changes nothing writes nothing.
+    """
+
+    def __init__(self, path: Path, old: ManifestReader | None) -> None:
+        self.path = path
+        self._old = old
+        self._old_refs: tuple[SegmentRef, ...] = old.root.segments if old else ()
+        self._rebuilder = StreamRebuilder(self._old_refs)
+        self._reused: list[SegmentRef] = []
+        self._writer: ManifestWriter | None = None
+        self.changed_entries = 0
+
+    def add_items(self, items: Iterable[ScanItem]) -> None:
+        for item in items:
+            if item.entry is None:
+                if item.old is not None:
+                    self.changed_entries += 1
+                    self._take(self._rebuilder.removed(item.path))
+            else:
+                changed = item.entry is not item.old and item.entry != item.old
+                self.changed_entries += changed
+                self._take(self._rebuilder.add(item.entry, changed))
+
+    def _start_writer(self) -> ManifestWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = ManifestWriter(self.path)
+        for ref in self._reused:
+            self._copy(writer, ref)
+        self._reused = []
+        return writer
+
+    def _copy(self, writer: ManifestWriter, ref: SegmentRef) -> None:
+        assert self._old is not None
+        writer.add_blob(self._old.read_blob(ref), ref.count, ref.first, ref.files, ref.file_bytes)
+
+    def _take(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, SegmentRef):
+                if self._writer is None:
+                    self._reused.append(out)
+                else:
+                    self._copy(self._writer, out)
+            else:
+                if self._writer is None:
+                    self._writer = self._start_writer()
+                self._writer.add_entries(out)
+
+    def finish(self, root: Root, force: bool = False) -> Root | None:
+        """Commit the new manifest; None when nothing changed (and not `force`d)."""
+        self._take(self._rebuilder.finish())
+        if self._writer is None:
+            if not force and tuple(self._reused) == self._old_refs and self._old is not None:
+                return None
+            self._writer = self._start_writer()
+        return self._writer.commit(root)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None

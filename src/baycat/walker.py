@@ -1,0 +1,126 @@
+"""The walker: a sorted, depth-first walk of a tree, yielding raw stat results.
+
+Blocking code: the engine runs `next()` of `walk()` in a thread. Each directory's names
+are sorted (bytes) and a directory's children come right after it, which is exactly the
+`entry.path_key` order. Symlinks are recorded as symlinks and never followed; sockets,
+FIFOs and devices are skipped with a warning; unreadable directories are reported and
+the walk goes on: such a directory is yielded with `incomplete=True`, which tells the
+differ that its children were not seen (not that they were deleted).
+
+Speed matters here more than anywhere (a no-change run is this walk and little else), so
+it stats names relative to an open directory descriptor (`fstatat`, cheaper than a full
+path lookup) and yields plain tuples; the scan turns them into entries only when they
+differ from the manifest. Memory: one directory listing per level of the current path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+
+from .progress import Notice, NoticeFunc, ignore_notice
+
+# Names never walked at the top of a tree: baycat's own state lives there.
+STATE_DIRNAME = b".baycat"
+
+# (relative path, lstat result, symlink target or b"", incomplete directory)
+Walked = tuple[bytes, os.stat_result, bytes, bool]
+# skip(relative path, is_dir) -> True to leave the path (and everything below it) out.
+SkipFunc = Callable[[bytes, bool], bool]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+
+
+class _Dir:
+    """One open directory level of the walk."""
+
+    __slots__ = ("fd", "names", "prefix")
+
+    def __init__(self, fd: int, prefix: bytes, names: list[bytes]) -> None:
+        self.fd = fd
+        self.prefix = prefix
+        self.names: Iterator[bytes] = iter(names)
+
+
+def _open_dir(parent_fd: int | None, name: bytes, rel: bytes,
+              warn: NoticeFunc) -> tuple[int, list[bytes]] | None:
+    """Open and list a directory; None (warned) when it can't be read."""
+    fd = -1
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        names = os.listdir(fd)
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            return None if parent_fd is None else (-1, [])
+        warn(Notice(rel, f"cannot read directory: {exc.strerror}"))
+        return None
+    # listdir(fd) gives str (surrogate-escaped); bytes are the real names.
+    encoded = [os.fsencode(n) for n in names]
+    encoded.sort()
+    return fd, encoded
+
+
+def walk(
+    root: bytes,
+    *,
+    batch_entries: int = 1000,
+    warn: NoticeFunc = ignore_notice,
+    skip: SkipFunc | None = None,
+) -> Iterator[list[Walked]]:
+    """Yield batches of (path, lstat, target, incomplete) below `root`, in path_key order."""
+    opened = _open_dir(None, root, b"", warn)
+    if opened is None:
+        raise OSError(f"cannot read directory {os.fsdecode(root)}")
+    fd, names = opened
+    stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME])]
+    batch: list[Walked] = []
+    lstat = os.lstat
+    try:
+        while stack:
+            level = stack[-1]
+            dir_fd, prefix = level.fd, level.prefix
+            for name in level.names:
+                rel = prefix + name
+                try:
+                    st = lstat(name, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    continue  # vanished since the listing: not an error
+                except OSError as exc:
+                    warn(Notice(rel, f"cannot stat: {exc.strerror}"))
+                    continue
+                fmt = stat.S_IFMT(st.st_mode)
+                if fmt not in _RECORDED:
+                    warn(Notice(rel, "skipped special file (socket, FIFO or device)"))
+                    continue
+                is_dir = fmt == stat.S_IFDIR
+                if skip is not None and skip(rel, is_dir):
+                    continue
+                target = b""
+                if fmt == stat.S_IFLNK:
+                    try:
+                        target = os.readlink(name, dir_fd=dir_fd)
+                    except OSError as exc:
+                        warn(Notice(rel, f"cannot read symlink: {exc.strerror}"))
+                        continue
+                if is_dir:
+                    child = _open_dir(dir_fd, name, rel, warn)
+                    batch.append((rel, st, b"", child is None))
+                    if child is not None and child[0] >= 0:
+                        stack.append(_Dir(child[0], rel + b"/", child[1]))
+                        break  # descend now: children sort right after their directory
+                else:
+                    batch.append((rel, st, target, False))
+                if len(batch) >= batch_entries:
+                    yield batch
+                    batch = []
+            else:
+                os.close(stack.pop().fd)
+        if batch:
+            yield batch
+    finally:
+        for level in stack:
+            os.close(level.fd)
