@@ -21,12 +21,20 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__
+from .backup import ActionFunc, SyncOptions, sync_to_store
+from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, parse_endpoint
 from .engine import ManifestSummary, build_manifest
 from .entry import DIR, FILE, SYMLINK, Entry
-from .errors import BaycatError, ExitCode
+from .errors import BaycatError, ExitCode, UsageError
 from .local_manifest import default_manifest_path
 from .manifest_file import ManifestReader
 from .progress import Notice, Progress
+from .restore import RestoreOptions, restore_from_store
+from .store.base import ObjectStore
+from .store.local import LocalStore
+from .store.s3 import S3Options, S3Store
+from .summary import SyncSummary
+from .transfer import TransferConfig
 from .ui import LiveDisplay, stderr_console
 
 EXIT_CODES_HELP = (
@@ -233,6 +241,212 @@ def manifest_show(
                 out.write(json.dumps(entry_json(entry)) + "\n")
         except BaycatError as exc:
             raise _fail(str(exc), exc.exit_code) from None
+
+
+# ---- sync and restore ----------------------------------------------------------------
+
+
+def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
+                transfers: int) -> S3Options:
+    endpoint = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL") or None)
+    return S3Options(endpoint_url=endpoint, region=region, profile=profile,
+                     max_connections=max(transfers + 8, 16))
+
+
+def _open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
+    if isinstance(endpoint, S3Endpoint):
+        return S3Store(endpoint.bucket, endpoint.prefix, s3)
+    if isinstance(endpoint, LocalEndpoint):
+        return LocalStore(endpoint.path.absolute(), create=create)
+    raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
+
+
+def _check_apart(source: Path, dest: Path) -> None:
+    src, dst = source.absolute().resolve(), dest.absolute().resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise UsageError(f"source {source} and destination {dest} overlap; "
+                         "the backup must live outside the tree (and not contain it)")
+
+
+def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
+        return
+    if quiet:
+        return
+    parts = []
+    for name in ("uploaded", "copied", "downloaded", "metadata", "deleted", "marked_deleted",
+                 "unchanged", "failed"):
+        count = getattr(summary, name)
+        if count.files or name in ("unchanged", "failed"):
+            parts.append(f"{name.replace('_', ' ')} {count.files:,}"
+                         + (f" ({count.bytes:,} B)" if count.bytes else ""))
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
+    prefix = "dry run: would have " if summary.dry_run else ""
+    typer.echo(f"{prefix}{'; '.join(parts)}")
+    typer.echo(f"requests: {requests}; manifest {'committed' if summary.committed else 'unchanged'}"
+               f"; {summary.seconds.get('total', 0):.2f} s")
+    for notice in summary.notices:
+        typer.echo(f"note: {notice}")
+
+
+def _action_printer(to_stderr: bool) -> ActionFunc:
+    out = sys.stderr if to_stderr else sys.stdout
+
+    def show(kind: str, path: str, size: int) -> None:
+        out.write(f"{kind:<13} {path}\n")
+
+    return show
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="One line per operation.")]
+AsJson = Annotated[bool, typer.Option(
+    "--json", help="Print exactly one JSON summary object on stdout (all else on stderr).")]
+EndpointUrl = Annotated[str | None, typer.Option(
+    "--endpoint-url", metavar="URL",
+    help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); also AWS_ENDPOINT_URL.")]
+Region = Annotated[str | None, typer.Option("--region", help="AWS region.")]
+Profile = Annotated[str | None, typer.Option("--profile", help="AWS shared-config profile.")]
+Transfers = Annotated[int, typer.Option(
+    "--transfers", min=1, max=1024, help="Concurrent requests.")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Show what would be done; change nothing anywhere.")]
+
+
+@app.command("sync")
+def sync_command(
+    source: Annotated[str, typer.Argument(metavar="SRC",
+                                          help="A directory, or s3://bucket/prefix/ to restore.")],
+    destination: Annotated[str, typer.Argument(
+        metavar="DST", help="s3://bucket/prefix/, a directory path or file:// URL.")],
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Remove objects of files deleted locally (default: keep them, "
+        "marked deleted in the manifest, still restorable).")] = False,
+    max_delete: Annotated[int | None, typer.Option(
+        "--max-delete", metavar="N", min=0,
+        help="With --delete: refuse the whole delete step when more than N would go.")] = None,
+    dry_run: DryRun = False,
+    pool_size: PoolSize = None,
+    transfers: Transfers = 32,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    as_json: AsJson = False,
+) -> None:
+    """Back up SRC to DST, sending only what changed; or restore when SRC is s3://.
+
+    Files whose size, mtime, ctime and inode are unchanged are not read; content already
+    in the bucket (renames, duplicates) is copied server-side; the manifest with hashes
+    and unix metadata is stored next to the data in DST/.baycat/ and committed last.
+
+    Examples:
+      baycat sync /srv/data s3://backups/host1/data/
+      baycat sync ~/data /mnt/usb/backup
+      baycat sync s3://backups/host1/data/ /srv/restored
+    """
+    try:
+        src, dst = parse_endpoint(source), parse_endpoint(destination)
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    s3 = _s3_options(endpoint_url, region, profile, transfers)
+    progress_state = Progress()
+    on_action = _action_printer(as_json) if verbose else None
+
+    async def run() -> SyncSummary:
+        if isinstance(src, LocalEndpoint):
+            if isinstance(dst, LocalEndpoint):
+                _check_apart(src.path, dst.path)
+            store = _open_store(dst, s3, create=True)
+            options = SyncOptions(delete=delete, max_delete=max_delete, dry_run=dry_run,
+                                  pool_size=pool_size,
+                                  transfer=TransferConfig(transfers=transfers))
+            return await _with_store(store, sync_to_store(
+                src.path, store, options, progress=progress_state, warn=_warn,
+                on_action=on_action))
+        if isinstance(dst, LocalEndpoint):
+            store = _open_store(src, s3, create=False)
+            restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
+                                             dry_run=dry_run)
+            return await _with_store(store, restore_from_store(
+                store, dst.path, restore_options, progress=progress_state, warn=_warn,
+                on_action=on_action))
+        raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
+
+    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
+        summary = _run(run())
+    _print_summary(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[str, typer.Argument(
+        metavar="SRC", help="The backup: s3://bucket/prefix/, a directory or file:// URL.")],
+    destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
+    path: Annotated[list[str] | None, typer.Option(
+        "--path", metavar="GLOB",
+        help="Restore only paths matching GLOB (or below it); repeatable.")] = None,
+    include_deleted: Annotated[bool, typer.Option(
+        "--include-deleted", help="Also restore files that were deleted locally but kept "
+        "in the backup.")] = False,
+    keep_setuid: Annotated[bool, typer.Option(
+        "--keep-setuid", help="Restore setuid/setgid bits (off by default).")] = False,
+    dry_run: DryRun = False,
+    pool_size: PoolSize = None,
+    transfers: Transfers = 16,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    as_json: AsJson = False,
+) -> None:
+    """Restore a backup into DST: files, empty dirs, symlinks, modes, mtimes (and owners
+    when run as root), each file verified against the manifest's hash. Files already
+    identical in DST are skipped, so an interrupted restore resumes cheaply.
+
+    Examples:
+      baycat restore s3://backups/host1/data/ /srv/restored
+      baycat restore --path 'photos/2024/*' /mnt/usb/backup ./photos
+    """
+    try:
+        src, dst = parse_endpoint(source), parse_endpoint(destination)
+        if not isinstance(dst, LocalEndpoint):
+            raise UsageError(f"{destination}: restore needs a local directory as DST")
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    s3 = _s3_options(endpoint_url, region, profile, transfers)
+    progress_state = Progress()
+    options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
+                             keep_setuid=keep_setuid, include_deleted=include_deleted,
+                             paths=tuple(path or ()))
+
+    async def run() -> SyncSummary:
+        if isinstance(src, LocalEndpoint):
+            _check_apart(src.path, dst.path)
+        store = _open_store(src, s3, create=False)
+        return await _with_store(store, restore_from_store(
+            store, dst.path, options, progress=progress_state, warn=_warn,
+            on_action=_action_printer(as_json) if verbose else None))
+
+    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
+        summary = _run(run())
+    _print_summary(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
+async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
+    if isinstance(store, S3Store):
+        await store.open()
+    try:
+        return await work
+    finally:
+        await store.close()
 
 
 def main() -> None:

@@ -1,0 +1,308 @@
+"""Wiring of a backup run: local tree → object store, the manifest committed last.
+
+    scan (walk ⋈ local manifest → hashes)  ─┐
+    remote manifest load (concurrently)  ───┴► differ ─► transfer workers ─► changes
+                                                   └──► META / GONE ─────────► changes
+    ... then deletes (only when nothing failed), then one remote commit, then the local
+    manifest.
+
+A file that fails is reported and left out of the changes, so the remote manifest never
+claims an object that isn't there, and the next run tries it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .differ import Action, Decision, Differ, as_remote
+from .engine import check_source_dir
+from .entry import FILE, Entry, as_text, path_key
+from .errors import BaycatError, BucketMissingError, CredentialsError, UsageError
+from .keys import key_for_path, object_key, stored_key
+from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
+from .lock import TreeLock
+from .progress import Notice, NoticeFunc, Progress, ignore_notice
+from .rebuild import Change
+from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
+from .root import Root
+from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .store.base import NotFound, ObjectStore
+from .summary import SyncSummary
+from .transfer import TransferConfig, Uploader
+from .walker import STATE_DIRNAME
+
+# Errors that mean the whole run can't go on (not one file's problem).
+FATAL = (CredentialsError, BucketMissingError)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    delete: bool = False  # remove objects of files deleted locally (default: keep, mark)
+    max_delete: int | None = None  # refuse the delete step when more would go
+    dry_run: bool = False
+    pool_size: int | None = None
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    history: int = DEFAULT_HISTORY
+
+
+# on_action(kind, path, bytes): one call per operation, for `-v` output.
+ActionFunc = Callable[[str, str, int], None]
+
+
+def cache_path(state_dir: Path, url: str) -> Path:
+    return state_dir / "remote" / hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
+def _fatal(exc: BaseException) -> bool:
+    return isinstance(exc, FATAL)
+
+
+class _Run:
+    """The mutable state of one backup run (one instance per run)."""
+
+    def __init__(self, source: Path, store: ObjectStore, options: SyncOptions,
+                 progress: Progress, warn: NoticeFunc,
+                 on_action: ActionFunc | None) -> None:
+        self.source = source
+        self.root_bytes = os.fsencode(source)
+        self.store = store
+        self.options = options
+        self.progress = progress
+        self.warn = warn
+        self.on_action = on_action
+        self.summary = SyncSummary(source=str(source), destination=store.url,
+                                   dry_run=options.dry_run)
+        self.changes: dict[bytes, Entry | None] = {}
+        self.deferred: list[Entry] = []  # new content, waiting for copy sources
+        self.gone: list[Entry] = []
+        self.queue: asyncio.Queue[tuple[Entry, Entry | None] | None] = asyncio.Queue(
+            options.transfer.transfers * 4)
+        self.uploader = Uploader(store, options.transfer, self.root_bytes)
+        self.prefix = store.key_prefix
+
+    def report(self, what: str, path: bytes, size: int) -> None:
+        if self.on_action is not None:
+            self.on_action(what, as_text(path), size)
+
+    # ---- differ output ---------------------------------------------------------------
+
+    async def take(self, actions: list[Action], remote_empty: bool) -> None:
+        for action in actions:
+            if action.decision is Decision.META:
+                entry = action.meta_entry()
+                self.changes[entry.path] = entry
+                self.summary.metadata.add(0)
+                self.report("metadata", entry.path, 0)
+            elif action.decision is Decision.CONTENT:
+                local = action.local
+                assert local is not None
+                self.progress.transfer.total_files += 1
+                self.progress.transfer.total_bytes += local.size
+                if remote_empty:
+                    await self.queue.put((local, None))
+                else:
+                    self.deferred.append(local)
+            else:
+                assert action.remote is not None
+                self.gone.append(action.remote)
+
+    async def resolve_deferred(self, remote: RemoteManifest) -> None:
+        """Find, in one pass over the remote manifest, objects that already hold the
+        content of new files (renames, moves, duplicates): those become copies."""
+        if not self.deferred:
+            return
+        wanted = {e.xxh for e in self.deferred if e.size > 0}
+
+        def find_sources() -> dict[bytes, Entry]:
+            found: dict[bytes, Entry] = {}
+            for entry in remote.entries():
+                if entry.kind == FILE and entry.etag and entry.xxh in wanted:
+                    found.setdefault(entry.xxh, entry)
+            return found
+
+        sources = await asyncio.to_thread(find_sources) if wanted else {}
+        for local in self.deferred:
+            source = sources.get(local.xxh)
+            if source is not None and source.size == local.size and "-" not in source.etag:
+                await self.queue.put((local, source))
+            else:
+                await self.queue.put((local, None))
+        self.deferred = []
+
+    # ---- transfers ---------------------------------------------------------------------
+
+    async def worker(self) -> None:
+        while (job := await self.queue.get()) is not None:
+            local, source = job
+            if self.options.dry_run:
+                (self.summary.copied if source else self.summary.uploaded).add(local.size)
+                self.report("copy" if source else "upload", local.path, local.size)
+                continue
+            key = key_for_path(local.path, self.prefix)
+            try:
+                if source is not None:
+                    try:
+                        stored = await self.store.copy(object_key(source), key)
+                        entry = local
+                        self.summary.copied.add(local.size)
+                        self.report("copy", local.path, local.size)
+                    except NotFound:
+                        source = None  # the object went away: upload after all
+                if source is None:
+                    done = await self.uploader.upload(local, key, self._on_bytes)
+                    stored, entry = done.stored, done.entry
+                    self.summary.uploaded.add(done.bytes_sent)
+                    self.report("upload", local.path, done.bytes_sent)
+            except BaycatError as exc:
+                if _fatal(exc):
+                    raise
+                self.summary.fail(as_text(local.path), str(exc), local.size)
+                self.warn(Notice(local.path, f"not backed up: {exc}"))
+                continue
+            finally:
+                self.progress.transfer.files += 1
+            self.changes[local.path] = as_remote(entry, stored.etag,
+                                                 stored_key(local.path, self.prefix),
+                                                 stored.version_id)
+
+    def _on_bytes(self, n: int) -> None:
+        self.progress.transfer.bytes += n
+
+    # ---- deletes -----------------------------------------------------------------------
+
+    async def handle_gone(self) -> None:
+        if not self.gone:
+            return
+        now = time.time_ns()
+        if not self.options.delete:
+            for remote in self.gone:
+                self.changes[remote.path] = remote._replace(deleted_ns=now)
+                self.summary.marked_deleted.add(remote.size)
+                self.report("mark-deleted", remote.path, remote.size)
+            return
+        limit = self.options.max_delete
+        if limit is not None and len(self.gone) > limit:
+            message = (f"not deleting: {len(self.gone)} paths would be deleted, more than "
+                       f"--max-delete {limit}")
+            self.summary.notices.append(message)
+            self.summary.fail("", message)
+            return
+        if self.summary.errors:
+            message = "not deleting anything because some files failed this run"
+            self.summary.notices.append(message)
+            self.warn(Notice(b"", message))
+            return
+        keys = {object_key(r): r for r in self.gone if r.kind == FILE}
+        failed: dict[str, str] = {}
+        if keys and not self.options.dry_run:
+            failed = dict(await self.store.delete_many(list(keys)))
+        for remote in self.gone:
+            key = object_key(remote) if remote.kind == FILE else None
+            if key is not None and key in failed:
+                self.summary.fail(as_text(remote.path), f"delete failed: {failed[key]}")
+                continue
+            self.changes[remote.path] = None
+            self.summary.deleted.add(remote.size)
+            self.report("delete", remote.path, remote.size)
+
+
+async def sync_to_store(
+    source: Path,
+    store: ObjectStore,
+    options: SyncOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    on_action: ActionFunc | None = None,
+) -> SyncSummary:
+    """Back up the tree at `source` to `store`."""
+    options = options or SyncOptions()
+    progress = progress or Progress()
+    started = time.perf_counter()
+    source = check_source_dir(source)
+    state_dir = source / STATE_DIRNAME.decode()
+    manifest_path = default_manifest_path(source)
+    try:
+        state_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
+    run = _Run(source, store, options, progress, warn, on_action)
+    summary = run.summary
+    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(source)), \
+            tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
+        await store.check()
+        cache = cache_path(Path(scratch) if options.dry_run else state_dir, store.url)
+        remote = RemoteManifest(store, cache, options.history)
+        old = open_manifest(manifest_path)
+        sink = LocalManifestSink(manifest_path, old)
+        try:
+            load_task = asyncio.ensure_future(remote.load())
+            differ: Differ | None = None
+            remote_empty = True
+            pool = options.pool_size or (old.root.pool_size if old else None) or \
+                default_pool_size()
+
+            async def on_batch(items: list[ScanItem]) -> None:
+                nonlocal differ, remote_empty
+                if differ is None:
+                    await load_task
+                    remote_empty = remote.root is None or remote.root.entries == 0
+                    differ = Differ(remote.entries(), purge_deleted=options.delete)
+                sink.add_items(items)
+                actions = await asyncio.to_thread(differ.feed, items)
+                await run.take(actions, remote_empty)
+
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(run.worker())
+                           for _ in range(options.transfer.transfers)]
+                scan_started = time.perf_counter()
+                await scan(run.root_bytes, entries_of(old), ScanConfig(pool_size=pool),
+                           on_batch, progress=progress, warn=warn)
+                if differ is None:  # empty tree
+                    await load_task
+                    remote_empty = remote.root is None
+                    differ = Differ(remote.entries(), purge_deleted=options.delete)
+                await run.take(await asyncio.to_thread(differ.finish), remote_empty)
+                summary.unchanged.files = differ.same
+                summary.seconds["scan"] = time.perf_counter() - scan_started
+                await run.resolve_deferred(remote)
+                for _ in workers:
+                    await run.queue.put(None)
+            summary.seconds["transfer"] = time.perf_counter() - scan_started
+            await run.handle_gone()
+            commit_started = time.perf_counter()
+            if not options.dry_run:
+                changes: list[Change] = sorted(
+                    ((path_key(p), p, e) for p, e in run.changes.items()), key=lambda c: c[0])
+                template = Root(created_ns=0, source=f"{socket.gethostname()}:{source}",
+                                baycat_version=__version__)
+                summary.committed = await remote.commit(changes, template)
+                sink.finish(Root(created_ns=time.time_ns(), source=str(source),
+                                 baycat_version=__version__,
+                                 pool_size=old.root.pool_size if old else None))
+            else:
+                sink.abort()
+            summary.seconds["commit"] = time.perf_counter() - commit_started
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            if not load_task.done():
+                load_task.cancel()
+            remote.close()
+            if old is not None:
+                old.close()
+            summary.requests = dict(store.requests)
+            summary.manifest_bytes_uploaded = remote.bytes_uploaded
+            summary.manifest_bytes_downloaded = remote.bytes_downloaded
+            summary.seconds["total"] = time.perf_counter() - started
+    return summary

@@ -1,0 +1,241 @@
+"""The manifest stored next to the data: a small root object over immutable packs.
+
+    PREFIX/.baycat/root            the root (JSON): header, segment refs, history
+    PREFIX/.baycat/packs/<name>    segments written by one commit, then a copy of that
+                                   commit's root (for history / point-in-time restore)
+
+Reading: one conditional GET of the root (If-None-Match the ETag cached locally); 304
+means the local cache is current and nothing else is fetched. On 200, only segments the
+cache does not hold are fetched, one ranged GET per pack.
+
+Committing: the new root is built from the old one plus the run's changes (rebuild.py),
+so only segments whose path range changed are encoded; they go up in one pack PUT, then
+the root in one conditional PUT (If-Match the ETag read at the start, If-None-Match: *
+for the first). A reader sees the old tree or the new one, never a mix. When another
+writer committed in between (412), its root is fetched, our changes are applied on top of
+it (per path, ours win), and the commit is retried.
+
+The cache (`<state dir>/remote/<hash of the URL>`) is a local manifest file whose
+segments are the remote ones (same hashes) and whose root carries the remote root and its
+ETag. It is only a cache: a damaged one is dropped and refetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__, segment
+from .entry import Entry
+from .errors import ConflictError, ManifestError
+from .manifest_file import ManifestReader, ManifestWriter, segment_stats
+from .rebuild import Change, rebuild_with_changes
+from .root import Generation, Root, SegmentRef
+from .store.base import NotFound, NotModified, ObjectStore, PreconditionFailed
+
+ROOT_KEY = ".baycat/root"
+PACK_PREFIX = ".baycat/packs/"
+DEFAULT_HISTORY = 30
+COMMIT_ATTEMPTS = 5
+
+
+def _corrupt_remote(url: str, detail: str) -> ManifestError:
+    return ManifestError(
+        f"the remote manifest at {url} is unusable ({detail}); "
+        "rebuild it with `baycat sync --scan-remote`")
+
+
+class RemoteManifest:
+    """The remote manifest of one backup location, with its local cache."""
+
+    def __init__(self, store: ObjectStore, cache_path: Path,
+                 history: int = DEFAULT_HISTORY) -> None:
+        self.store = store
+        self.cache_path = cache_path
+        self.history = history
+        self.root: Root | None = None  # None: no manifest yet
+        self.etag: str | None = None
+        self._cache: ManifestReader | None = None
+        self._cached: dict[str, SegmentRef] = {}  # segment hash -> ref in the cache file
+        self.bytes_downloaded = 0
+        self.bytes_uploaded = 0
+
+    # ---- reading -------------------------------------------------------------------
+
+    def _open_cache(self) -> tuple[Root | None, str | None]:
+        try:
+            reader = ManifestReader(self.cache_path)
+        except (FileNotFoundError, ManifestError):
+            return None, None
+        try:
+            remote_root = Root.from_bytes(json.dumps(reader.root.info["remote_root"]).encode())
+            etag = str(reader.root.info["remote_etag"])
+        except (KeyError, ManifestError):
+            reader.close()
+            return None, None
+        self._set_cache(reader)
+        return remote_root, etag
+
+    def _set_cache(self, reader: ManifestReader | None) -> None:
+        if self._cache is not None:
+            self._cache.close()
+        self._cache = reader
+        self._cached = {ref.hash: ref for ref in reader.root.segments} if reader else {}
+
+    async def load(self) -> None:
+        cached_root, cached_etag = await asyncio.to_thread(self._open_cache)
+        try:
+            fetched = await self.store.get(ROOT_KEY, if_none_match=cached_etag)
+        except NotFound:
+            self.root, self.etag = None, None
+            return
+        if isinstance(fetched, NotModified):
+            self.root, self.etag = cached_root, cached_etag
+            return
+        self.bytes_downloaded += len(fetched.data)
+        try:
+            root = Root.from_bytes(fetched.data)
+        except ManifestError as exc:
+            if "newer" in str(exc):
+                raise
+            raise _corrupt_remote(self.store.url, str(exc)) from None
+        await self._adopt(root, fetched.etag)
+
+    async def _adopt(self, root: Root, etag: str) -> None:
+        """Make `root` current: fetch segments the cache lacks, rewrite the cache."""
+        missing = [ref for ref in root.segments if ref.hash not in self._cached]
+        fetched: dict[str, bytes] = {}
+        by_pack: dict[str, list[SegmentRef]] = {}
+        for ref in missing:
+            by_pack.setdefault(ref.pack, []).append(ref)
+        limit = asyncio.Semaphore(8)
+
+        async def fetch_pack(pack: str, refs: list[SegmentRef]) -> None:
+            start = min(r.offset for r in refs)
+            end = max(r.offset + r.length for r in refs)
+            async with limit:
+                try:
+                    got = await self.store.get(PACK_PREFIX + pack, byte_range=(start, end))
+                except NotFound:
+                    raise _corrupt_remote(self.store.url, f"pack {pack} is missing") from None
+            assert not isinstance(got, NotModified)
+            self.bytes_downloaded += len(got.data)
+            for ref in refs:
+                blob = got.data[ref.offset - start:ref.offset - start + ref.length]
+                if segment.segment_hash(blob) != ref.hash:
+                    raise _corrupt_remote(self.store.url, f"segment {ref.hash} is damaged")
+                fetched[ref.hash] = blob
+
+        async with asyncio.TaskGroup() as group:
+            for pack, refs in by_pack.items():
+                group.create_task(fetch_pack(pack, refs))
+        await asyncio.to_thread(self._write_cache, root, etag, fetched)
+        self.root, self.etag = root, etag
+
+    def _write_cache(self, root: Root, etag: str, fetched: dict[str, bytes]) -> None:
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = ManifestWriter(self.cache_path)
+        try:
+            for ref in root.segments:
+                blob = fetched.get(ref.hash)
+                if blob is None:
+                    assert self._cache is not None
+                    blob = self._cache.read_blob(self._cached[ref.hash])
+                writer.add_blob(blob, ref.count, ref.first, ref.files, ref.file_bytes)
+            info = {"remote_root": json.loads(root.to_bytes()), "remote_etag": etag,
+                    "url": self.store.url}
+            writer.commit(Root(created_ns=time.time_ns(), source=self.store.url,
+                               baycat_version=__version__, info=info))
+        except BaseException:
+            writer.abort()
+            raise
+        self._set_cache(ManifestReader(self.cache_path))
+
+    def load_segment(self, ref: SegmentRef) -> list[Entry]:
+        """Blocking: one segment of the current root, from the cache."""
+        assert self._cache is not None
+        local = self._cached.get(ref.hash)
+        if local is None:
+            raise ManifestError(f"segment {ref.hash} missing from the manifest cache")
+        return self._cache.read_segment(local)
+
+    def entries(self) -> Iterator[Entry]:
+        """Blocking: every entry of the current root, in path order."""
+        if self.root is None:
+            return
+        for ref in self.root.segments:
+            yield from self.load_segment(ref)
+
+    # ---- committing ----------------------------------------------------------------
+
+    def _build(self, base: Root | None, changes: Sequence[Change], template: Root,
+               now_ns: int) -> tuple[str, bytes, Root]:
+        """Blocking: the pack and the new root for `changes` applied to `base`."""
+        refs = base.segments if base is not None else ()
+        outputs = list(rebuild_with_changes(refs, self.load_segment, changes))
+        encoded = [segment.encode(out) for out in outputs if not isinstance(out, SegmentRef)]
+        pack = f"{now_ns}-{hashlib.sha256(b''.join(encoded)).hexdigest()[:16]}"
+        blobs = iter(encoded)
+        new_refs: list[SegmentRef] = []
+        offset = 0
+        for out in outputs:
+            if isinstance(out, SegmentRef):
+                new_refs.append(out)
+                continue
+            blob = next(blobs)
+            files, size = segment_stats(out)
+            new_refs.append(SegmentRef(segment.segment_hash(blob), len(out), out[0].path, pack,
+                                       offset, len(blob), files, size))
+            offset += len(blob)
+        history = base.history if base is not None else ()
+        root = replace(template, created_ns=now_ns, history=()).with_segments(tuple(new_refs))
+        copy = root.to_bytes()
+        generation = Generation(now_ns, pack, offset, len(copy), root.files, root.file_bytes)
+        root = replace(root, history=(generation, *history)[:self.history])
+        return pack, b"".join(encoded) + copy, root
+
+    async def commit(self, changes: Sequence[Change], template: Root) -> bool:
+        """Apply `changes` and commit; False when there was nothing to commit."""
+        if not changes:
+            return False
+        for _ in range(COMMIT_ATTEMPTS):
+            now_ns = time.time_ns()
+            pack, body, root = await asyncio.to_thread(self._build, self.root, changes,
+                                                       template, now_ns)
+            await self.store.put(PACK_PREFIX + pack, body, md5=hashlib.md5(body).digest())
+            data = root.to_bytes()
+            try:
+                stored = await self.store.put(
+                    ROOT_KEY, data, md5=hashlib.md5(data).digest(), if_match=self.etag,
+                    if_none_match_any=self.etag is None)
+            except PreconditionFailed:
+                await self._refresh_after_conflict()
+                continue
+            self.bytes_uploaded += len(body) + len(data)
+            fresh = {ref.hash: body[ref.offset:ref.offset + ref.length]
+                     for ref in root.segments if ref.pack == pack}
+            await asyncio.to_thread(self._write_cache, root, stored.etag, fresh)
+            return True
+        raise ConflictError(
+            f"gave up committing to {self.store.url}: other writers kept committing first")
+
+    async def _refresh_after_conflict(self) -> None:
+        try:
+            fetched = await self.store.get(ROOT_KEY)
+        except NotFound:
+            self.root, self.etag = None, None
+            return
+        assert not isinstance(fetched, NotModified)
+        try:
+            root = Root.from_bytes(fetched.data)
+        except ManifestError as exc:
+            raise _corrupt_remote(self.store.url, str(exc)) from None
+        await self._adopt(root, fetched.etag)
+
+    def close(self) -> None:
+        self._set_cache(None)

@@ -1,0 +1,340 @@
+"""Wiring of a restore: object store → local tree, verified byte for byte.
+
+The backup's manifest says what the tree was. DST is scanned like a source (its own
+stat cache in DST/.baycat/ means files already restored are not even read again), merged
+with the remote manifest, and only what differs is fetched. Each download goes to a
+temporary file beside its target, is checked against the manifest's xxh3-128, gets its
+mode, owner (as root) and mtime, and is then renamed into place. Directory mtimes are set
+last, deepest first. The manifest is untrusted input: see safepath.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from . import __version__
+from .backup import ActionFunc, cache_path
+from .entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
+from .errors import BaycatError, ManifestError, RemoteError, UsageError
+from .keys import object_key
+from .local_manifest import default_manifest_path, entries_of, open_manifest
+from .lock import TreeLock
+from .manifest_file import ManifestReader, ManifestWriter
+from .progress import Notice, NoticeFunc, Progress, ignore_notice
+from .rebuild import Change, rebuild_with_changes
+from .remote_manifest import RemoteManifest
+from .root import Root, SegmentRef
+from .safepath import ParentGuard, checked
+from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .store.base import ObjectStore
+from .summary import SyncSummary
+from .walker import STATE_DIRNAME
+
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOptions:
+    transfers: int = 16
+    pool_size: int | None = None
+    dry_run: bool = False
+    keep_setuid: bool = False  # restore setuid/setgid bits (off: a backup could plant them)
+    include_deleted: bool = False  # also restore entries kept as deleted
+    paths: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns; () = all
+
+
+class _Restore:
+    def __init__(self, store: ObjectStore, dest: Path, options: RestoreOptions,
+                 progress: Progress, warn: NoticeFunc, on_action: ActionFunc | None) -> None:
+        self.store = store
+        self.dest = dest
+        self.root = os.fsencode(dest)
+        self.options = options
+        self.progress = progress
+        self.warn = warn
+        self.on_action = on_action
+        self.summary = SyncSummary(source=store.url, destination=str(dest),
+                                   dry_run=options.dry_run)
+        self.guard = ParentGuard(self.root)
+        self.as_root = os.geteuid() == 0
+        self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(options.transfers * 4)
+        self.dirs: list[Entry] = []  # directory metadata, applied at the end
+        self.local_changes: dict[bytes, Entry | None] = {}
+
+    def _full(self, path: bytes) -> bytes:
+        return self.root + b"/" + path
+
+    def fail(self, path: bytes, message: str, size: int = 0) -> None:
+        self.summary.fail(as_text(path), message, size)
+        self.warn(Notice(path, f"not restored: {message}"))
+
+    def report(self, what: str, path: bytes, size: int) -> None:
+        if self.on_action is not None:
+            self.on_action(what, as_text(path), size)
+
+    def wanted(self, remote: Entry) -> bool:
+        if remote.deleted_ns and not self.options.include_deleted:
+            return False
+        if not self.options.paths:
+            return True
+        import fnmatch
+        text = as_text(remote.path)
+        return any(fnmatch.fnmatchcase(text, p) or text.startswith(p.rstrip("/") + "/")
+                   for p in self.options.paths)
+
+    # ---- planning (in path order) -------------------------------------------------------
+
+    async def plan(self, remote: Entry, local: Entry | None) -> None:
+        path = remote.path
+        if not self.guard.parent_is_safe(path) and not self.options.dry_run:
+            self.fail(path, "a parent directory is missing or is not a real directory")
+            return
+        if remote.kind == DIR:
+            if local is not None and local.kind != DIR:
+                self.fail(path, "exists locally and is not a directory")
+                return
+            if local is None and not self.options.dry_run:
+                try:
+                    os.mkdir(self._full(path), 0o700)
+                except OSError as exc:
+                    self.fail(path, f"cannot create directory: {exc.strerror}")
+                    return
+            self.dirs.append(remote)
+            return
+        if local is not None and local.kind == DIR:
+            self.fail(path, "a directory is in the way")
+            return
+        if remote.kind == FILE and local is not None and local.kind == FILE \
+                and local.xxh == remote.xxh and local.size == remote.size:
+            if self._meta_differs(remote, local):
+                self.apply_meta(remote)
+                self.summary.metadata.add(0)
+            else:
+                self.summary.unchanged.add(remote.size)
+            return
+        if remote.kind == SYMLINK:
+            if local is not None and local.kind == SYMLINK and local.target == remote.target:
+                self.summary.unchanged.add(0)
+                return
+            self.make_symlink(remote)
+            return
+        self.progress.transfer.total_files += 1
+        self.progress.transfer.total_bytes += remote.size
+        await self.queue.put(remote)
+
+    def _mode(self, remote: Entry) -> int:
+        mode = stat.S_IMODE(remote.mode)
+        return mode if self.options.keep_setuid else mode & ~SPECIAL_BITS
+
+    def _meta_differs(self, remote: Entry, local: Entry) -> bool:
+        return (stat.S_IMODE(local.mode) != self._mode(remote) or local.mtime_ns != remote.mtime_ns
+                or (self.as_root and (local.uid, local.gid) != (remote.uid, remote.gid)))
+
+    def apply_meta(self, remote: Entry, full: bytes | None = None) -> None:
+        full = full or self._full(remote.path)
+        if self.options.dry_run:
+            return
+        if self.as_root:
+            os.chown(full, remote.uid, remote.gid, follow_symlinks=False)
+        if remote.kind != SYMLINK:
+            os.chmod(full, self._mode(remote))
+        os.utime(full, ns=(remote.mtime_ns, remote.mtime_ns), follow_symlinks=False)
+
+    def make_symlink(self, remote: Entry) -> None:
+        self.report("symlink", remote.path, 0)
+        self.summary.downloaded.add(0)
+        if self.options.dry_run:
+            return
+        full = self._full(remote.path)
+        tmp = self._tmp_name(full)
+        try:
+            os.symlink(remote.target, tmp)
+            self.apply_meta(remote, tmp)
+            os.replace(tmp, full)
+        except OSError as exc:
+            _unlink(tmp)
+            self.fail(remote.path, f"cannot create symlink: {exc.strerror}")
+            return
+        self.local_changes[remote.path] = None  # rescanned next time
+
+    @staticmethod
+    def _tmp_name(full: bytes) -> bytes:
+        head, _, name = full.rpartition(b"/")
+        return head + b"/." + name[:200] + b".baycat-tmp-" + secrets.token_hex(4).encode()
+
+    # ---- downloads ----------------------------------------------------------------------
+
+    async def worker(self) -> None:
+        while (remote := await self.queue.get()) is not None:
+            try:
+                if not self.options.dry_run:
+                    await self.download(remote)
+                self.summary.downloaded.add(remote.size)
+                self.report("download", remote.path, remote.size)
+            except BaycatError as exc:
+                self.fail(remote.path, str(exc), remote.size)
+            except OSError as exc:
+                self.fail(remote.path, exc.strerror or str(exc), remote.size)
+            finally:
+                self.progress.transfer.files += 1
+
+    async def download(self, remote: Entry) -> None:
+        full = self._full(remote.path)
+        tmp = self._tmp_name(full)
+        digest = xxhash.xxh3_128()
+        size = 0
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            try:
+                async for chunk in self.store.stream(object_key(remote), remote.version_id):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await asyncio.to_thread(os.write, fd, chunk)
+                    self.progress.transfer.bytes += len(chunk)
+            finally:
+                os.close(fd)
+            if size != remote.size or digest.digest() != remote.xxh:
+                raise RemoteError("downloaded bytes do not match the manifest's hash")
+            self.apply_meta(remote, tmp)
+            os.replace(tmp, full)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        st = os.lstat(full)
+        self.local_changes[remote.path] = remote._replace(
+            size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
+            dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, etag="", key="",
+            version_id="", deleted_ns=0, flags=0)
+
+    def finish_dirs(self) -> None:
+        for remote in reversed(self.dirs):  # children before parents
+            try:
+                self.apply_meta(remote)
+            except OSError as exc:
+                self.fail(remote.path, f"cannot set directory metadata: {exc.strerror}")
+
+
+def _unlink(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _write_local_manifest(path: Path, old: ManifestReader | None,
+                          changes: dict[bytes, Entry | None]) -> None:
+    """Record restored files in DST's stat cache, so a rerun doesn't read them again."""
+    if not changes:
+        return
+    ordered: list[Change] = sorted(((path_key(p), p, e) for p, e in changes.items()),
+                                   key=lambda c: c[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = ManifestWriter(path)
+    try:
+        refs = old.root.segments if old is not None else ()
+        load = old.read_segment if old is not None else (lambda ref: [])
+        for out in rebuild_with_changes(refs, load, ordered):
+            if isinstance(out, SegmentRef):
+                assert old is not None
+                writer.add_blob(old.read_blob(out), out.count, out.first, out.files,
+                                out.file_bytes)
+            else:
+                writer.add_entries(out)
+        writer.commit(Root(created_ns=time.time_ns(), source=str(path.parent.parent),
+                           baycat_version=__version__,
+                           pool_size=old.root.pool_size if old else None))
+    except BaseException:
+        writer.abort()
+        raise
+
+
+async def restore_from_store(
+    store: ObjectStore,
+    dest: Path,
+    options: RestoreOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    on_action: ActionFunc | None = None,
+) -> SyncSummary:
+    """Restore the backup in `store` into the directory `dest`."""
+    options = options or RestoreOptions()
+    progress = progress or Progress()
+    started = time.perf_counter()
+    dest = dest.absolute()
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest}: exists and is not a directory")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / STATE_DIRNAME.decode()).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {dest}: {exc.strerror}") from None
+    manifest_path = default_manifest_path(dest)
+    run = _Restore(store, dest, options, progress, warn, on_action)
+    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(dest)):
+        await store.check()
+        remote = RemoteManifest(store, cache_path(dest / STATE_DIRNAME.decode(), store.url))
+        old = open_manifest(manifest_path)
+        try:
+            await remote.load()
+            if remote.root is None:
+                raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
+            remote_iter = checked(remote.entries())
+            pending: list[Entry | None] = [None]
+
+            def next_remote() -> Entry | None:
+                return next(remote_iter, None)
+
+            async def on_batch(items: list[ScanItem]) -> None:
+                for item in items:
+                    if item.changed and item.error == "":
+                        run.local_changes[item.path] = item.entry
+                    await merge_until(path_key(item.path), item)
+
+            async def merge_until(key: bytes | None, item: ScanItem | None) -> None:
+                while True:
+                    if pending[0] is None:
+                        pending[0] = await asyncio.to_thread(next_remote)
+                        if pending[0] is None:
+                            return
+                    current = pending[0]
+                    current_key = path_key(current.path)
+                    if key is not None and current_key > key:
+                        return
+                    pending[0] = None
+                    local = item.entry if item is not None and current.path == item.path \
+                        else None
+                    if run.wanted(current):
+                        await run.plan(current, local)
+                    if key is not None and current_key == key:
+                        return
+
+            pool = options.pool_size or default_pool_size()
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(run.worker()) for _ in range(options.transfers)]
+                await scan(os.fsencode(dest), entries_of(old), ScanConfig(pool_size=pool),
+                           on_batch, progress=progress, warn=warn)
+                await merge_until(None, None)
+                for _ in workers:
+                    await run.queue.put(None)
+            if not options.dry_run:
+                run.finish_dirs()
+                await asyncio.to_thread(_write_local_manifest, manifest_path, old,
+                                        run.local_changes)
+        finally:
+            remote.close()
+            if old is not None:
+                old.close()
+            run.summary.requests = dict(store.requests)
+            run.summary.manifest_bytes_downloaded = remote.bytes_downloaded
+            run.summary.seconds["total"] = time.perf_counter() - started
+    return run.summary

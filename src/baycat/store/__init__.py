@@ -1,0 +1,1 @@
+"""Object stores behind one small protocol: S3, a local directory, read-only HTTP."""

@@ -1,0 +1,103 @@
+"""The contract every object store meets, and the facts it returns.
+
+A store deals in keys relative to the backup's prefix (e.g. "a/b.txt",
+".baycat/root"); it knows nothing of manifests or trees. Every method that talks to the
+store counts one request per attempt in `requests`, by type, so the `--json` summary
+and the benchmarks can report what a run cost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import RemoteError
+
+
+class NotFound(RemoteError):
+    """The key does not exist."""
+
+
+class PreconditionFailed(RemoteError):
+    """A conditional write lost: someone else changed the object first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    data: bytes
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    etag: str
+    version_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+class NotModified:
+    """Returned by a conditional GET whose ETag still matches."""
+
+
+NOT_MODIFIED = NotModified()
+
+
+class ObjectStore(Protocol):
+    requests: Counter[str]
+    supports_conditional_put: bool
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def key_prefix(self) -> str:
+        """What the store puts before every key (counts toward S3's key length limit)."""
+        ...
+
+    async def get(self, key: str, *, if_none_match: str | None = None,
+                  byte_range: tuple[int, int] | None = None,
+                  version_id: str = "") -> Fetched | NotModified:
+        """Whole object, or bytes [start, end) of it. Raises NotFound."""
+        ...
+
+    def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
+        """The object's bytes in chunks (for large downloads). Raises NotFound."""
+        ...
+
+    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
+                  if_none_match_any: bool = False) -> Stored:
+        """Store `data`; the store rejects it unless its MD5 is `md5`.
+        Raises PreconditionFailed when a condition does not hold."""
+        ...
+
+    async def create_multipart(self, key: str) -> str: ...
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
+                          md5: bytes) -> str: ...
+
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: list[tuple[int, str]]) -> Stored: ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None: ...
+
+    async def copy(self, source_key: str, key: str) -> Stored: ...
+
+    async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        """Delete keys; returns (key, error message) for those that failed."""
+        ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
+
+    async def check(self) -> None:
+        """Fail early and clearly when the store can't be used (bucket, credentials)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,261 @@
+"""A plain directory as an object store: the embedded default that needs no server.
+
+Objects are ordinary files (`DIR/a/b.txt` for key `a/b.txt`), so a backup is a browsable
+mirror of the tree. Every write goes to a temporary file and is renamed into place, and
+`put` verifies the MD5 it is given, like S3 does with Content-MD5. Conditional writes are
+made atomic by an flock on `DIR/.baycat/store.lock`. ETags are quoted MD5 hex, as S3's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ..errors import BucketMissingError, RemoteError
+from .base import (
+    NOT_MODIFIED,
+    Fetched,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    PreconditionFailed,
+    Stored,
+)
+
+CHUNK = 1 << 20
+_TMP_MARK = ".baycat-tmp-"
+
+
+def _etag(md5: bytes) -> str:
+    return f'"{md5.hex()}"'
+
+
+class LocalStore:
+    supports_conditional_put = True
+
+    def __init__(self, root: Path, create: bool = True) -> None:
+        self.root = root
+        self.create = create
+        self.requests: Counter[str] = Counter()
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    @property
+    def key_prefix(self) -> str:
+        return ""
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise RemoteError(f"refusing unsafe object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def check(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise BucketMissingError(f"{self.root} exists and is not a directory")
+        if not self.root.exists():
+            if not self.create:
+                raise BucketMissingError(f"{self.root}: no such directory")
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as exc:
+                raise RemoteError(f"cannot create {self.root}: {exc.strerror}") from None
+
+    async def get(self, key: str, *, if_none_match: str | None = None,
+                  byte_range: tuple[int, int] | None = None,
+                  version_id: str = "") -> Fetched | NotModified:
+        self.requests["GET"] += 1
+        return await asyncio.to_thread(self._get, key, if_none_match, byte_range)
+
+    def _get(self, key: str, if_none_match: str | None,
+             byte_range: tuple[int, int] | None) -> Fetched | NotModified:
+        try:
+            with open(self._path(key), "rb") as f:
+                if byte_range is not None:
+                    f.seek(byte_range[0])
+                    data = f.read(byte_range[1] - byte_range[0])
+                else:
+                    data = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{key}: not found") from None
+        except IsADirectoryError:
+            raise NotFound(f"{key}: is a directory") from None
+        etag = _etag(hashlib.md5(data).digest()) if byte_range is None else ""
+        if if_none_match is not None and etag == if_none_match:
+            return NOT_MODIFIED
+        return Fetched(data, etag)
+
+    async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
+        self.requests["GET"] += 1
+        try:
+            f = await asyncio.to_thread(open, self._path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"{key}: not found") from None
+        try:
+            while chunk := await asyncio.to_thread(f.read, 8 * CHUNK):
+                yield chunk
+        finally:
+            f.close()
+
+    def _write(self, path: Path, chunks: list[bytes] | bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as f:
+                if isinstance(chunks, bytes):
+                    f.write(chunks)
+                else:
+                    for chunk in chunks:
+                        f.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _lock(self) -> int:
+        lock_path = self.root / ".baycat" / "store.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _put(self, key: str, data: bytes, md5: bytes, if_match: str | None,
+             if_none_match_any: bool) -> Stored:
+        actual = hashlib.md5(data).digest()
+        if actual != md5:
+            raise RemoteError(f"{key}: body does not match its MD5 (BadDigest)")
+        path = self._path(key)
+        if if_match is None and not if_none_match_any:
+            self._write(path, data)
+            return Stored(_etag(actual))
+        fd = self._lock()
+        try:
+            try:
+                current: str | None = _etag(hashlib.md5(path.read_bytes()).digest())
+            except FileNotFoundError:
+                current = None
+            if (if_none_match_any and current is not None) or (
+                    if_match is not None and current != if_match):
+                raise PreconditionFailed(f"{key}: changed by another writer")
+            self._write(path, data)
+            # The commit point of a backup: make it and everything before it durable.
+            os.sync()
+        finally:
+            os.close(fd)
+        return Stored(_etag(actual))
+
+    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
+                  if_none_match_any: bool = False) -> Stored:
+        self.requests["PUT"] += 1
+        return await asyncio.to_thread(self._put, key, data, md5, if_match, if_none_match_any)
+
+    def _parts_dir(self, upload_id: str) -> Path:
+        return self.root / ".baycat" / "multipart" / upload_id
+
+    async def create_multipart(self, key: str) -> str:
+        self.requests["POST"] += 1
+        self._path(key)
+        upload_id = secrets.token_hex(8)
+        await asyncio.to_thread(self._parts_dir(upload_id).mkdir, parents=True)
+        return upload_id
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
+                          md5: bytes) -> str:
+        self.requests["PUT"] += 1
+        if hashlib.md5(data).digest() != md5:
+            raise RemoteError(f"{key}: part {number} does not match its MD5 (BadDigest)")
+        await asyncio.to_thread(self._write, self._parts_dir(upload_id) / str(number), data)
+        return _etag(md5)
+
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: list[tuple[int, str]]) -> Stored:
+        self.requests["POST"] += 1
+        return await asyncio.to_thread(self._complete, key, upload_id, parts)
+
+    def _complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> Stored:
+        directory = self._parts_dir(upload_id)
+        digests = b"".join(bytes.fromhex(etag.strip('"')) for _, etag in parts)
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
+        with open(tmp, "wb") as out:
+            for number, _ in parts:
+                with open(directory / str(number), "rb") as part:
+                    shutil.copyfileobj(part, out, CHUNK)
+        os.replace(tmp, path)
+        shutil.rmtree(directory, ignore_errors=True)
+        return Stored(f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"')
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.requests["DELETE"] += 1
+        await asyncio.to_thread(shutil.rmtree, self._parts_dir(upload_id), True)
+
+    async def copy(self, source_key: str, key: str) -> Stored:
+        self.requests["COPY"] += 1
+        return await asyncio.to_thread(self._copy, source_key, key)
+
+    def _copy(self, source_key: str, key: str) -> Stored:
+        digest = hashlib.md5()
+        chunks: list[bytes] = []
+        try:
+            with open(self._path(source_key), "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    chunks.append(chunk)
+        except FileNotFoundError:
+            raise NotFound(f"{source_key}: not found") from None
+        self._write(self._path(key), chunks)
+        return Stored(_etag(digest.digest()))
+
+    async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        self.requests["POST"] += 1 + (len(keys) - 1) // 1000 if keys else 0
+        return await asyncio.to_thread(self._delete_many, keys)
+
+    def _delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        failed: list[tuple[str, str]] = []
+        for key in keys:
+            try:
+                self._path(key).unlink(missing_ok=True)
+            except OSError as exc:
+                failed.append((key, exc.strerror or str(exc)))
+        return failed
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        self.requests["LIST"] += 1
+        infos = await asyncio.to_thread(self._list, prefix)
+        for info in infos:
+            yield info
+
+    def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
+        out: builtins.list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if _TMP_MARK in name:
+                    continue
+                full = os.path.join(dirpath, name)
+                key = os.path.relpath(full, self.root)
+                if not key.startswith(prefix) or key.startswith(".baycat/store.lock"):
+                    continue
+                with open(full, "rb") as f:
+                    md5 = hashlib.file_digest(f, "md5").digest()
+                out.append(ObjectInfo(key, os.path.getsize(full), _etag(md5)))
+        return out
+
+    async def close(self) -> None:
+        pass
+
+
+def content_md5(md5: bytes) -> str:
+    return base64.b64encode(md5).decode()

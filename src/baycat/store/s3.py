@@ -1,0 +1,243 @@
+"""S3 and S3-compatible stores through aiobotocore.
+
+One client per run, with a connection pool sized to the transfer concurrency. Every PUT
+carries Content-MD5, so a body corrupted on the way is rejected by the server; botocore's
+own extra CRC32 checksums are switched off (`when_required`) because baycat already hashes
+every byte once and a second pass would cost CPU on every request. Retries (throttling,
+5xx, resets, timeouts) are botocore's "standard" mode: exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+
+from ..errors import BucketMissingError, CredentialsError, RemoteError
+from .base import (
+    NOT_MODIFIED,
+    Fetched,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    PreconditionFailed,
+    Stored,
+)
+from .local import content_md5
+
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                     "InvalidToken", "ExpiredToken", "InvalidClientTokenId", "403"}
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach the store. None means: botocore's usual sources (env, config files)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    max_connections: int = 64
+    attempts: int = 5
+    connect_timeout: float = 10
+    read_timeout: float = 60
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store:
+    supports_conditional_put = True
+
+    def __init__(self, bucket: str, prefix: str, options: S3Options) -> None:
+        self.bucket = bucket
+        self.prefix = prefix  # "" or ends with "/"
+        self.options = options
+        self.requests: Counter[str] = Counter()
+        self._client: Any = None
+        self._context: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def key_prefix(self) -> str:
+        return self.prefix
+
+    async def open(self) -> None:
+        session = get_session()
+        if self.options.profile:
+            session.set_config_variable("profile", self.options.profile)
+        config = AioConfig(
+            max_pool_connections=self.options.max_connections,
+            retries={"max_attempts": self.options.attempts, "mode": "standard"},
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.read_timeout,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"} if self.options.endpoint_url else {},
+        )
+        self._context = session.create_client(
+            "s3", endpoint_url=self.options.endpoint_url,
+            region_name=self.options.region or None, config=config)
+        try:
+            self._client = await self._context.__aenter__()
+        except BotoCoreError as exc:
+            raise RemoteError(f"cannot set up S3 client: {exc}") from None
+        self._client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, request: Any, **_: Any) -> None:
+        method = request.method
+        url = request.url
+        if method == "GET" and ("list-type=" in url or "?versions" in url or "&versions" in url
+                                or "uploads" in url.split("?", 1)[-1].split("&")):
+            kind = "LIST"
+        elif method == "PUT" and "x-amz-copy-source" in request.headers:
+            kind = "COPY"
+        else:
+            kind = method
+        self.requests[kind] += 1
+
+    async def close(self) -> None:
+        if self._context is not None:
+            await self._context.__aexit__(None, None, None)
+            self._context = self._client = None
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _error(self, exc: Exception, key: str = "") -> Exception:
+        where = f"s3://{self.bucket}/{self.prefix}{key}"
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return NotFound(f"{where}: not found")
+            if code == "NoSuchBucket":
+                return BucketMissingError(f"bucket {self.bucket!r} does not exist")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return PreconditionFailed(f"{where}: changed by another writer")
+            if code in _CREDENTIAL_CODES:
+                return CredentialsError(f"access denied to s3://{self.bucket}/ ({code}); "
+                                        "check the credentials")
+            message = exc.response.get("Error", {}).get("Message", "")
+            return RemoteError(f"{where}: {code} {message}".strip())
+        if isinstance(exc, NoCredentialsError):
+            return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
+        if isinstance(exc, EndpointConnectionError):
+            return RemoteError(f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
+        return RemoteError(f"{where}: {exc}")
+
+    async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._client, method)(Bucket=self.bucket, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, key) from None
+
+    async def check(self) -> None:
+        # Nothing to do: the first request of a run (the manifest root GET) reports a
+        # missing bucket, bad credentials or no endpoint, and a HEAD would cost a request.
+        return
+
+    async def get(self, key: str, *, if_none_match: str | None = None,
+                  byte_range: tuple[int, int] | None = None,
+                  version_id: str = "") -> Fetched | NotModified:
+        kwargs: dict[str, Any] = {"Key": self._key(key)}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        if byte_range is not None:
+            kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            response = await self._client.get_object(Bucket=self.bucket, **kwargs)
+            async with response["Body"] as body:
+                data = await body.read()
+        except ClientError as exc:
+            if _code(exc) in ("304", "NotModified"):
+                return NOT_MODIFIED
+            raise self._error(exc, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, key) from None
+        return Fetched(data, response.get("ETag", ""))
+
+    async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
+        kwargs: dict[str, Any] = {"Key": self._key(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        response = await self._call("get_object", key, **kwargs)
+        try:
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(1 << 20):
+                    yield chunk
+        except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+            raise RemoteError(f"{self.url}{key}: download failed: {exc}") from None
+
+    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
+                  if_none_match_any: bool = False) -> Stored:
+        kwargs: dict[str, Any] = {"Key": self._key(key), "Body": data,
+                                  "ContentMD5": content_md5(md5)}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if if_none_match_any:
+            kwargs["IfNoneMatch"] = "*"
+        response = await self._call("put_object", key, **kwargs)
+        return Stored(response.get("ETag", ""), response.get("VersionId", "") or "")
+
+    async def create_multipart(self, key: str) -> str:
+        response = await self._call("create_multipart_upload", key, Key=self._key(key))
+        return str(response["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
+                          md5: bytes) -> str:
+        response = await self._call("upload_part", key, Key=self._key(key), UploadId=upload_id,
+                                    PartNumber=number, Body=data, ContentMD5=content_md5(md5))
+        return str(response["ETag"])
+
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: list[tuple[int, str]]) -> Stored:
+        response = await self._call(
+            "complete_multipart_upload", key, Key=self._key(key), UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]})
+        return Stored(response.get("ETag", ""), response.get("VersionId", "") or "")
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
+
+    async def copy(self, source_key: str, key: str) -> Stored:
+        response = await self._call(
+            "copy_object", key, Key=self._key(key),
+            CopySource={"Bucket": self.bucket, "Key": self._key(source_key)})
+        result = response.get("CopyObjectResult", {})
+        return Stored(result.get("ETag", ""), response.get("VersionId", "") or "")
+
+    async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            response = await self._call(
+                "delete_objects", "",
+                Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+            for error in response.get("Errors", []):
+                failed.append((error.get("Key", "")[len(self.prefix):],
+                               error.get("Message", error.get("Code", "error"))))
+        return failed
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix) from None

@@ -1,0 +1,213 @@
+"""Transfers: uploading a local file (whole or multipart), copying an object server-side.
+
+Blocking reads run in threads; requests are awaited. A file is read once for its upload:
+the bytes sent are hashed (xxh3-128 for the manifest, MD5 for Content-MD5) as they are
+read, and the file's stat is taken before and after, so what is recorded always matches
+what was sent. Memory: at most `TransferConfig.max_memory` bytes of file content are held
+at once, across all transfers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import xxhash
+
+from .entry import Entry
+from .errors import BaycatError
+from .store.base import ObjectStore, Stored
+
+MiB = 1 << 20
+MAX_PARTS = 10_000
+MIN_PART = 5 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class TransferConfig:
+    """Transfer bounds. Peak memory of file content in flight is `max_memory`
+    (default 256 MiB); a single part never exceeds it."""
+
+    transfers: int = 32  # concurrent requests
+    multipart_threshold: int = 64 * MiB
+    part_size: int = 16 * MiB
+    max_memory: int = 256 * MiB
+
+    def part_size_for(self, size: int) -> int:
+        """Part size for a file of `size` bytes: the configured one, grown so that the file
+        fits in S3's 10,000 parts, rounded up to a MiB."""
+        part = max(self.part_size, MIN_PART, -(-size // MAX_PARTS))
+        return -(-part // MiB) * MiB
+
+
+class FileChanged(BaycatError):
+    """The file changed while it was being read; it is retried next run."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _with_stat(entry: Entry, st: os.stat_result, xxh: bytes) -> Entry:
+    return entry._replace(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+                          ino=st.st_ino, dev=st.st_dev, mode=st.st_mode, uid=st.st_uid,
+                          gid=st.st_gid, xxh=xxh)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFile:
+    """A whole small file as read for upload."""
+
+    data: bytes
+    md5: bytes
+    entry: Entry  # the entry with the stat and hash of exactly these bytes
+
+
+def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
+    """Blocking: read a file whole, hashing it, retrying while it changes under us."""
+    try:
+        fd = os.open(full_path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise FileChanged(f"cannot open: {exc.strerror}") from None
+    try:
+        for _ in range(attempts):
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise FileChanged("no longer a regular file")
+            data = os.pread(fd, before.st_size + 1, 0)
+            after = os.fstat(fd)
+            if _stat_key(before) == _stat_key(after) and len(data) == after.st_size:
+                return ReadFile(data, hashlib.md5(data).digest(),
+                                _with_stat(entry, after, xxhash.xxh3_128_digest(data)))
+        raise FileChanged("file kept changing while being read")
+    except OSError as exc:
+        raise FileChanged(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+class ByteBudget:
+    """A semaphore counted in bytes: bounds the file content held in memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = limit
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> int:
+        n = min(n, self.limit)
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._free >= n)
+            self._free -= n
+        return n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self._free += n
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    entry: Entry  # local entry with the stat and hash of what was sent
+    stored: Stored
+    bytes_sent: int
+
+
+ProgressFunc = Callable[[int], None]
+
+
+class Uploader:
+    """Uploads files to one store within the byte budget and the request limit."""
+
+    def __init__(self, store: ObjectStore, config: TransferConfig, root: bytes) -> None:
+        self.store = store
+        self.config = config
+        self.root = root
+        self.budget = ByteBudget(config.max_memory)
+        self.requests = asyncio.Semaphore(config.transfers)
+
+    def _full(self, entry: Entry) -> bytes:
+        return self.root + b"/" + entry.path
+
+    async def upload(self, entry: Entry, key: str,
+                     on_bytes: ProgressFunc | None = None) -> Uploaded:
+        if entry.size >= self.config.multipart_threshold:
+            return await self._multipart(entry, key, on_bytes)
+        held = await self.budget.acquire(entry.size + 1)
+        try:
+            read = await asyncio.to_thread(read_whole, self._full(entry), entry)
+            async with self.requests:
+                stored = await self.store.put(key, read.data, md5=read.md5)
+        finally:
+            await self.budget.release(held)
+        if on_bytes is not None:
+            on_bytes(len(read.data))
+        return Uploaded(read.entry, stored, len(read.data))
+
+    async def _multipart(self, entry: Entry, key: str,
+                         on_bytes: ProgressFunc | None) -> Uploaded:
+        part_size = self.config.part_size_for(entry.size)
+        fd = await asyncio.to_thread(os.open, self._full(entry), _OPEN_FLAGS)
+        try:
+            before = os.fstat(fd)
+            async with self.requests:
+                upload_id = await self.store.create_multipart(key)
+            try:
+                digest = xxhash.xxh3_128()
+                parts: dict[int, str] = {}
+                sent = 0
+
+                async def send(number: int, data: bytes, held: int) -> None:
+                    nonlocal sent
+                    try:
+                        md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
+                        async with self.requests:
+                            parts[number] = await self.store.upload_part(
+                                key, upload_id, number, data, md5)
+                        sent += len(data)
+                        if on_bytes is not None:
+                            on_bytes(len(data))
+                    finally:
+                        await self.budget.release(held)
+
+                async with asyncio.TaskGroup() as group:
+                    offset, number = 0, 1
+                    while True:
+                        held = await self.budget.acquire(part_size)
+                        data = await asyncio.to_thread(os.pread, fd, part_size, offset)
+                        if not data and number > 1:
+                            await self.budget.release(held)
+                            break
+                        digest.update(data)
+                        group.create_task(send(number, data, held))
+                        offset += len(data)
+                        number += 1
+                        if len(data) < part_size:
+                            break
+                after = os.fstat(fd)
+                if _stat_key(before) != _stat_key(after) or offset != after.st_size:
+                    raise FileChanged("file changed while being uploaded")
+                async with self.requests:
+                    stored = await self.store.complete_multipart(
+                        key, upload_id, sorted(parts.items()))
+            except BaseException:
+                async with self.requests:
+                    await asyncio.shield(self._abort(key, upload_id))
+                raise
+        finally:
+            os.close(fd)
+        return Uploaded(_with_stat(entry, after, digest.digest()), stored, sent)
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            await self.store.abort_multipart(key, upload_id)
+        except BaycatError:
+            pass  # best effort; an unfinished upload is invisible and expires by lifecycle
