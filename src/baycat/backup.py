@@ -165,7 +165,6 @@ class _Run:
             except BaycatError as exc:
                 if _fatal(exc):
                     raise
-                self.summary.fail(as_text(local.path), str(exc), local.size)
                 self.warn(Notice(local.path, f"not backed up: {exc}"))
                 continue
             finally:
@@ -235,8 +234,16 @@ async def sync_to_store(
         state_dir.mkdir(exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
-    run = _Run(source, store, options, progress, warn, on_action)
+    summary_box: list[SyncSummary] = []
+
+    def note(notice: Notice) -> None:
+        if notice.failure:
+            summary_box[0].fail(as_text(notice.path), notice.message)
+        warn(notice)
+
+    run = _Run(source, store, options, progress, note, on_action)
     summary = run.summary
+    summary_box.append(summary)
     with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(source)), \
             tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
         await store.check()
@@ -266,7 +273,7 @@ async def sync_to_store(
                            for _ in range(options.transfer.transfers)]
                 scan_started = time.perf_counter()
                 await scan(run.root_bytes, entries_of(old), ScanConfig(pool_size=pool),
-                           on_batch, progress=progress, warn=warn)
+                           on_batch, progress=progress, warn=note)
                 if differ is None:  # empty tree
                     await load_task
                     remote_empty = remote.root is None

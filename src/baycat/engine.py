@@ -12,7 +12,7 @@ from .entry import DIR, FILE, SYMLINK
 from .errors import UsageError
 from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
 from .lock import TreeLock
-from .progress import NoticeFunc, Progress, ignore_notice
+from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
 from .walker import SkipFunc
@@ -90,10 +90,12 @@ async def build_manifest(
             counts = {FILE: 0, DIR: 0, SYMLINK: 0}
             totals = {"bytes": 0, "errors": 0}
 
+            def note(notice: Notice) -> None:
+                totals["errors"] += notice.failure
+                warn(notice)
+
             async def on_batch(items: list[ScanItem]) -> None:
                 for item in items:
-                    if item.error:
-                        totals["errors"] += 1
                     if item.entry is not None:
                         counts[item.entry.kind] += 1
                         if item.entry.kind == FILE:
@@ -102,7 +104,7 @@ async def build_manifest(
 
             try:
                 await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
-                           on_batch, progress=progress, warn=warn,
+                           on_batch, progress=progress, warn=note,
                            skip=_skip_manifest(root, manifest))
                 template = Root(
                     created_ns=time.time_ns(),

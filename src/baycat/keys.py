@@ -2,7 +2,7 @@
 
 The remote layout stays browsable (`prefix/a/b.txt` holds `a/b.txt`). A path that can't be
 a key as it is — not valid UTF-8, too long for S3's 1,024-byte limit with the prefix, or
-holding control characters that S3 listings (XML 1.0) can't carry — is stored under
+holding control characters or a backslash (see _UNSAFE) — is stored under
 `.baycat/escaped/<sha256 of the path>`, and the manifest records that key, so the exact
 bytes of the name still come back on restore. NFC and NFD spellings are different bytes,
 hence different keys.
@@ -18,7 +18,9 @@ from .entry import Entry
 MAX_KEY_BYTES = 1024
 STATE_PREFIX = ".baycat/"
 ESCAPED_PREFIX = ".baycat/escaped/"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (XML 1.0 listings can't carry them) and backslash (some servers,
+# SeaweedFS among them, turn it into '/', which would collide with a real subdirectory).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def escaped_key(path: bytes) -> str:
@@ -31,7 +33,7 @@ def key_for_path(path: bytes, prefix: str) -> str:
         text = path.decode("utf-8")
     except UnicodeDecodeError:
         return escaped_key(path)
-    if _CONTROL.search(text) or len(prefix.encode()) + len(path) > MAX_KEY_BYTES:
+    if _UNSAFE.search(text) or len(prefix.encode()) + len(path) > MAX_KEY_BYTES:
         return escaped_key(path)
     return text
 

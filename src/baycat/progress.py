@@ -36,6 +36,7 @@ class Notice:
 
     path: bytes  # relative path, b"" for the root or the whole run
     message: str
+    failure: bool = True  # the path could not be backed up (exit code 1); False: a remark
 
 
 NoticeFunc = Callable[[Notice], None]

@@ -11,6 +11,7 @@ last, deepest first. The manifest is untrusted input: see safepath.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import stat
@@ -224,10 +225,8 @@ class _Restore:
 
 
 def _unlink(path: bytes) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _write_local_manifest(path: Path, old: ManifestReader | None,

@@ -10,6 +10,7 @@ at once, across all transfers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import stat
@@ -207,7 +208,6 @@ class Uploader:
         return Uploaded(_with_stat(entry, after, digest.digest()), stored, sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        try:
+        # Best effort: an unfinished upload is invisible and expires by lifecycle rules.
+        with contextlib.suppress(BaycatError):
             await self.store.abort_multipart(key, upload_id)
-        except BaycatError:
-            pass  # best effort; an unfinished upload is invisible and expires by lifecycle

@@ -94,7 +94,8 @@ def walk(
                     continue
                 fmt = stat.S_IFMT(st.st_mode)
                 if fmt not in _RECORDED:
-                    warn(Notice(rel, "skipped special file (socket, FIFO or device)"))
+                    warn(Notice(rel, "skipped special file (socket, FIFO or device)",
+                                failure=False))
                     continue
                 is_dir = fmt == stat.S_IFDIR
                 if skip is not None and skip(rel, is_dir):

@@ -123,6 +123,16 @@ class Request:
         return "close" in conn or (self.version == "HTTP/1.0" and "keep-alive" not in conn)
 
 
+def keeps_alive_after_canned(req: Request) -> bool:
+    """Whether the connection survives a canned answer to `req` (Plan.respond).
+
+    A client waiting for "100 Continue" never sends its body after a final
+    answer, so the proxy cannot find the next request on that connection; a
+    canned answer must then say ``Connection: close``.
+    """
+    return not req.expects_continue and not req.wants_close()
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What to do with one request.
@@ -352,7 +362,7 @@ class _Conn:
             return False
 
         if plan.respond is not None:
-            keep = not req.expects_continue and not req.wants_close()
+            keep = keeps_alive_after_canned(req)
             if keep:
                 # Read the body the client is sending so the connection stays
                 # usable and the client surely reads our answer.

@@ -97,10 +97,15 @@ def pick_ports(count: int, rng: random.Random | None = None) -> list[int]:
 
 
 def make_client(
-    endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY
+    endpoint_url: str,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    *,
+    max_attempts: int = 1,
 ) -> Any:
     """A synchronous botocore S3 client with path-style addressing (loopback
-    hosts cannot carry bucket subdomains)."""
+    hosts cannot carry bucket subdomains). `max_attempts` counts the first try;
+    the default 1 means no retries, so tests see the first failure."""
     session = botocore.session.get_session()
     return session.create_client(
         "s3",
@@ -108,7 +113,10 @@ def make_client(
         region_name=REGION,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        ),
     )
 
 

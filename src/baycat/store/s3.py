@@ -52,6 +52,11 @@ class S3Options:
     read_timeout: float = 60
 
 
+def _quoted(etag: str) -> str:
+    """ETags as S3 sends them in headers; some servers leave the quotes off in XML."""
+    return etag if not etag or etag.startswith('"') else f'"{etag}"'
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -219,7 +224,7 @@ class S3Store:
             "copy_object", key, Key=self._key(key),
             CopySource={"Bucket": self.bucket, "Key": self._key(source_key)})
         result = response.get("CopyObjectResult", {})
-        return Stored(result.get("ETag", ""), response.get("VersionId", "") or "")
+        return Stored(_quoted(result.get("ETag", "")), response.get("VersionId", "") or "")
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         failed: list[tuple[str, str]] = []
