@@ -13,21 +13,23 @@ claims an object that isn't there, and the next run tries it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
 from .differ import Action, Decision, Differ, as_remote
-from .engine import check_source_dir
+from .engine import check_source_dir, resolve_filters
 from .entry import FILE, Entry, as_text, path_key
 from .errors import BaycatError, BucketMissingError, CredentialsError, UsageError
-from .keys import key_for_path, object_key, stored_key
+from .filters import FilterSpec, read_ignore_files
+from .keys import ESCAPED_PREFIX, STATE_PREFIX, key_for_path, object_key, stored_key
 from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
 from .lock import TreeLock
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
@@ -35,9 +37,10 @@ from .rebuild import Change
 from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
-from .store.base import NotFound, ObjectStore
+from .stop import StopRequest
+from .store.base import NotFound, ObjectInfo, ObjectStore, Stored
 from .summary import SyncSummary
-from .transfer import TransferConfig, Uploader
+from .transfer import TransferConfig, Uploader, file_etag
 from .walker import STATE_DIRNAME
 
 # Errors that mean the whole run can't go on (not one file's problem).
@@ -52,6 +55,17 @@ class SyncOptions:
     pool_size: int | None = None
     transfer: TransferConfig = field(default_factory=TransferConfig)
     history: int = DEFAULT_HISTORY
+    # Commit the remote manifest during long runs, so a crash loses at most this much.
+    checkpoint_seconds: float = 60.0
+    checkpoint_bytes: int = 1 << 30
+    # List the bucket once and adopt objects that already hold a file's content
+    # (uploads that never reached the manifest; a lost or corrupt remote manifest).
+    scan_remote: bool = False
+    stop: StopRequest | None = None
+    # What to leave out (None: the filters recorded in the local manifest). Paths a
+    # filter excludes are left alone in the backup unless delete_excluded.
+    filters: FilterSpec | None = None
+    delete_excluded: bool = False
 
 
 # on_action(kind, path, bytes): one call per operation, for `-v` output.
@@ -86,8 +100,15 @@ class _Run:
         self.gone: list[Entry] = []
         self.queue: asyncio.Queue[tuple[Entry, Entry | None] | None] = asyncio.Queue(
             options.transfer.transfers * 4)
-        self.uploader = Uploader(store, options.transfer, self.root_bytes)
+        self.uploader = Uploader(store, options.transfer, self.root_bytes, options.stop)
         self.prefix = store.key_prefix
+        self.listing: dict[str, ObjectInfo] = {}  # --scan-remote: the bucket's objects
+        self.bytes_since_checkpoint = 0
+        self.stopped = False
+
+    def stop_requested(self) -> bool:
+        stop = self.options.stop
+        return stop is not None and stop.requested
 
     def report(self, what: str, path: bytes, size: int) -> None:
         if self.on_action is not None:
@@ -143,6 +164,8 @@ class _Run:
     async def worker(self) -> None:
         while (job := await self.queue.get()) is not None:
             local, source = job
+            if self.stop_requested():
+                continue  # drain: no new work after a stop request
             if self.options.dry_run:
                 (self.summary.copied if source else self.summary.uploaded).add(local.size)
                 self.report("copy" if source else "upload", local.path, local.size)
@@ -157,10 +180,16 @@ class _Run:
                         self.report("copy", local.path, local.size)
                     except NotFound:
                         source = None  # the object went away: upload after all
+                if source is None and key in self.listing:
+                    adopted = await self._adopt(local, key)
+                    if adopted is not None:
+                        stored, entry = adopted
+                        source = local  # done: no upload
                 if source is None:
                     done = await self.uploader.upload(local, key, self._on_bytes)
                     stored, entry = done.stored, done.entry
                     self.summary.uploaded.add(done.bytes_sent)
+                    self.bytes_since_checkpoint += done.bytes_sent
                     self.report("upload", local.path, done.bytes_sent)
             except BaycatError as exc:
                 if _fatal(exc):
@@ -175,6 +204,66 @@ class _Run:
 
     def _on_bytes(self, n: int) -> None:
         self.progress.transfer.bytes += n
+
+    async def _adopt(self, local: Entry, key: str) -> tuple[Stored, Entry] | None:
+        """--scan-remote: the object at `key` already holds this file (same size and
+        ETag) — record it instead of uploading again."""
+        info = self.listing[key]
+        if info.size != local.size:
+            return None
+        part = self.options.transfer.part_size_for(local.size) \
+            if local.size >= self.options.transfer.multipart_threshold else None
+        etag = await asyncio.to_thread(file_etag, self.root_bytes + b"/" + local.path, part)
+        if etag is None or etag != info.etag.strip('"'):
+            return None
+        self.summary.adopted.add(local.size)
+        self.report("adopt", local.path, local.size)
+        return Stored(info.etag), local
+
+    async def load_listing(self) -> None:
+        async for info in self.store.list():
+            if info.key.startswith(STATE_PREFIX) and not info.key.startswith(ESCAPED_PREFIX):
+                continue
+            self.listing[info.key] = info
+
+    def report_unknown(self, remote: RemoteManifest) -> None:
+        """--scan-remote: objects no manifest entry points at."""
+        known = {object_key(e) for e in remote.entries() if e.kind == FILE}
+        unknown = [k for k in self.listing if k not in known]
+        if unknown:
+            self.summary.notices.append(
+                f"{len(unknown)} objects under {self.store.url} are not in the manifest "
+                f"(e.g. {unknown[0]!r})")
+
+    # ---- checkpoints -------------------------------------------------------------------
+
+    async def commit(self, remote: RemoteManifest, template: Root) -> bool:
+        """Commit what completed so far; the change set starts afresh."""
+        pending, self.changes = self.changes, {}
+        changes: list[Change] = sorted(
+            ((path_key(p), p, e) for p, e in pending.items()), key=lambda c: c[0])
+        try:
+            committed = await remote.commit(changes, template)
+        except BaseException:
+            pending.update(self.changes)  # keep what arrived meanwhile, newest last
+            self.changes = pending
+            raise
+        if committed:
+            self.summary.checkpoints += 1
+        self.bytes_since_checkpoint = 0
+        return committed
+
+    async def checkpointer(self, remote: RemoteManifest, template: Root,
+                           done: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.2)
+            due = (time.monotonic() - last >= self.options.checkpoint_seconds
+                   or self.bytes_since_checkpoint >= self.options.checkpoint_bytes)
+            if due and self.changes and not done.is_set():
+                await self.commit(remote, template)
+                last = time.monotonic()
 
     # ---- deletes -----------------------------------------------------------------------
 
@@ -244,6 +333,8 @@ async def sync_to_store(
     run = _Run(source, store, options, progress, note, on_action)
     summary = run.summary
     summary_box.append(summary)
+    template = Root(created_ns=0, source=f"{socket.gethostname()}:{source}",
+                    baycat_version=__version__)
     with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(source)), \
             tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
         await store.check()
@@ -251,53 +342,77 @@ async def sync_to_store(
         remote = RemoteManifest(store, cache, options.history)
         old = open_manifest(manifest_path)
         sink = LocalManifestSink(manifest_path, old)
+        filters = resolve_filters(options.filters, old.root if old else None)
+        template = replace(template, filters=filters.to_header())
+        load_task = asyncio.ensure_future(
+            remote.load(ignore_damage=options.scan_remote))
         try:
-            load_task = asyncio.ensure_future(remote.load())
+            if options.scan_remote:
+                await run.load_listing()
             differ: Differ | None = None
             remote_empty = True
             pool = options.pool_size or (old.root.pool_size if old else None) or \
                 default_pool_size()
 
+            async def start_differ() -> Differ:
+                nonlocal remote_empty
+                await load_task
+                remote_empty = remote.root is None or remote.root.entries == 0
+                entries = remote.entries()
+                if not options.delete_excluded:  # excluded: not ours, not deleted
+                    entries = filters.matcher(read_ignore_files(source)).keep_remote(entries)
+                return Differ(entries, purge_deleted=options.delete)
+
             async def on_batch(items: list[ScanItem]) -> None:
-                nonlocal differ, remote_empty
+                nonlocal differ
                 if differ is None:
-                    await load_task
-                    remote_empty = remote.root is None or remote.root.entries == 0
-                    differ = Differ(remote.entries(), purge_deleted=options.delete)
+                    differ = await start_differ()
                 sink.add_items(items)
                 actions = await asyncio.to_thread(differ.feed, items)
                 await run.take(actions, remote_empty)
 
+            transfers_done = asyncio.Event()
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(run.worker())
                            for _ in range(options.transfer.transfers)]
+                if not options.dry_run:
+                    group.create_task(run.checkpointer(remote, template, transfers_done))
                 scan_started = time.perf_counter()
-                await scan(run.root_bytes, entries_of(old), ScanConfig(pool_size=pool),
-                           on_batch, progress=progress, warn=note)
+                complete = await scan(run.root_bytes, entries_of(old),
+                                      ScanConfig(pool_size=pool), on_batch,
+                                      progress=progress, warn=note, stop=options.stop,
+                                      skip=filters.matcher(read_ignore_files(source)).skip)
                 if differ is None:  # empty tree
-                    await load_task
-                    remote_empty = remote.root is None
-                    differ = Differ(remote.entries(), purge_deleted=options.delete)
-                await run.take(await asyncio.to_thread(differ.finish), remote_empty)
+                    differ = await start_differ()
+                if complete:
+                    # Remote entries past the last local path: deleted locally.
+                    await run.take(await asyncio.to_thread(differ.finish), remote_empty)
                 summary.unchanged.files = differ.same
                 summary.seconds["scan"] = time.perf_counter() - scan_started
                 await run.resolve_deferred(remote)
                 for _ in workers:
                     await run.queue.put(None)
+                await asyncio.gather(*workers)
+                transfers_done.set()
             summary.seconds["transfer"] = time.perf_counter() - scan_started
-            await run.handle_gone()
+            interrupted = not complete or run.stop_requested()
+            if not interrupted:
+                await run.handle_gone()
             commit_started = time.perf_counter()
             if not options.dry_run:
-                changes: list[Change] = sorted(
-                    ((path_key(p), p, e) for p, e in run.changes.items()), key=lambda c: c[0])
-                template = Root(created_ns=0, source=f"{socket.gethostname()}:{source}",
-                                baycat_version=__version__)
-                summary.committed = await remote.commit(changes, template)
-                sink.finish(Root(created_ns=time.time_ns(), source=str(source),
-                                 baycat_version=__version__,
-                                 pool_size=old.root.pool_size if old else None))
+                await run.commit(remote, template)
+                summary.committed = summary.checkpoints > 0
+                if options.scan_remote:
+                    run.report_unknown(remote)
+                if interrupted:
+                    sink.abort()  # a partial walk: keep the old local manifest
+                else:
+                    sink.finish(Root(created_ns=time.time_ns(), source=str(source),
+                                     baycat_version=__version__, filters=filters.to_header(),
+                                     pool_size=old.root.pool_size if old else None))
             else:
                 sink.abort()
+            summary.interrupted = interrupted
             summary.seconds["commit"] = time.perf_counter() - commit_started
         except BaseException:
             sink.abort()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -30,6 +31,7 @@ from .local_manifest import default_manifest_path
 from .manifest_file import ManifestReader
 from .progress import Notice, Progress
 from .restore import RestoreOptions, restore_from_store
+from .stop import StopRequest
 from .store.base import ObjectStore
 from .store.local import LocalStore
 from .store.s3 import S3Options, S3Store
@@ -67,10 +69,30 @@ def _fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run the engine, turning baycat errors into one line and an exit code."""
+def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None) -> T:
+    """Run the engine, turning baycat errors into one line and an exit code.
+
+    With `stop`: the first SIGINT/SIGTERM asks the engine to stop cleanly (commit what
+    completed, exit 130); a second one exits at once (safe: every commit is atomic)."""
+
+    async def main() -> T:
+        if stop is not None:
+            loop = asyncio.get_running_loop()
+
+            def on_signal() -> None:
+                if stop.requested:
+                    os._exit(int(ExitCode.INTERRUPTED))
+                stop.request()
+                console.print("baycat: stopping: finishing in-flight transfers and committing "
+                              "what completed (signal again to exit at once)",
+                              markup=False, highlight=False)
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+        return await coro
+
     try:
-        return asyncio.run(coro)
+        return asyncio.run(main())
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt:
@@ -247,11 +269,11 @@ def manifest_show(
 
 
 def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
-                transfers: int) -> S3Options:
+                transfers: int, retries: int = 5) -> S3Options:
     endpoint = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
                 or os.environ.get("AWS_ENDPOINT_URL") or None)
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
-                     max_connections=max(transfers + 8, 16))
+                     max_connections=max(transfers + 8, 16), attempts=retries)
 
 
 def _open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
@@ -327,6 +349,21 @@ def sync_command(
         "--max-delete", metavar="N", min=0,
         help="With --delete: refuse the whole delete step when more than N would go.")] = None,
     dry_run: DryRun = False,
+    scan_remote: Annotated[bool, typer.Option(
+        "--scan-remote", help="List the bucket once: adopt objects that already hold a "
+        "file's content (uploads that never reached the manifest), report objects the "
+        "manifest does not know, and rebuild a lost or damaged remote manifest.")] = False,
+    checkpoint_interval: Annotated[float, typer.Option(
+        "--checkpoint-interval", metavar="SECONDS", min=0.1,
+        help="Commit the remote manifest at least this often during a long run, so a "
+        "crash re-sends at most that much.")] = 60.0,
+    checkpoint_bytes: Annotated[int, typer.Option(
+        "--checkpoint-bytes", metavar="BYTES", min=1,
+        help="...and after this many bytes uploaded.")] = 1 << 30,
+    retries: Annotated[int, typer.Option(
+        "--retries", min=1, max=50,
+        help="Attempts per request (throttling, 5xx, resets, timeouts), with exponential "
+        "backoff and jitter.")] = 5,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
     endpoint_url: EndpointUrl = None,
@@ -352,9 +389,10 @@ def sync_command(
         src, dst = parse_endpoint(source), parse_endpoint(destination)
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    s3 = _s3_options(endpoint_url, region, profile, transfers)
+    s3 = _s3_options(endpoint_url, region, profile, transfers, retries)
     progress_state = Progress()
     on_action = _action_printer(as_json) if verbose else None
+    stop = StopRequest()
 
     async def run() -> SyncSummary:
         if isinstance(src, LocalEndpoint):
@@ -363,7 +401,10 @@ def sync_command(
             store = _open_store(dst, s3, create=True)
             options = SyncOptions(delete=delete, max_delete=max_delete, dry_run=dry_run,
                                   pool_size=pool_size,
-                                  transfer=TransferConfig(transfers=transfers))
+                                  transfer=TransferConfig(transfers=transfers),
+                                  checkpoint_seconds=checkpoint_interval,
+                                  checkpoint_bytes=checkpoint_bytes,
+                                  scan_remote=scan_remote, stop=stop)
             return await _with_store(store, sync_to_store(
                 src.path, store, options, progress=progress_state, warn=_warn,
                 on_action=on_action))
@@ -377,7 +418,7 @@ def sync_command(
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
-        summary = _run(run())
+        summary = _run(run(), stop)
     _print_summary(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 

@@ -61,6 +61,8 @@ class RemoteManifest:
         self.root: Root | None = None  # None: no manifest yet
         self.etag: str | None = None
         self._cache: ManifestReader | None = None
+        self._retired: list[ManifestReader] = []  # replaced caches, maybe still being read
+        self._damaged_etag: str | None = None
         self._cached: dict[str, SegmentRef] = {}  # segment hash -> ref in the cache file
         self.bytes_downloaded = 0
         self.bytes_uploaded = 0
@@ -82,12 +84,26 @@ class RemoteManifest:
         return remote_root, etag
 
     def _set_cache(self, reader: ManifestReader | None) -> None:
+        # A replaced cache file stays open: a differ may still be streaming the old root
+        # from it (after a checkpoint). Its inode lives on until close().
         if self._cache is not None:
-            self._cache.close()
+            self._retired.append(self._cache)
         self._cache = reader
         self._cached = {ref.hash: ref for ref in reader.root.segments} if reader else {}
 
-    async def load(self) -> None:
+    async def load(self, ignore_damage: bool = False) -> None:
+        """Read the remote root (and what the cache lacks). With `ignore_damage`, an
+        unusable remote manifest counts as empty (its ETag is kept, so the commit that
+        replaces it is still conditional): how --scan-remote rebuilds one."""
+        try:
+            await self._load()
+        except ManifestError as exc:
+            if not ignore_damage or "newer" in str(exc):
+                raise
+            self.root = None
+            self.etag = self._damaged_etag
+
+    async def _load(self) -> None:
         cached_root, cached_etag = await asyncio.to_thread(self._open_cache)
         try:
             fetched = await self.store.get(ROOT_KEY, if_none_match=cached_etag)
@@ -98,6 +114,7 @@ class RemoteManifest:
             self.root, self.etag = cached_root, cached_etag
             return
         self.bytes_downloaded += len(fetched.data)
+        self._damaged_etag = fetched.etag
         try:
             root = Root.from_bytes(fetched.data)
         except ManifestError as exc:
@@ -165,11 +182,14 @@ class RemoteManifest:
         return self._cache.read_segment(local)
 
     def entries(self) -> Iterator[Entry]:
-        """Blocking: every entry of the current root, in path order."""
-        if self.root is None:
+        """Blocking: every entry of the current root, in path order. Keeps reading the
+        root that was current when iteration began, even across a commit."""
+        root, cache, cached = self.root, self._cache, self._cached
+        if root is None:
             return
-        for ref in self.root.segments:
-            yield from self.load_segment(ref)
+        assert cache is not None
+        for ref in root.segments:
+            yield from cache.read_segment(cached[ref.hash])
 
     # ---- committing ----------------------------------------------------------------
 
@@ -239,3 +259,6 @@ class RemoteManifest:
 
     def close(self) -> None:
         self._set_cache(None)
+        for reader in self._retired:
+            reader.close()
+        self._retired = []

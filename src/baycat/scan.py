@@ -21,6 +21,7 @@ from typing import NamedTuple
 from .entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
 from .hasher import HashResult, hash_file
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
+from .stop import StopRequest
 from .walker import SkipFunc, walk
 
 
@@ -147,8 +148,12 @@ async def scan(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     skip: SkipFunc | None = None,
-) -> None:
-    """Scan `root` against the `old` manifest stream, calling `on_batch` in path order."""
+    stop: StopRequest | None = None,
+) -> bool:
+    """Scan `root` against the `old` manifest stream, calling `on_batch` in path order.
+
+    Returns False when `stop` cut the scan short (the items seen were complete, but the
+    rest of the tree was not seen: nothing may be concluded about it)."""
     progress = progress or Progress()
     loop = asyncio.get_running_loop()
     merger = _WalkMerge(root, old, cfg, warn, skip)
@@ -177,6 +182,8 @@ async def scan(
         async def produce() -> None:
             try:
                 while True:
+                    if stop is not None and stop.requested:
+                        break
                     batch = await asyncio.to_thread(merger.next_batch)
                     if batch is None:
                         break
@@ -204,3 +211,4 @@ async def scan(
         async with asyncio.TaskGroup() as group:
             group.create_task(produce())
             group.create_task(consume())
+    return not (stop is not None and stop.requested)

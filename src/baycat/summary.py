@@ -37,18 +37,23 @@ class SyncSummary:
     deleted: OpCount = field(default_factory=OpCount)  # objects removed (--delete)
     marked_deleted: OpCount = field(default_factory=OpCount)  # kept, marked deleted
     downloaded: OpCount = field(default_factory=OpCount)  # restore
+    adopted: OpCount = field(default_factory=OpCount)  # --scan-remote: already there
     unchanged: OpCount = field(default_factory=OpCount)
     failed: OpCount = field(default_factory=OpCount)
     requests: dict[str, int] = field(default_factory=dict)
     manifest_bytes_uploaded: int = 0
     manifest_bytes_downloaded: int = 0
     committed: bool = False
+    checkpoints: int = 0  # remote manifest commits (the last one included)
+    interrupted: bool = False
     errors: list[FileError] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         return ExitCode.PARTIAL if self.errors else ExitCode.OK
 
     def fail(self, path: str, message: str, size: int = 0) -> None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import xxhash
 
 from .entry import Entry
-from .errors import BaycatError
+from .errors import BaycatError, Interrupted
+from .stop import StopRequest
 from .store.base import ObjectStore, Stored
 
 MiB = 1 << 20
@@ -94,6 +95,22 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
         os.close(fd)
 
 
+def file_etag(full_path: bytes, part_size: int | None) -> str | None:
+    """Blocking: the ETag S3 gives this file's content when uploaded whole
+    (`part_size` None: MD5 hex) or in parts of `part_size` (MD5 of the part MD5s, "-N").
+    None when the file can't be read."""
+    try:
+        with open(full_path, "rb") as f:
+            if part_size is None:
+                return hashlib.file_digest(f, "md5").hexdigest()
+            digests = []
+            while chunk := f.read(part_size):
+                digests.append(hashlib.md5(chunk).digest())
+    except OSError:
+        return None
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
 class ByteBudget:
     """A semaphore counted in bytes: bounds the file content held in memory."""
 
@@ -128,8 +145,10 @@ ProgressFunc = Callable[[int], None]
 class Uploader:
     """Uploads files to one store within the byte budget and the request limit."""
 
-    def __init__(self, store: ObjectStore, config: TransferConfig, root: bytes) -> None:
+    def __init__(self, store: ObjectStore, config: TransferConfig, root: bytes,
+                 stop: StopRequest | None = None) -> None:
         self.store = store
+        self.stop = stop
         self.config = config
         self.root = root
         self.budget = ByteBudget(config.max_memory)
@@ -182,6 +201,8 @@ class Uploader:
                 async with asyncio.TaskGroup() as group:
                     offset, number = 0, 1
                     while True:
+                        if self.stop is not None and self.stop.requested:
+                            raise Interrupted("stopped during a multipart upload")
                         held = await self.budget.acquire(part_size)
                         data = await asyncio.to_thread(os.pread, fd, part_size, offset)
                         if not data and number > 1:

@@ -9,11 +9,13 @@ every byte once and a second pass would cost CPU on every request. Retries (thro
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import (
@@ -34,6 +36,11 @@ from .base import (
     Stored,
 )
 from .local import content_md5
+
+# Everything a request can fail with once botocore's retries are spent: its own errors,
+# and aiohttp's for a body cut mid-stream.
+_TRANSPORT_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError,
+                     OSError)
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                      "InvalidToken", "ExpiredToken", "InvalidClientTokenId", "403"}
@@ -146,7 +153,7 @@ class S3Store:
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         try:
             return await getattr(self._client, method)(Bucket=self.bucket, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._error(exc, key) from None
 
     async def check(self) -> None:
@@ -172,7 +179,7 @@ class S3Store:
             if _code(exc) in ("304", "NotModified"):
                 return NOT_MODIFIED
             raise self._error(exc, key) from None
-        except BotoCoreError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._error(exc, key) from None
         return Fetched(data, response.get("ETag", ""))
 
@@ -244,5 +251,5 @@ class S3Store:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
-        except (ClientError, BotoCoreError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._error(exc, prefix) from None
