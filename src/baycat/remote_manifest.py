@@ -148,9 +148,9 @@ class RemoteManifest:
                     raise _corrupt_remote(self.store.url, f"segment {ref.hash} is damaged")
                 fetched[ref.hash] = blob
 
-        async with asyncio.TaskGroup() as group:
-            for pack, refs in by_pack.items():
-                group.create_task(fetch_pack(pack, refs))
+        # gather, not a TaskGroup: the first error comes out as itself (a ManifestError
+        # the caller may handle), not wrapped in an ExceptionGroup.
+        await asyncio.gather(*(fetch_pack(pack, refs) for pack, refs in by_pack.items()))
         await asyncio.to_thread(self._write_cache, root, etag, fetched)
         self.root, self.etag = root, etag
 
