@@ -17,6 +17,8 @@ def run_baycat(*args: str | Path | bytes, check: int | None = 0, env: dict[str, 
     cmd = [sys.executable, "-m", "baycat", *(os.fsdecode(a) if isinstance(a, bytes) else str(a)
                                             for a in args)]
     full_env = {**os.environ, **(env or {})}
+    if "BAYCAT_TEST_LOGLEVEL" in full_env:  # e.g. BAYCAT_TEST_LOGLEVEL=debug pytest ...
+        full_env.setdefault("BAYCAT_LOGLEVEL", full_env["BAYCAT_TEST_LOGLEVEL"])
     proc = subprocess.run(cmd, capture_output=True, env=full_env, timeout=timeout,
                           preexec_fn=preexec_fn, cwd=cwd)
     if check is not None and proc.returncode != check:

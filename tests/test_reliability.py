@@ -340,3 +340,29 @@ def test_file_changing_during_multipart_upload_is_not_recorded(tmp_path: Path) -
         thread.join()
     assert not (tmp_path / "dst" / "big").exists()
     assert store.requests["DELETE"] == 1  # the multipart upload was aborted
+
+
+def test_an_object_that_fails_to_upload_is_retried_next_run(
+        s3: Target, seaweed: SeaweedServer, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    make_tree(src, {f"f{i}": b"v1 %d" % i for i in range(20)})
+    s3.sync(src)
+    (src / "f7").write_bytes(b"v2")
+    (src / "f8").write_bytes(b"v2 of f8")
+    failing = FaultProxy(seaweed.endpoint_url, rates=FaultRates(internal_error=1.0),
+                         predicate=lambda req: req.method == "PUT" and req.path.endswith("/f7"))
+    failing.start()
+    try:
+        proc = run_baycat("sync", "--json", "--retries", "2", src, s3.url,
+                          env=s3_env(seaweed, failing.endpoint_url), check=1)
+    finally:
+        failing.stop()
+    summary = json.loads(proc.stdout)
+    assert summary["uploaded"]["files"] == 1 and summary["failed"]["files"] == 1
+    assert summary["errors"][0]["path"] == "f7"
+    assert s3.objects()["f7"] == b"v1 7"  # the old version is still what the manifest says
+    again = s3.sync(src)
+    assert again["uploaded"]["files"] == 1
+    assert s3.objects()["f7"] == b"v2"
+    _, problems = deep_check(seaweed, s3.bucket, s3.prefix)
+    assert problems == []

@@ -267,3 +267,33 @@ def test_large_files_go_multipart_and_round_trip(
     out = tmp_path / "restored"
     target.restore(out)
     assert (out / "large.bin").read_bytes() == (big_file_tree / "large.bin").read_bytes()
+
+
+def test_manifest_update_between_syncs_does_not_hide_changes(
+        target: Target, tree: Path) -> None:
+    """The no-change shortcut trusts 'unchanged since the last clean sync' only while the
+    local manifest is the one that sync wrote."""
+    age_tree(tree)
+    target.sync(tree)
+    (tree / "dir0" / "file004.txt").write_bytes(b"edited before a manifest update")
+    run_baycat("manifest", "update", tree)  # the stat cache now knows the new content
+    summary = target.sync(tree)
+    assert summary["uploaded"]["files"] == 1
+    assert target.objects()["dir0/file004.txt"] == b"edited before a manifest update"
+
+
+def test_an_upload_failure_is_retried_even_though_the_file_is_unchanged_locally(
+        tmp_path: Path, tree: Path) -> None:
+    target = make_target("local", tmp_path, None, None)
+    age_tree(tree)
+    target.sync(tree)
+    (tree / "dir1" / "file001.txt").write_bytes(b"new")
+    assert target.root is not None
+    lock_out(target.root / "dir1", 0o555)  # the store refuses the write
+    failed = run_baycat("sync", "--json", tree, target.url, env=target.env, check=1,
+                        preexec_fn=drop_dac_override)
+    (target.root / "dir1").chmod(0o755)
+    assert b"file001" in failed.stdout and b"Traceback" not in failed.stderr
+    summary = target.sync(tree)  # file001 is unchanged locally since the failed run
+    assert summary["uploaded"]["files"] == 1
+    assert target.objects()["dir1/file001.txt"] == b"new"

@@ -19,7 +19,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,8 +40,12 @@ from .scan import ScanConfig, ScanItem, default_pool_size, scan
 from .stop import StopRequest
 from .store.base import NotFound, ObjectInfo, ObjectStore, Stored
 from .summary import SyncSummary
+from .synced import SyncedState, forget_synced, read_synced, root_digest, write_synced
 from .transfer import TransferConfig, Uploader, file_etag
 from .walker import STATE_DIRNAME
+
+# Uploads at least this big get their own line in the live display.
+LARGE_FILE = 32 << 20
 
 # Errors that mean the whole run can't go on (not one file's problem).
 FATAL = (CredentialsError, BucketMissingError)
@@ -186,7 +190,7 @@ class _Run:
                         stored, entry = adopted
                         source = local  # done: no upload
                 if source is None:
-                    done = await self.uploader.upload(local, key, self._on_bytes)
+                    done = await self.uploader.upload(local, key, self._bytes_of(local))
                     stored, entry = done.stored, done.entry
                     self.summary.uploaded.add(done.bytes_sent)
                     self.bytes_since_checkpoint += done.bytes_sent
@@ -198,12 +202,28 @@ class _Run:
                 continue
             finally:
                 self.progress.transfer.files += 1
+                if local.size >= LARGE_FILE:
+                    self.progress.active.pop(as_text(local.path), None)
             self.changes[local.path] = as_remote(entry, stored.etag,
                                                  stored_key(local.path, self.prefix),
                                                  stored.version_id)
 
     def _on_bytes(self, n: int) -> None:
         self.progress.transfer.bytes += n
+
+    def _bytes_of(self, local: Entry) -> Callable[[int], None]:
+        """Progress callback of one upload; a large file also gets its own display line."""
+        if local.size < LARGE_FILE:
+            return self._on_bytes
+        name, active, done = as_text(local.path), self.progress.active, [0]
+        active[name] = (0, local.size)
+
+        def on_bytes(n: int) -> None:
+            self.progress.transfer.bytes += n
+            done[0] += n
+            active[name] = (done[0], local.size)
+
+        return on_bytes
 
     async def _adopt(self, local: Entry, key: str) -> tuple[Stored, Entry] | None:
         """--scan-remote: the object at `key` already holds this file (same size and
@@ -354,10 +374,20 @@ async def sync_to_store(
             pool = options.pool_size or (old.root.pool_size if old else None) or \
                 default_pool_size()
 
+            synced_path = cache.with_name(cache.name + ".synced")
+            synced = None if options.scan_remote else read_synced(synced_path)
+            # Fast path (see synced.py): only changed paths meet the remote manifest.
+            fast_changed: list[ScanItem] | None = None
+            fast_same = 0
+
             async def start_differ() -> Differ:
-                nonlocal remote_empty
+                nonlocal remote_empty, fast_changed
                 await load_task
                 remote_empty = remote.root is None or remote.root.entries == 0
+                if (synced is not None and old is not None and remote.etag is not None
+                        and synced == SyncedState(remote.etag, root_digest(old.root),
+                                                  options.delete)):
+                    fast_changed = []
                 entries = remote.entries()
                 if not options.delete_excluded:  # excluded: not ours, not deleted
                     entries = filters.matcher(read_ignore_files(source)).keep_remote(entries)
@@ -368,8 +398,25 @@ async def sync_to_store(
                 if differ is None:
                     differ = await start_differ()
                 sink.add_items(items)
+                if fast_changed is not None:
+                    nonlocal fast_same
+                    for item in items:
+                        if item.entry is item.old or item.error:
+                            fast_same += 1
+                        else:
+                            fast_changed.append(item)
+                    return
                 actions = await asyncio.to_thread(differ.feed, items)
                 await run.take(actions, remote_empty)
+
+            async def fast_differ(changed: list[ScanItem]) -> Differ:
+                """A differ over just the remote entries of the changed paths."""
+                found = await asyncio.to_thread(remote.lookup, [i.path for i in changed])
+                entries: Iterator[Entry] = iter(sorted(found.values(),
+                                                       key=lambda e: path_key(e.path)))
+                if not options.delete_excluded:
+                    entries = filters.matcher(read_ignore_files(source)).keep_remote(entries)
+                return Differ(entries, purge_deleted=options.delete)
 
             transfers_done = asyncio.Event()
             async with asyncio.TaskGroup() as group:
@@ -384,6 +431,11 @@ async def sync_to_store(
                                       skip=filters.matcher(read_ignore_files(source)).skip)
                 if differ is None:  # empty tree
                     differ = await start_differ()
+                if fast_changed is not None:
+                    differ = await fast_differ(fast_changed)
+                    await run.take(await asyncio.to_thread(differ.feed, fast_changed),
+                                   remote_empty)
+                    differ.same += fast_same
                 if complete:
                     # Remote entries past the last local path: deleted locally.
                     await run.take(await asyncio.to_thread(differ.finish), remote_empty)
@@ -404,12 +456,21 @@ async def sync_to_store(
                 summary.committed = summary.checkpoints > 0
                 if options.scan_remote:
                     run.report_unknown(remote)
+                written = None
                 if interrupted:
                     sink.abort()  # a partial walk: keep the old local manifest
                 else:
-                    sink.finish(Root(created_ns=time.time_ns(), source=str(source),
-                                     baycat_version=__version__, filters=filters.to_header(),
-                                     pool_size=old.root.pool_size if old else None))
+                    written = sink.finish(Root(
+                        created_ns=time.time_ns(), source=str(source),
+                        baycat_version=__version__, filters=filters.to_header(),
+                        pool_size=old.root.pool_size if old else None))
+                local_root = written or (old.root if old is not None else None)
+                if (interrupted or summary.errors or remote.etag is None
+                        or local_root is None):
+                    forget_synced(synced_path)
+                else:
+                    write_synced(synced_path, SyncedState(remote.etag, root_digest(local_root),
+                                                          options.delete))
             else:
                 sink.abort()
             summary.interrupted = interrupted

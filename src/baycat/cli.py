@@ -12,29 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
-from . import __version__
-from .backup import ActionFunc, SyncOptions, sync_to_store
-from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, parse_endpoint
-from .engine import ManifestSummary, build_manifest
+from . import __version__, api
+from .backup import ActionFunc, SyncOptions
+from .cost import STORAGE_CLASSES, PriceTable, load_prices
+from .endpoints import LocalEndpoint, parse_endpoint
+from .engine import ManifestSummary
 from .entry import DIR, FILE, SYMLINK, Entry
-from .errors import BaycatError, ExitCode, UsageError
+from .errors import BaycatError, ExitCode, Interrupted, UsageError
+from .filters import FilterSpec, Rule, rules_from_file
 from .local_manifest import default_manifest_path
+from .logs import LEVELS, redact, redact_json, setup_logging
 from .manifest_file import ManifestReader
 from .progress import Notice, Progress
-from .restore import RestoreOptions, restore_from_store
+from .ratelimit import parse_rate
+from .restore import RestoreOptions
 from .stop import StopRequest
-from .store.base import ObjectStore
-from .store.local import LocalStore
-from .store.s3 import S3Options, S3Store
+from .store.s3 import S3Options
 from .summary import SyncSummary
 from .transfer import TransferConfig
 from .ui import LiveDisplay, stderr_console
@@ -62,15 +66,43 @@ app.add_typer(manifest_app, name="manifest")
 
 T = TypeVar("T")
 console = stderr_console()
+log = logging.getLogger("baycat")
+# Set by the main callback, applied by each command (which knows --quiet).
+_log_settings: dict[str, Any] = {"level": None, "file": None}
+
+
+def _write_stderr(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
-    console.print(f"baycat: error: {message}", markup=False, highlight=False)
+    _write_stderr(f"baycat: error: {redact(message)}")
     return typer.Exit(int(code))
 
 
-def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None) -> T:
-    """Run the engine, turning baycat errors into one line and an exit code.
+def _start_logging(quiet: bool) -> None:
+    try:
+        setup_logging(_log_settings["level"], _log_settings["file"], _write_stderr, quiet)
+    except ValueError as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from None
+
+
+def _baycat_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The error that ended a run, out of task groups (a BaycatError, else an interrupt)."""
+    found: BaseException | None = None
+    for exc in group.exceptions:
+        inner = _baycat_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(inner, BaycatError):
+            return inner
+        if isinstance(inner, KeyboardInterrupt):
+            found = inner
+    return found
+
+
+def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None,
+         on_fatal: Callable[[BaycatError], None] | None = None) -> T:
+    """Run the engine, turning baycat errors into one line and an exit code
+    (`on_fatal` first sees the error: --json prints its one object).
 
     With `stop`: the first SIGINT/SIGTERM asks the engine to stop cleanly (commit what
     completed, exit 130); a second one exits at once (safe: every commit is atomic)."""
@@ -92,16 +124,23 @@ def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None) -> T:
         return await coro
 
     try:
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        except BaseExceptionGroup as group:
+            inner = _baycat_error(group)
+            if inner is None:
+                raise
+            raise inner from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
     except BaycatError as exc:
+        if on_fatal is not None:
+            on_fatal(exc)
         raise _fail(str(exc), exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted", ExitCode.INTERRUPTED) from None
 
 
 def _warn(notice: Notice) -> None:
-    where = os.fsdecode(notice.path) or "."
-    console.print(f"baycat: warning: {where}: {notice.message}", markup=False, highlight=False)
+    log.warning("%s: %s", os.fsdecode(notice.path) or ".", notice.message)
 
 
 def _show_progress(flag: bool | None) -> bool:
@@ -120,8 +159,21 @@ def main_callback(
         bool, typer.Option("--version", callback=_version, is_eager=True,
                            help="Print the version and exit.")
     ] = False,
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", envvar="BAYCAT_LOGLEVEL", metavar="LEVEL",
+        help=f"Log level: {', '.join(LEVELS)} (default: warning; also BAYCAT_LOGLEVEL). "
+        "debug includes botocore's request log, with credentials and signatures "
+        "redacted. Example: baycat --log-level info sync ~/data s3://b/data/")] = None,
+    log_file: Annotated[Path | None, typer.Option(
+        "--log-file", metavar="FILE", dir_okay=False,
+        help="Append the log to FILE (timestamps; warnings still go to stderr). "
+        "Example: baycat --log-file /var/log/baycat.log sync ...")] = None,
 ) -> None:
-    pass
+    if log_level is not None and log_level.lower() not in LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LEVELS)}",
+                                 param_hint="--log-level")
+    _log_settings["level"] = log_level
+    _log_settings["file"] = log_file
 
 
 PoolSize = Annotated[
@@ -137,6 +189,67 @@ ProgressFlag = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
 
+# ---- filters ---------------------------------------------------------------------------
+
+_FILTER_OPTIONS = ("exclude", "include", "exclude_from", "include_from")
+
+
+class FilterCommand(TyperCommand):
+    """Records the command-line order of --exclude/--include/--*-from (click keeps only
+    each option's own values), so that the last matching rule can win."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except Exception:  # the real parse below reports it properly
+            opts, order = {}, []
+        values = {name: list(opts.get(name) or ()) for name in _FILTER_OPTIONS}
+        sequence: list[tuple[str, str]] = []
+        for param in order:
+            if param.name in _FILTER_OPTIONS and values[param.name]:
+                sequence.append((param.name, values[param.name].pop(0)))
+        ctx.meta["baycat.filters"] = sequence
+        return super().parse_args(ctx, args)
+
+
+def _filters(ctx: typer.Context, clear: bool) -> FilterSpec | None:
+    """The rules given on the command line, in order; None: use the recorded ones."""
+    sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
+    if not sequence:
+        return FilterSpec() if clear else None
+    rules: list[Rule] = []
+    try:
+        for name, value in sequence:
+            if name.endswith("_from"):
+                rules += rules_from_file(Path(value), include=name == "include_from")
+            else:
+                rules.append(Rule(include=name == "include", pattern=value))
+        return FilterSpec(tuple(rules))
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+
+
+Exclude = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="PATTERN",
+    help="Leave out paths matching PATTERN (gitignore syntax, relative to the source: "
+    "'*.tmp', '/build/', 'cache/'); repeatable. Rules apply in order, last match wins; "
+    ".baycatignore files apply first. Example: --exclude '*.log' --include 'keep.log'")]
+Include = Annotated[list[str] | None, typer.Option(
+    "--include", metavar="PATTERN",
+    help="Keep paths matching PATTERN even when an earlier rule excluded them "
+    "(nothing below an excluded directory comes back). Example: --include 'logs/keep.txt'")]
+ExcludeFrom = Annotated[list[str] | None, typer.Option(
+    "--exclude-from", metavar="FILE",
+    help="Exclude patterns from FILE, one a line (# comments). Example: --exclude-from "
+    "~/.config/baycat/excludes")]
+IncludeFrom = Annotated[list[str] | None, typer.Option(
+    "--include-from", metavar="FILE", help="Include patterns from FILE, one a line.")]
+ClearFilters = Annotated[bool, typer.Option(
+    "--clear-filters", help="Forget the filters recorded in the manifest (without filter "
+    "options, the recorded ones apply). Example: baycat sync --clear-filters ~/data DST")]
+
+
+
 def _print_manifest_summary(summary: ManifestSummary, quiet: bool) -> None:
     if quiet:
         return
@@ -150,18 +263,22 @@ def _print_manifest_summary(summary: ManifestSummary, quiet: bool) -> None:
 
 
 def _manifest_command(directory: Path, manifest: Path | None, create: bool,
-                      pool_size: int | None, progress_flag: bool | None, quiet: bool) -> None:
+                      pool_size: int | None, progress_flag: bool | None, quiet: bool,
+                      filters: FilterSpec | None) -> None:
+    _start_logging(quiet)
     progress = Progress()
     with LiveDisplay(progress, console, _show_progress(progress_flag) and not quiet):
-        summary = _run(build_manifest(directory, manifest=manifest, create=create,
-                                      pool_size=pool_size, progress=progress, warn=_warn))
+        summary = _run(api.update_manifest(directory, manifest=manifest, create=create,
+                                           pool_size=pool_size, progress=progress,
+                                           warn=_warn, filters=filters))
     _print_manifest_summary(summary, quiet)
     if summary.errors:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
-@manifest_app.command("create")
+@manifest_app.command("create", cls=FilterCommand)
 def manifest_create(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="The tree to describe.")],
     output: Annotated[
         Path | None,
@@ -171,16 +288,24 @@ def manifest_create(
     pool_size: PoolSize = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
+    exclude: Exclude = None,
+    include: Include = None,
+    exclude_from: ExcludeFrom = None,
+    include_from: IncludeFrom = None,
+    clear_filters: ClearFilters = False,
 ) -> None:
-    """Build a new manifest of DIR, hashing every file; saves --pool-size in it.
+    """Build a new manifest of DIR, hashing every file; saves --pool-size and the
+    filters in it.
 
-    Example: baycat manifest create --pool-size 4 /srv/data
+    Example: baycat manifest create --pool-size 4 --exclude '*.tmp' /srv/data
     """
-    _manifest_command(directory, output, True, pool_size, progress, quiet)
+    _manifest_command(directory, output, True, pool_size, progress, quiet,
+                      _filters(ctx, clear_filters))
 
 
-@manifest_app.command("update")
+@manifest_app.command("update", cls=FilterCommand)
 def manifest_update(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="The tree to describe.")],
     manifest: Annotated[
         Path | None,
@@ -190,14 +315,21 @@ def manifest_update(
     pool_size: PoolSize = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
+    exclude: Exclude = None,
+    include: Include = None,
+    exclude_from: ExcludeFrom = None,
+    include_from: IncludeFrom = None,
+    clear_filters: ClearFilters = False,
 ) -> None:
     """Refresh the manifest of DIR, reading only files whose size, mtime, ctime or inode
     changed. --pool-size applies to this run only; the saved one is kept. Creates the
-    manifest when there is none.
+    manifest when there is none. Without filter options, the filters recorded in the
+    manifest apply (the same ones `sync` uses).
 
     Example: baycat manifest update /srv/data
     """
-    _manifest_command(directory, manifest, False, pool_size, progress, quiet)
+    _manifest_command(directory, manifest, False, pool_size, progress, quiet,
+                      _filters(ctx, clear_filters))
 
 
 _TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
@@ -269,37 +401,34 @@ def manifest_show(
 
 
 def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
-                transfers: int, retries: int = 5) -> S3Options:
+                transfers: int, storage_class: str | None = None, sse: str | None = None,
+                sse_kms_key_id: str | None = None, retries: int = 5) -> S3Options:
     endpoint = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
                 or os.environ.get("AWS_ENDPOINT_URL") or None)
+    if sse_kms_key_id and sse not in (None, "aws:kms"):
+        raise UsageError("--sse-kms-key-id needs --sse aws:kms")
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
-                     max_connections=max(transfers + 8, 16), attempts=retries)
+                     max_connections=max(transfers + 8, 16), storage_class=storage_class,
+                     sse="aws:kms" if sse_kms_key_id and not sse else sse,
+                     sse_kms_key_id=sse_kms_key_id, attempts=retries)
 
 
-def _open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
-    if isinstance(endpoint, S3Endpoint):
-        return S3Store(endpoint.bucket, endpoint.prefix, s3)
-    if isinstance(endpoint, LocalEndpoint):
-        return LocalStore(endpoint.path.absolute(), create=create)
-    raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
-
-
-def _check_apart(source: Path, dest: Path) -> None:
-    src, dst = source.absolute().resolve(), dest.absolute().resolve()
-    if src == dst or src in dst.parents or dst in src.parents:
-        raise UsageError(f"source {source} and destination {dest} overlap; "
-                         "the backup must live outside the tree (and not contain it)")
+def _prices(price_file: Path | None) -> PriceTable:
+    if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
+        price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
+    return load_prices(price_file)
 
 
 def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
+    log.info("done: exit code %d, requests %s", int(summary.exit_code), summary.requests)
     if as_json:
-        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
         return
     if quiet:
         return
     parts = []
-    for name in ("uploaded", "copied", "downloaded", "metadata", "deleted", "marked_deleted",
-                 "unchanged", "failed"):
+    for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
+                 "marked_deleted", "unchanged", "failed"):
         count = getattr(summary, name)
         if count.files or name in ("unchanged", "failed"):
             parts.append(f"{name.replace('_', ' ')} {count.files:,}"
@@ -307,37 +436,70 @@ def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
     requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
     prefix = "dry run: would have " if summary.dry_run else ""
     typer.echo(f"{prefix}{'; '.join(parts)}")
-    typer.echo(f"requests: {requests}; manifest {'committed' if summary.committed else 'unchanged'}"
+    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
+               f"{'committed' if summary.committed else 'unchanged'}"
                f"; {summary.seconds.get('total', 0):.2f} s")
     for notice in summary.notices:
-        typer.echo(f"note: {notice}")
+        typer.echo(f"note: {redact(notice)}")
+
+
+def _fatal_json(source: str, destination: str, exc: BaycatError) -> None:
+    """--json when the run could not complete: still one object, with `fatal_error`."""
+    doc = SyncSummary(source=source, destination=destination).to_json()
+    doc["exit_code"] = int(exc.exit_code)
+    doc["fatal_error"] = str(exc)
+    sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
 
 
 def _action_printer(to_stderr: bool) -> ActionFunc:
     out = sys.stderr if to_stderr else sys.stdout
 
     def show(kind: str, path: str, size: int) -> None:
+        log.debug("%s %s (%d B)", kind, path, size)
         out.write(f"{kind:<13} {path}\n")
 
     return show
 
 
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="One line per operation.")]
+def _debug_action(kind: str, path: str, size: int) -> None:
+    log.debug("%s %s (%d B)", kind, path, size)
+
+
+Verbose = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="One line per operation (upload, copy, delete, ...).")]
 AsJson = Annotated[bool, typer.Option(
-    "--json", help="Print exactly one JSON summary object on stdout (all else on stderr).")]
+    "--json", help="Print exactly one JSON summary object on stdout (all else on stderr); "
+    "schema: docs/json-summary.md. Example: baycat sync --json ~/data DST > run.json")]
 EndpointUrl = Annotated[str | None, typer.Option(
     "--endpoint-url", metavar="URL",
-    help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); also AWS_ENDPOINT_URL.")]
-Region = Annotated[str | None, typer.Option("--region", help="AWS region.")]
-Profile = Annotated[str | None, typer.Option("--profile", help="AWS shared-config profile.")]
+    help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); also AWS_ENDPOINT_URL. "
+    "Example: --endpoint-url http://localhost:8333")]
+Region = Annotated[str | None, typer.Option(
+    "--region", help="AWS region. Example: --region eu-west-1")]
+Profile = Annotated[str | None, typer.Option(
+    "--profile", help="AWS shared-config profile. Example: --profile backup")]
 Transfers = Annotated[int, typer.Option(
-    "--transfers", min=1, max=1024, help="Concurrent requests.")]
+    "--transfers", min=1, max=1024, help="Concurrent requests. Example: --transfers 8")]
 DryRun = Annotated[bool, typer.Option(
     "--dry-run", help="Show what would be done; change nothing anywhere.")]
+PriceFile = Annotated[Path | None, typer.Option(
+    "--price-file", metavar="FILE", dir_okay=False,
+    help="JSON price table overriding the built-in S3 list prices used for the cost "
+    "estimate (also BAYCAT_PRICE_FILE; format in README). Example: --price-file wasabi.json")]
+Retries = Annotated[int, typer.Option(
+    "--retries", min=1, max=100, metavar="N",
+    help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
+    "Example: --retries 10")]
+StorageClass = Annotated[str | None, typer.Option(
+    "--storage-class", metavar="CLASS", case_sensitive=False,
+    help=f"S3 storage class of data objects ({', '.join(STORAGE_CLASSES)}); manifest "
+    "objects stay STANDARD. GLACIER and DEEP_ARCHIVE objects must be restored in S3 "
+    "before `baycat restore`. Example: --storage-class GLACIER_IR")]
 
 
-@app.command("sync")
+@app.command("sync", cls=FilterCommand, epilog=EXIT_CODES_HELP)
 def sync_command(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SRC",
                                           help="A directory, or s3://bucket/prefix/ to restore.")],
     destination: Annotated[str, typer.Argument(
@@ -347,8 +509,31 @@ def sync_command(
         "marked deleted in the manifest, still restorable).")] = False,
     max_delete: Annotated[int | None, typer.Option(
         "--max-delete", metavar="N", min=0,
-        help="With --delete: refuse the whole delete step when more than N would go.")] = None,
+        help="With --delete: refuse the whole delete step when more than N would go. "
+        "Example: --delete --max-delete 100")] = None,
     dry_run: DryRun = False,
+    pool_size: PoolSize = None,
+    transfers: Transfers = 32,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    storage_class: StorageClass = None,
+    sse: Annotated[str | None, typer.Option(
+        "--sse", metavar="ALG", help="Server-side encryption: AES256 or aws:kms. "
+        "Example: --sse aws:kms --sse-kms-key-id alias/backup")] = None,
+    sse_kms_key_id: Annotated[str | None, typer.Option(
+        "--sse-kms-key-id", metavar="KEY", help="KMS key for --sse aws:kms.")] = None,
+    bwlimit: Annotated[str | None, typer.Option(
+        "--bwlimit", metavar="RATE", help="Upload at most RATE bytes per second, all "
+        "transfers together (K, M, G are binary units). Example: --bwlimit 10M")] = None,
+    exclude: Exclude = None,
+    include: Include = None,
+    exclude_from: ExcludeFrom = None,
+    include_from: IncludeFrom = None,
+    clear_filters: ClearFilters = False,
+    delete_excluded: Annotated[bool, typer.Option(
+        "--delete-excluded", help="Treat excluded paths already in the backup as deleted "
+        "locally (default: leave them in the backup untouched).")] = False,
     scan_remote: Annotated[bool, typer.Option(
         "--scan-remote", help="List the bucket once: adopt objects that already hold a "
         "file's content (uploads that never reached the manifest), report objects the "
@@ -356,19 +541,12 @@ def sync_command(
     checkpoint_interval: Annotated[float, typer.Option(
         "--checkpoint-interval", metavar="SECONDS", min=0.1,
         help="Commit the remote manifest at least this often during a long run, so a "
-        "crash re-sends at most that much.")] = 60.0,
+        "crash re-sends at most that much. Example: --checkpoint-interval 300")] = 60.0,
     checkpoint_bytes: Annotated[int, typer.Option(
         "--checkpoint-bytes", metavar="BYTES", min=1,
         help="...and after this many bytes uploaded.")] = 1 << 30,
-    retries: Annotated[int, typer.Option(
-        "--retries", min=1, max=50,
-        help="Attempts per request (throttling, 5xx, resets, timeouts), with exponential "
-        "backoff and jitter.")] = 5,
-    pool_size: PoolSize = None,
-    transfers: Transfers = 32,
-    endpoint_url: EndpointUrl = None,
-    region: Region = None,
-    profile: Profile = None,
+    retries: Retries = 5,
+    price_file: PriceFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -380,57 +558,81 @@ def sync_command(
     in the bucket (renames, duplicates) is copied server-side; the manifest with hashes
     and unix metadata is stored next to the data in DST/.baycat/ and committed last.
 
+    \b
     Examples:
       baycat sync /srv/data s3://backups/host1/data/
-      baycat sync ~/data /mnt/usb/backup
+      baycat sync --exclude '*.tmp' --storage-class STANDARD_IA ~/data s3://b/home/
+      baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
     """
+    _start_logging(quiet)
+    filters = _filters(ctx, clear_filters)
     try:
         src, dst = parse_endpoint(source), parse_endpoint(destination)
+        s3 = _s3_options(endpoint_url, region, profile, transfers,
+                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
+                         retries)
+        if storage_class and storage_class.upper() not in STORAGE_CLASSES:
+            raise UsageError(f"unknown storage class {storage_class!r} "
+                             f"(one of {', '.join(STORAGE_CLASSES)})")
+        if sse not in (None, "AES256", "aws:kms"):
+            raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
+        rate = parse_rate(bwlimit) if bwlimit else None
+        prices = _prices(price_file)
     except BaycatError as exc:
+        if as_json:
+            _fatal_json(source, destination, exc)
         raise _fail(str(exc), exc.exit_code) from None
-    s3 = _s3_options(endpoint_url, region, profile, transfers, retries)
     progress_state = Progress()
-    on_action = _action_printer(as_json) if verbose else None
+    on_action = _action_printer(as_json) if verbose else _debug_action
     stop = StopRequest()
 
     async def run() -> SyncSummary:
         if isinstance(src, LocalEndpoint):
-            if isinstance(dst, LocalEndpoint):
-                _check_apart(src.path, dst.path)
-            store = _open_store(dst, s3, create=True)
             options = SyncOptions(delete=delete, max_delete=max_delete, dry_run=dry_run,
-                                  pool_size=pool_size,
-                                  transfer=TransferConfig(transfers=transfers),
+                                  pool_size=pool_size, filters=filters,
+                                  delete_excluded=delete_excluded,
+                                  transfer=TransferConfig(transfers=transfers, bwlimit=rate),
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop)
-            return await _with_store(store, sync_to_store(
-                src.path, store, options, progress=progress_state, warn=_warn,
-                on_action=on_action))
+            return await api.sync(src.path, destination, options, s3=s3, prices=prices,
+                                  progress=progress_state, warn=_warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):
-            store = _open_store(src, s3, create=False)
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run)
-            return await _with_store(store, restore_from_store(
-                store, dst.path, restore_options, progress=progress_state, warn=_warn,
-                on_action=on_action))
+            return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
+                                     progress=progress_state, warn=_warn, on_action=on_action)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
+    _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
+                    stop)
+
+
+def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
+                    progress: bool | None, quiet: bool, as_json: bool, source: str,
+                    destination: str, stop: StopRequest | None = None) -> None:
+    log.info("%s -> %s", source, destination)
+
+    def on_fatal(exc: BaycatError) -> None:
+        if as_json:
+            _fatal_json(source, destination, exc)
+
     with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
-        summary = _run(run(), stop)
+        summary = _run(work, stop, on_fatal)
     _print_summary(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
 
-@app.command("restore")
+@app.command("restore", epilog=EXIT_CODES_HELP)
 def restore_command(
     source: Annotated[str, typer.Argument(
         metavar="SRC", help="The backup: s3://bucket/prefix/, a directory or file:// URL.")],
     destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
     path: Annotated[list[str] | None, typer.Option(
         "--path", metavar="GLOB",
-        help="Restore only paths matching GLOB (or below it); repeatable.")] = None,
+        help="Restore only paths matching GLOB (or below it); repeatable. "
+        "Example: --path 'photos/2024/*'")] = None,
     include_deleted: Annotated[bool, typer.Option(
         "--include-deleted", help="Also restore files that were deleted locally but kept "
         "in the backup.")] = False,
@@ -442,6 +644,7 @@ def restore_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    price_file: PriceFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -451,43 +654,81 @@ def restore_command(
     when run as root), each file verified against the manifest's hash. Files already
     identical in DST are skipped, so an interrupted restore resumes cheaply.
 
+    \b
     Examples:
       baycat restore s3://backups/host1/data/ /srv/restored
       baycat restore --path 'photos/2024/*' /mnt/usb/backup ./photos
     """
+    _start_logging(quiet)
     try:
-        src, dst = parse_endpoint(source), parse_endpoint(destination)
+        dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
+        parse_endpoint(source)
+        s3 = _s3_options(endpoint_url, region, profile, transfers)
+        prices = _prices(price_file)
     except BaycatError as exc:
+        if as_json:
+            _fatal_json(source, destination, exc)
         raise _fail(str(exc), exc.exit_code) from None
-    s3 = _s3_options(endpoint_url, region, profile, transfers)
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
                              paths=tuple(path or ()))
-
-    async def run() -> SyncSummary:
-        if isinstance(src, LocalEndpoint):
-            _check_apart(src.path, dst.path)
-        store = _open_store(src, s3, create=False)
-        return await _with_store(store, restore_from_store(
-            store, dst.path, options, progress=progress_state, warn=_warn,
-            on_action=_action_printer(as_json) if verbose else None))
-
-    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
-        summary = _run(run())
-    _print_summary(summary, as_json, quiet)
-    raise typer.Exit(int(summary.exit_code))
+    work = api.restore(source, dst.path, options, s3=s3, prices=prices,
+                       progress=progress_state, warn=_warn,
+                       on_action=_action_printer(as_json) if verbose else _debug_action)
+    _run_and_report(work, progress_state, progress, quiet, as_json, source, destination)
 
 
-async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
-    if isinstance(store, S3Store):
-        await store.open()
+@manifest_app.command("estimate-cost")
+def manifest_estimate_cost(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="The tree described.")],
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", "-m", metavar="FILE",
+        help="The manifest to read (default: DIR/.baycat/manifest).")] = None,
+    storage_class: Annotated[str, typer.Option(
+        "--storage-class", metavar="CLASS",
+        help=f"Storage class priced ({', '.join(STORAGE_CLASSES)}).")] = "STANDARD",
+    syncs_per_month: Annotated[int, typer.Option(
+        "--syncs-per-month", min=0, help="How many syncs a month (30: nightly).")] = 30,
+    change_rate: Annotated[float, typer.Option(
+        "--change-rate", min=0.0, max=1.0,
+        help="Fraction of files whose content changes between two syncs.")] = 0.01,
+    price_file: PriceFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Estimate what backing up DIR to S3 costs a month (storage and requests), from its
+    manifest, with S3 list prices (README "Cost model") or --price-file. Run
+    `baycat manifest create DIR` first.
+
+    \b
+    Examples:
+      baycat manifest estimate-cost /srv/data
+      baycat manifest estimate-cost --storage-class GLACIER_IR --syncs-per-month 4 \\
+          --change-rate 0.05 /srv/data
+    """
+    _start_logging(False)
     try:
-        return await work
-    finally:
-        await store.close()
+        estimate = api.estimate_cost(directory, manifest=manifest,
+                                     storage_class=storage_class.upper(),
+                                     syncs_per_month=syncs_per_month, change_rate=change_rate,
+                                     prices=_prices(price_file))
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    if as_json:
+        sys.stdout.write(json.dumps(estimate.to_json(), sort_keys=True) + "\n")
+        return
+    typer.echo(f"tree: {estimate.files:,} files, {estimate.bytes:,} bytes "
+               f"({estimate.bytes / (1 << 30):.2f} GiB); {estimate.storage_class}, "
+               f"{estimate.price_table}")
+    typer.echo(f"first backup: {estimate.initial_requests:,} requests, "
+               f"${estimate.initial_usd:.2f}")
+    typer.echo(f"per month ({estimate.syncs_per_month} syncs, "
+               f"{estimate.change_rate:.1%} of files changing each time): "
+               f"storage ${estimate.monthly_storage_usd:.2f} + "
+               f"{estimate.monthly_requests:,} requests ${estimate.monthly_request_usd:.2f} "
+               f"= ${estimate.monthly_usd:.2f}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .entry import DIR, FILE, SYMLINK
 from .errors import UsageError
+from .filters import FilterSpec, combine, read_ignore_files
 from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
 from .lock import TreeLock
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
@@ -61,6 +62,13 @@ def _skip_manifest(root: Path, manifest: Path) -> SkipFunc | None:
     return skip
 
 
+def resolve_filters(given: FilterSpec | None, saved: Root | None) -> FilterSpec:
+    """The filters of a run: those given, else those recorded in the last manifest."""
+    if given is not None:
+        return given
+    return FilterSpec.from_header(saved.filters) if saved is not None else FilterSpec()
+
+
 async def build_manifest(
     root: Path,
     *,
@@ -69,8 +77,13 @@ async def build_manifest(
     pool_size: int | None = None,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
+    filters: FilterSpec | None = None,
 ) -> ManifestSummary:
-    """Create (hash everything) or update (hash only what changed) the local manifest."""
+    """Create (hash everything) or update (hash only what changed) the local manifest.
+
+    `filters` None: those recorded in the manifest (none for a new one); they are recorded
+    in the new manifest's header either way, so `sync` and `manifest update` agree.
+    """
     started = time.perf_counter()
     root = check_source_dir(root)
     manifest = manifest or default_manifest_path(root)
@@ -85,6 +98,7 @@ async def build_manifest(
         old = None if create else open_manifest(manifest)
         try:
             saved_pool = old.root.pool_size if old is not None else None
+            filters = resolve_filters(filters, old.root if old is not None else None)
             run_pool = pool_size or saved_pool or default_pool_size()
             sink = LocalManifestSink(manifest, old)
             counts = {FILE: 0, DIR: 0, SYMLINK: 0}
@@ -105,12 +119,14 @@ async def build_manifest(
             try:
                 await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
                            on_batch, progress=progress, warn=note,
-                           skip=_skip_manifest(root, manifest))
+                           skip=combine(_skip_manifest(root, manifest),
+                                        filters.matcher(read_ignore_files(root)).skip))
                 template = Root(
                     created_ns=time.time_ns(),
                     source=str(root),
                     baycat_version=__version__,
                     pool_size=(pool_size or default_pool_size()) if create else saved_pool,
+                    filters=filters.to_header(),
                 )
                 written = sink.finish(template, force=create or old is None)
             except BaseException:

@@ -23,6 +23,7 @@ ETag. It is only a cache: a damaged one is dropped and refetched.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import time
@@ -31,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, segment
-from .entry import Entry
+from .entry import Entry, path_key
 from .errors import ConflictError, ManifestError
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
 from .rebuild import Change, rebuild_with_changes
@@ -180,6 +181,24 @@ class RemoteManifest:
         if local is None:
             raise ManifestError(f"segment {ref.hash} missing from the manifest cache")
         return self._cache.read_segment(local)
+
+    def lookup(self, paths: Sequence[bytes]) -> dict[bytes, Entry]:
+        """Blocking: the current entries of `paths` (those that have one), decoding only
+        the segments that cover them."""
+        root = self.root
+        if root is None or not paths:
+            return {}
+        firsts = [path_key(ref.first) for ref in root.segments]
+        wanted: dict[int, set[bytes]] = {}
+        for path in paths:
+            index = max(bisect.bisect_right(firsts, path_key(path)) - 1, 0)
+            wanted.setdefault(index, set()).add(path)
+        found: dict[bytes, Entry] = {}
+        for index, group in wanted.items():
+            for entry in self.load_segment(root.segments[index]):
+                if entry.path in group:
+                    found[entry.path] = entry
+        return found
 
     def entries(self) -> Iterator[Entry]:
         """Blocking: every entry of the current root, in path order. Keeps reading the

@@ -22,6 +22,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 
 import xxhash
 
@@ -131,9 +132,9 @@ def decode(blob: bytes) -> list[Entry]:
         ints = [_read_int_column(columns[2 + i], tc) for i, (_, tc) in enumerate(_INT_COLUMNS)]
         targets = _split(columns[12], count)
         hashes = columns[13]
-        etags = [v.decode() for v in _split(columns[14], count)]
-        keys = [v.decode() for v in _split(columns[15], count)]
-        versions = [v.decode() for v in _split(columns[16], count)]
+        etags = _split_text(columns[14], count)
+        keys = _split_text(columns[15], count)
+        versions = _split_text(columns[16], count)
     except (zlib.error, struct.error, UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"corrupt manifest segment: {exc}") from None
     if len(kinds) != count or len(hashes) != count * HASH_SIZE or any(
@@ -143,8 +144,21 @@ def decode(blob: bytes) -> list[Entry]:
     xxhs = [hashes[i:i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
     xxhs = [b"" if h == _ZERO_HASH else h for h in xxhs]
     size, mtime, ctime, ino, dev, mode, uid, gid, deleted, flags = ints
-    return list(map(Entry, paths, kinds, size, mtime, ctime, ino, dev, mode, uid, gid,
-                    targets, xxhs, etags, keys, versions, deleted, flags))
+    # tuple.__new__ over zip: every entry is built by C code (no Python-level __new__).
+    rows = zip(paths, kinds, size, mtime, ctime, ino, dev, mode, uid, gid, targets, xxhs,
+               etags, keys, versions, deleted, flags, strict=True)
+    return list(map(tuple.__new__, repeat(Entry), rows))
+
+
+def _split_text(data: bytes, count: int) -> list[str]:
+    if count == 0:
+        return []
+    if len(data) == count - 1 and data == b"\0" * (count - 1):
+        return [""] * count  # the common case: the column is all empty
+    parts = data.decode().split("\0")
+    if len(parts) != count:
+        raise ManifestError("corrupt manifest segment: column length mismatch")
+    return parts
 
 
 def segment_hash(blob: bytes) -> str:

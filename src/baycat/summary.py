@@ -41,6 +41,10 @@ class SyncSummary:
     unchanged: OpCount = field(default_factory=OpCount)
     failed: OpCount = field(default_factory=OpCount)
     requests: dict[str, int] = field(default_factory=dict)
+    # Estimated cost of `requests` (cost.py; set by the API/CLI, which know the prices).
+    request_cost_usd: float = 0.0
+    price_table: str = ""
+    storage_class: str = "STANDARD"
     manifest_bytes_uploaded: int = 0
     manifest_bytes_downloaded: int = 0
     committed: bool = False
@@ -64,4 +68,12 @@ class SyncSummary:
         doc = asdict(self)
         doc["schema_version"] = SCHEMA_VERSION
         doc["exit_code"] = int(self.exit_code)
+        doc["operations"] = {name: doc[field_name] for name, field_name in OPERATIONS}
         return doc
+
+
+# The `operations` object of `--json` (docs/json-summary.md): name -> SyncSummary field.
+OPERATIONS = (("uploaded", "uploaded"), ("copied", "copied"), ("metadata_only", "metadata"),
+              ("deleted", "deleted"), ("marked_deleted", "marked_deleted"),
+              ("downloaded", "downloaded"), ("adopted", "adopted"), ("skipped", "unchanged"),
+              ("failed", "failed"))

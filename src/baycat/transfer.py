@@ -21,6 +21,7 @@ import xxhash
 
 from .entry import Entry
 from .errors import BaycatError, Interrupted
+from .ratelimit import TokenBucket
 from .stop import StopRequest
 from .store.base import ObjectStore, Stored
 
@@ -38,6 +39,7 @@ class TransferConfig:
     multipart_threshold: int = 64 * MiB
     part_size: int = 16 * MiB
     max_memory: int = 256 * MiB
+    bwlimit: int | None = None  # upload bytes per second, all transfers together
 
     def part_size_for(self, size: int) -> int:
         """Part size for a file of `size` bytes: the configured one, grown so that the file
@@ -153,6 +155,7 @@ class Uploader:
         self.root = root
         self.budget = ByteBudget(config.max_memory)
         self.requests = asyncio.Semaphore(config.transfers)
+        self.bwlimit = TokenBucket(config.bwlimit) if config.bwlimit else None
 
     def _full(self, entry: Entry) -> bytes:
         return self.root + b"/" + entry.path
@@ -164,6 +167,8 @@ class Uploader:
         held = await self.budget.acquire(entry.size + 1)
         try:
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
+            if self.bwlimit is not None:
+                await self.bwlimit.take(len(read.data))
             async with self.requests:
                 stored = await self.store.put(key, read.data, md5=read.md5)
         finally:
@@ -189,6 +194,8 @@ class Uploader:
                     nonlocal sent
                     try:
                         md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
+                        if self.bwlimit is not None:
+                            await self.bwlimit.take(len(data))
                         async with self.requests:
                             parts[number] = await self.store.upload_part(
                                 key, upload_id, number, data, md5)

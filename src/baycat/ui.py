@@ -12,6 +12,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from .progress import Progress
@@ -53,9 +54,10 @@ class LiveDisplay:
                 eta = f"ETA {max(t.total_bytes - t.bytes, 0) / rate:.0f} s"
             table.add_row("transfer", f"{t.files:,}/{t.total_files:,} files",
                           f"{_size(t.bytes)}/{_size(t.total_bytes)}", f"{_size(rate)}/s", eta)
-        for name, (done, size) in list(p.active.items())[:5]:
+        for name, (done, size) in list(p.active.items())[:5]:  # large files under way
             pct = 100 * done / size if size else 100
-            table.add_row("", name[-60:], f"{_size(done)}/{_size(size)}", f"{pct:.0f}%")
+            table.add_row("", name[-40:], f"{_size(done)}/{_size(size)}", f"{pct:.0f}%",
+                          ProgressBar(total=size or 1, completed=done, width=24))
         return table
 
     def __enter__(self) -> LiveDisplay:

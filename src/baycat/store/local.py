@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -109,9 +110,9 @@ class LocalStore:
             f.close()
 
     def _write(self, path: Path, chunks: list[bytes] | bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 if isinstance(chunks, bytes):
                     f.write(chunks)
@@ -119,8 +120,14 @@ class LocalStore:
                     for chunk in chunks:
                         f.write(chunk)
             os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            where = os.path.relpath(path, self.root)
+            raise RemoteError(f"cannot write {where} in {self.root}: {exc.strerror}") from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise
 
     def _lock(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -57,6 +57,25 @@ class S3Options:
     attempts: int = 5
     connect_timeout: float = 10
     read_timeout: float = 60
+    # Explicit keys (Python API, tests); None: the standard credential chain.
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    # Data objects only: manifest objects stay STANDARD (they are read every run).
+    storage_class: str | None = None  # STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE, ...
+    sse: str | None = None  # "AES256" or "aws:kms" (every object)
+    sse_kms_key_id: str | None = None
+
+    def write_args(self, key: str) -> dict[str, str]:
+        """Extra arguments of a PUT / CreateMultipartUpload / CopyObject of `key`."""
+        args: dict[str, str] = {}
+        if self.storage_class and (not key.startswith(".baycat/")
+                                   or key.startswith(".baycat/escaped/")):
+            args["StorageClass"] = self.storage_class
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
 
 
 def _quoted(etag: str) -> str:
@@ -102,7 +121,9 @@ class S3Store:
         )
         self._context = session.create_client(
             "s3", endpoint_url=self.options.endpoint_url,
-            region_name=self.options.region or None, config=config)
+            region_name=self.options.region or None, config=config,
+            aws_access_key_id=self.options.access_key_id,
+            aws_secret_access_key=self.options.secret_access_key)
         try:
             self._client = await self._context.__aenter__()
         except BotoCoreError as exc:
@@ -198,7 +219,8 @@ class S3Store:
     async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
                   if_none_match_any: bool = False) -> Stored:
         kwargs: dict[str, Any] = {"Key": self._key(key), "Body": data,
-                                  "ContentMD5": content_md5(md5)}
+                                  "ContentMD5": content_md5(md5),
+                                  **self.options.write_args(key)}
         if if_match is not None:
             kwargs["IfMatch"] = if_match
         if if_none_match_any:
@@ -207,7 +229,8 @@ class S3Store:
         return Stored(response.get("ETag", ""), response.get("VersionId", "") or "")
 
     async def create_multipart(self, key: str) -> str:
-        response = await self._call("create_multipart_upload", key, Key=self._key(key))
+        response = await self._call("create_multipart_upload", key, Key=self._key(key),
+                                    **self.options.write_args(key))
         return str(response["UploadId"])
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
@@ -229,7 +252,8 @@ class S3Store:
     async def copy(self, source_key: str, key: str) -> Stored:
         response = await self._call(
             "copy_object", key, Key=self._key(key),
-            CopySource={"Bucket": self.bucket, "Key": self._key(source_key)})
+            CopySource={"Bucket": self.bucket, "Key": self._key(source_key)},
+            **self.options.write_args(key))
         result = response.get("CopyObjectResult", {})
         return Stored(_quoted(result.get("ETag", "")), response.get("VersionId", "") or "")
 

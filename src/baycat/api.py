@@ -1,0 +1,207 @@
+"""The Python API: what the `baycat` command does, as typed functions.
+
+Each operation is a coroutine, with a `*_blocking` twin that runs it in a fresh event
+loop. Sync and restore return the `SyncSummary` that `--json` prints (the CLI calls these
+same functions), so a script gets the same numbers either way::
+
+    import baycat
+
+    summary = baycat.sync_blocking("/srv/data", "s3://backups/host1/data/",
+                                   baycat.SyncOptions(filters=baycat.FilterSpec(
+                                       (baycat.Rule(include=False, pattern="*.tmp"),))))
+    if summary.exit_code:
+        for error in summary.errors:
+            print(error.path, error.message)
+
+Errors that stop a whole run raise `baycat.BaycatError` subclasses (each carries its
+`exit_code`); per-file failures are listed in `summary.errors` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from .backup import ActionFunc, SyncOptions, sync_to_store
+from .cost import PriceTable, TreeCostEstimate, estimate_tree
+from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, parse_endpoint
+from .engine import ManifestSummary, build_manifest
+from .entry import FILE
+from .errors import UsageError
+from .filters import FilterSpec
+from .local_manifest import default_manifest_path
+from .manifest_file import ManifestReader
+from .progress import NoticeFunc, Progress, ignore_notice
+from .restore import RestoreOptions, restore_from_store
+from .store.base import ObjectStore
+from .store.local import LocalStore
+from .store.s3 import S3Options, S3Store
+from .summary import SyncSummary
+from .transfer import TransferConfig
+
+T = TypeVar("T")
+P = ParamSpec("P")
+PathLike = str | os.PathLike[str]
+
+
+def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
+    """The store behind a parsed endpoint (S3 needs `await store.open()`)."""
+    if isinstance(endpoint, S3Endpoint):
+        return S3Store(endpoint.bucket, endpoint.prefix, s3)
+    if isinstance(endpoint, LocalEndpoint):
+        return LocalStore(endpoint.path.absolute(), create=create)
+    raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
+
+
+def check_apart(source: Path, dest: Path) -> None:
+    """Refuse a local backup inside its own source (or the reverse)."""
+    src, dst = source.absolute().resolve(), dest.absolute().resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise UsageError(f"source {source} and destination {dest} overlap; "
+                         "the backup must live outside the tree (and not contain it)")
+
+
+async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
+    if isinstance(store, S3Store):
+        try:
+            await store.open()
+        except BaseException:
+            work.close()
+            raise
+    try:
+        return await work
+    finally:
+        await store.close()
+
+
+def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
+    table = prices or PriceTable()
+    summary.storage_class = s3.storage_class or "STANDARD"
+    summary.price_table = table.name
+    summary.request_cost_usd = table.request_cost(summary.requests, summary.storage_class)
+    return summary
+
+
+async def sync(
+    source: PathLike,
+    destination: str,
+    options: SyncOptions | None = None,
+    *,
+    s3: S3Options | None = None,
+    prices: PriceTable | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    on_action: ActionFunc | None = None,
+) -> SyncSummary:
+    """Back up the directory `source` to `destination` (`s3://bucket/prefix/`, a
+    directory path or a `file://` URL), sending only what changed.
+
+    `s3` says how to reach S3 (endpoint, region, profile, storage class, SSE); `prices`
+    prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
+    """
+    dst = parse_endpoint(destination)
+    src_path = Path(source)
+    s3 = s3 or S3Options()
+    if isinstance(dst, LocalEndpoint):
+        check_apart(src_path, dst.path)
+    store = open_store(dst, s3, create=True)
+    summary = await _with_store(store, sync_to_store(
+        src_path, store, options, progress=progress, warn=warn, on_action=on_action))
+    return _price(summary, s3, prices)
+
+
+async def restore(
+    source: str,
+    destination: PathLike,
+    options: RestoreOptions | None = None,
+    *,
+    s3: S3Options | None = None,
+    prices: PriceTable | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    on_action: ActionFunc | None = None,
+) -> SyncSummary:
+    """Restore the backup at `source` (`s3://...`, a directory or `file://` URL) into the
+    directory `destination`, fetching only files that differ."""
+    src = parse_endpoint(source)
+    dest = Path(destination)
+    s3 = s3 or S3Options()
+    if isinstance(src, LocalEndpoint):
+        check_apart(src.path, dest)
+    store = open_store(src, s3, create=False)
+    summary = await _with_store(store, restore_from_store(
+        store, dest, options, progress=progress, warn=warn, on_action=on_action))
+    return _price(summary, s3, prices)
+
+
+async def update_manifest(
+    directory: PathLike,
+    *,
+    create: bool = False,
+    manifest: PathLike | None = None,
+    pool_size: int | None = None,
+    filters: FilterSpec | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+) -> ManifestSummary:
+    """Refresh (or with `create`, rebuild from scratch) the local manifest of `directory`,
+    hashing only files whose stat changed. `filters` None: those recorded in it."""
+    return await build_manifest(Path(directory), manifest=Path(manifest) if manifest else None,
+                                create=create, pool_size=pool_size, progress=progress,
+                                warn=warn, filters=filters)
+
+
+def estimate_cost(
+    directory: PathLike,
+    *,
+    manifest: PathLike | None = None,
+    storage_class: str = "STANDARD",
+    syncs_per_month: int = 30,
+    change_rate: float = 0.01,
+    prices: PriceTable | None = None,
+    transfer: TransferConfig | None = None,
+) -> TreeCostEstimate:
+    """Blocking: the monthly storage and request cost of backing up the tree that
+    `directory`'s manifest describes (see cost.estimate_tree)."""
+    path = Path(manifest) if manifest else default_manifest_path(Path(directory))
+    transfer = transfer or TransferConfig()
+    try:
+        reader = ManifestReader(path)
+    except FileNotFoundError:
+        raise UsageError(f"no manifest at {path} (run `baycat manifest create "
+                         f"{directory}` first)") from None
+    files = total = requests = 0
+    with reader:
+        for entry in reader.entries():
+            if entry.kind != FILE or entry.deleted_ns:
+                continue
+            files += 1
+            total += entry.size
+            if entry.size >= transfer.multipart_threshold:
+                requests += 2 + -(-entry.size // transfer.part_size_for(entry.size))
+            else:
+                requests += 1
+    return estimate_tree(files, total, requests, table=prices or PriceTable(),
+                         storage_class=storage_class, syncs_per_month=syncs_per_month,
+                         change_rate=change_rate)
+
+
+def _blocking(coro_fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The blocking twin of an API coroutine: same arguments, run in a fresh event loop
+    (for code that isn't async; not from inside a running loop)."""
+
+    @functools.wraps(coro_fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(coro_fn(*args, **kwargs))
+
+    run.__doc__ = f"Blocking `{coro_fn.__name__}`: {coro_fn.__doc__}"
+    return run
+
+
+sync_blocking = _blocking(sync)
+restore_blocking = _blocking(restore)
+update_manifest_blocking = _blocking(update_manifest)

@@ -1,0 +1,52 @@
+"""The "last clean sync" marker: what lets a no-change run skip the remote manifest.
+
+After a sync that finished with no failure, baycat records (per destination) the remote
+root's ETag and a digest of the local manifest's root. Next run, if the remote root is
+still that one (its conditional GET said 304) and the local manifest is still that one,
+every path whose local entry did not change is known to be in sync — both sides are as
+the clean sync left them — so only changed paths are looked up in the remote manifest.
+A no-change run then decodes no remote segment at all. Any doubt (a failure, an
+interruption, `manifest update` in between, --delete toggled) means no marker, and the
+full merge with the remote manifest runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .root import Root
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedState:
+    remote_etag: str
+    local_root: str  # root_digest of the local manifest
+    delete: bool
+
+
+def root_digest(root: Root) -> str:
+    return hashlib.sha256(root.to_bytes()).hexdigest()
+
+
+def read_synced(path: Path) -> SyncedState | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        return SyncedState(str(doc["remote_etag"]), str(doc["local_root"]), bool(doc["delete"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_synced(path: Path, state: SyncedState) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(state)))
+    os.replace(tmp, path)
+
+
+def forget_synced(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
