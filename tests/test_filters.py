@@ -10,7 +10,7 @@ import pytest
 
 from baycat.errors import UsageError
 from baycat.filters import FilterSpec, Rule, rules_from_file
-from baycat.walker import walk
+from baycat.walker import SkipFunc, walk
 from tests.cli_helpers import manifest_json, run_baycat
 from tests.trees import make_tree
 
@@ -91,13 +91,16 @@ def test_walker_never_enters_an_excluded_directory(tmp_path: Path) -> None:
     seen: list[bytes] = []
     m = FilterSpec((ex("skip/"),)).matcher(None)
 
-    def skip(rel: bytes, is_dir: bool) -> bool:
-        seen.append(rel)
-        return m.skip(rel, is_dir)
+    class Spy:
+        def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None:
+            seen.append(rel_dir)
+            inner = m.for_dir(rel_dir, names)
+            assert inner is not None
+            return inner
 
-    paths = [p for batch in walk(bytes(tmp_path), skip=skip) for p, *_ in batch]
+    paths = [p for batch in walk(bytes(tmp_path), path_filter=Spy()) for p, *_ in batch]
     assert paths == [b"keep", b"keep/a"]
-    assert not any(p.startswith(b"skip/") for p in seen)  # its children were never listed
+    assert seen == [b"", b"keep"]  # "skip" was never listed
 
 
 # ---- real runs through the CLI ----------------------------------------------------------

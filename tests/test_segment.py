@@ -168,14 +168,22 @@ def test_stream_rebuilder_reuses_unchanged_segments(n: int, k: int, seed: int) -
             new[p] = make_entry(p, 3)
             changed.add(p)
     rebuilder = StreamRebuilder(refs)
+    old_paths = {e.path for e in old}
     outputs: list[SegmentRef | list[Entry]] = []
     events = sorted([(path_key(p), p, True) for p in new] +
                     [(path_key(p), p, False) for p in set(removed) if p not in new])
+    run: list[Entry] = []  # consecutive unchanged entries go in by the batch path
     for _, p, present in events:
+        if present and p not in changed and p in old_paths:
+            run.append(new[p])
+            continue
+        outputs += rebuilder.add_unchanged(run)
+        run = []
         if present:
             outputs += rebuilder.add(new[p], p in changed)
         else:
             outputs += rebuilder.removed(p)
+    outputs += rebuilder.add_unchanged(run)
     outputs += rebuilder.finish()
     new_refs = store.materialize(outputs)
     assert store.entries(new_refs) == sorted(new.values(), key=lambda e: path_key(e.path))

@@ -32,7 +32,7 @@ from .errors import (
 from .filters import FilterSpec, Rule
 from .progress import Notice, Progress
 from .restore import RestoreOptions
-from .store.s3 import S3Options
+from .store.s3_options import S3Options
 from .summary import FileError, OpCount, SyncSummary
 from .transfer import TransferConfig
 

@@ -428,7 +428,7 @@ async def sync_to_store(
                 complete = await scan(run.root_bytes, entries_of(old),
                                       ScanConfig(pool_size=pool), on_batch,
                                       progress=progress, warn=note, stop=options.stop,
-                                      skip=filters.matcher(read_ignore_files(source)).skip)
+                                      path_filter=filters.matcher(read_ignore_files(source)))
                 if differ is None:  # empty tree
                     differ = await start_differ()
                 if fast_changed is not None:

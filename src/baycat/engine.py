@@ -16,7 +16,7 @@ from .lock import TreeLock
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
-from .walker import SkipFunc
+from .walker import PathFilter, SkipFunc
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +46,28 @@ def check_source_dir(root: Path) -> Path:
     return root.absolute()
 
 
-def _skip_manifest(root: Path, manifest: Path) -> SkipFunc | None:
-    """Keep a manifest stored inside the tree (outside .baycat/) out of its own walk."""
+class _ManifestInTree:
+    """Keeps a manifest stored inside the tree (outside .baycat/) out of its own walk."""
+
+    def __init__(self, rel: bytes) -> None:
+        head, _, name = rel.rpartition(b"/")
+        self._dir = head
+        self._names = (rel, rel + b".lock")
+        self._tmp_prefix = (head + b"/" if head else b"") + b"." + name + b".tmp-"
+
+    def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None:
+        return self._skip if rel_dir == self._dir else None
+
+    def _skip(self, path: bytes, is_dir: bool) -> bool:
+        return path in self._names or path.startswith(self._tmp_prefix)
+
+
+def _skip_manifest(root: Path, manifest: Path) -> PathFilter | None:
     try:
         rel = os.fsencode(manifest.absolute().relative_to(root))
     except ValueError:
         return None
-    head, _, name = rel.rpartition(b"/")
-    tmp_prefix = (head + b"/" if head else b"") + b"." + name + b".tmp-"
-    lock = rel + b".lock"
-
-    def skip(path: bytes, is_dir: bool) -> bool:
-        return path in (rel, lock) or path.startswith(tmp_prefix)
-
-    return skip
+    return _ManifestInTree(rel)
 
 
 def resolve_filters(given: FilterSpec | None, saved: Root | None) -> FilterSpec:
@@ -119,8 +127,8 @@ async def build_manifest(
             try:
                 await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
                            on_batch, progress=progress, warn=note,
-                           skip=combine(_skip_manifest(root, manifest),
-                                        filters.matcher(read_ignore_files(root)).skip))
+                           path_filter=combine(_skip_manifest(root, manifest),
+                                               filters.matcher(read_ignore_files(root))))
                 template = Root(
                     created_ns=time.time_ns(),
                     source=str(root),

@@ -29,6 +29,7 @@ from pathspec import GitIgnoreSpec
 
 from .entry import DIR, Entry
 from .errors import UsageError
+from .walker import PathFilter, SkipFunc
 
 IGNORE_FILE = b".baycatignore"
 # read(relative directory, b"" for the top) -> the ignore file's bytes, or None.
@@ -149,6 +150,7 @@ class Matcher:
         self._parent: bytes | None = None
         self._active: list[tuple[int, GitIgnoreSpec]] = []  # (prefix length, spec)
         self._dir_cache: tuple[bytes, bool] = (b"\0", False)  # for `excluded`
+        self._listing: tuple[bytes, bool] | None = None  # (dir, has ignore file) being entered
 
     @property
     def trivial(self) -> bool:
@@ -169,9 +171,22 @@ class Matcher:
         self._parent = parent
         self._active = [(len(p), s) for p, s in stack if s is not None]
 
+    def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None:
+        """walker.PathFilter: the skip function for `rel_dir`'s children, or None when
+        nothing there can be excluded. Its listing says whether it has an ignore file,
+        so a directory without one costs no extra open."""
+        self._listing = (rel_dir, IGNORE_FILE in names)
+        try:
+            self._enter(rel_dir)
+        finally:
+            self._listing = None
+        return self.skip if self._active or self._cli is not None else None
+
     def _load(self, rel_dir: bytes) -> GitIgnoreSpec | None:
         if self._read is None:
             return None
+        if self._listing is not None and self._listing[0] == rel_dir and not self._listing[1]:
+            return None  # its listing has no ignore file
         data = self._read(rel_dir)
         return _compile(data) if data else None
 
@@ -215,15 +230,23 @@ class Matcher:
                 yield entry
 
 
-def combine(*skips: Callable[[bytes, bool], bool] | None) -> Callable[[bytes, bool], bool] | None:
-    """One skip function from several (None ones dropped)."""
-    present = [s for s in skips if s is not None]
+class Combined:
+    """Several walker.PathFilters as one: a path is left out when any leaves it out."""
+
+    def __init__(self, filters: list[PathFilter]) -> None:
+        self._filters = filters
+
+    def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None:
+        # Every filter sees every directory (they may keep per-directory state).
+        skips = [s for f in self._filters if (s := f.for_dir(rel_dir, names)) is not None]
+        if len(skips) <= 1:
+            return skips[0] if skips else None
+        return lambda rel, is_dir: any(s(rel, is_dir) for s in skips)
+
+
+def combine(*filters: PathFilter | None) -> PathFilter | None:
+    """One filter from several (None ones dropped)."""
+    present = [f for f in filters if f is not None]
     if not present:
         return None
-    if len(present) == 1:
-        return present[0]
-
-    def skip(rel: bytes, is_dir: bool) -> bool:
-        return any(s(rel, is_dir) for s in present)
-
-    return skip
+    return present[0] if len(present) == 1 else Combined(present)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .entry import Entry
@@ -44,16 +44,26 @@ class LocalManifestSink:
         self._writer: ManifestWriter | None = None
         self.changed_entries = 0
 
-    def add_items(self, items: Iterable[ScanItem]) -> None:
-        for item in items:
+    def add_items(self, items: list[ScanItem]) -> None:
+        run_start = 0  # start of the current run of unchanged items
+        for i, item in enumerate(items):
+            if item.entry is item.old and item.old is not None:
+                continue
+            if run_start < i:
+                self._take(self._rebuilder.add_unchanged(
+                    [it.old for it in items[run_start:i]]))  # type: ignore[misc]
+            run_start = i + 1
             if item.entry is None:
                 if item.old is not None:
                     self.changed_entries += 1
                     self._take(self._rebuilder.removed(item.path))
             else:
-                changed = item.entry is not item.old and item.entry != item.old
+                changed = item.entry != item.old
                 self.changed_entries += changed
                 self._take(self._rebuilder.add(item.entry, changed))
+        if run_start < len(items):
+            self._take(self._rebuilder.add_unchanged(
+                [it.old for it in items[run_start:]]))  # type: ignore[misc]
 
     def _start_writer(self) -> ManifestWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,27 @@ class StreamRebuilder:
             self._buffer.append(entry)
         return out
 
+    def add_unchanged(self, entries: list[Entry]) -> list[Output]:
+        """A run of entries that are consecutive entries of the old manifest, unchanged:
+        the common case, taken a range at a time instead of an entry at a time.
+
+        While the current range is clean, its remaining old entries are exactly the next
+        ones of such a run, so they go into the buffer by count (one C-level slice)."""
+        out: list[Output] = []
+        i, n = 0, len(entries)
+        while i < n:
+            if not self._dirty and self._index >= 0:
+                room = self._refs[self._index].count - len(self._buffer)
+                if room > 0 and (self._end_key is None
+                                 or path_key(entries[i].path) < self._end_key):
+                    take = min(room, n - i)
+                    self._buffer.extend(entries[i:i + take])
+                    i += take
+                    continue
+            out.extend(self.add(entries[i], False))
+            i += 1
+        return out
+
     def removed(self, path: bytes) -> list[Output]:
         out = self._advance(path_key(path))
         if not self._dirty:

@@ -16,13 +16,14 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from .entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
 from .hasher import HashResult, hash_file
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .stop import StopRequest
-from .walker import SkipFunc, walk
+from .walker import PathFilter, walk
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,12 @@ def default_pool_size() -> int:
     return os.cpu_count() or 1
 
 
+# The stat fields an entry records, fetched by C code in one call each (the hot loop).
+_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_dev", "st_uid",
+                      "st_gid")
+_entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode, dev, uid, gid
+
+
 class _WalkMerge:
     """Blocking: the sorted walk merged with the old manifest (runs in a thread).
 
@@ -68,8 +75,9 @@ class _WalkMerge:
     """
 
     def __init__(self, root: bytes, old: Iterator[Entry], cfg: ScanConfig,
-                 warn: NoticeFunc, skip: SkipFunc | None) -> None:
-        self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn, skip=skip)
+                 warn: NoticeFunc, path_filter: PathFilter | None) -> None:
+        self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
+                          path_filter=path_filter)
         self._old = old
         self._old_next: Entry | None = None
         self._old_key = b""
@@ -102,13 +110,9 @@ class _WalkMerge:
             old = self._old_next
             if old is not None and old.path == path:
                 self._take_old()
-                if (old.mtime_ns == st.st_mtime_ns and old.ctime_ns == st.st_ctime_ns
-                        and old.ino == st.st_ino and old.mode == st.st_mode
-                        and (old.size == st.st_size or old.kind != FILE)
-                        and old.dev == st.st_dev and old.uid == st.st_uid
-                        and old.gid == st.st_gid and old.target == target
+                if (_entry_stat(old) == _stat_of(st) and old.target == target
                         and not old.flags and not incomplete
-                        and (old.xxh or old.kind != FILE)):
+                        and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
                     out.append(ScanItem(path, old, old))
                     continue
             else:
@@ -147,7 +151,7 @@ async def scan(
     *,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
-    skip: SkipFunc | None = None,
+    path_filter: PathFilter | None = None,
     stop: StopRequest | None = None,
 ) -> bool:
     """Scan `root` against the `old` manifest stream, calling `on_batch` in path order.
@@ -156,7 +160,7 @@ async def scan(
     rest of the tree was not seen: nothing may be concluded about it)."""
     progress = progress or Progress()
     loop = asyncio.get_running_loop()
-    merger = _WalkMerge(root, old, cfg, warn, skip)
+    merger = _WalkMerge(root, old, cfg, warn, path_filter)
     ready: asyncio.Queue[tuple[list[ScanItem], _Pending] | None] = asyncio.Queue(
         cfg.queue_batches)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from .progress import Notice, NoticeFunc, ignore_notice
 
@@ -26,8 +27,23 @@ STATE_DIRNAME = b".baycat"
 
 # (relative path, lstat result, symlink target or b"", incomplete directory)
 Walked = tuple[bytes, os.stat_result, bytes, bool]
+
+
 # skip(relative path, is_dir) -> True to leave the path (and everything below it) out.
 SkipFunc = Callable[[bytes, bool], bool]
+
+
+class PathFilter(Protocol):
+    """What to leave out of the walk, asked per directory first, then per path.
+
+    `for_dir(dir, names)` is called once for every directory listed, in walk order, with
+    its names (so ignore files are found without extra system calls). It returns the
+    skip function for that directory's children, or None when nothing in it can be left
+    out — then no per-file call is made at all, so a filter that has nothing to say
+    about most directories costs nothing per file.
+    """
+
+    def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None: ...
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
@@ -36,12 +52,14 @@ _RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
 class _Dir:
     """One open directory level of the walk."""
 
-    __slots__ = ("fd", "names", "prefix")
+    __slots__ = ("fd", "names", "prefix", "skip")
 
-    def __init__(self, fd: int, prefix: bytes, names: list[bytes]) -> None:
+    def __init__(self, fd: int, prefix: bytes, names: list[bytes],
+                 path_filter: PathFilter | None) -> None:
         self.fd = fd
         self.prefix = prefix
         self.names: Iterator[bytes] = iter(names)
+        self.skip = path_filter.for_dir(prefix[:-1], names) if path_filter else None
 
 
 def _open_dir(parent_fd: int | None, name: bytes, rel: bytes,
@@ -50,7 +68,9 @@ def _open_dir(parent_fd: int | None, name: bytes, rel: bytes,
     fd = -1
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        names = os.listdir(fd)
+        # Listing through /proc/self/fd names the directory we hold open (no path race)
+        # and, given as bytes, returns bytes names: no per-name fsencode.
+        encoded = os.listdir(b"/proc/self/fd/%d" % fd)
     except OSError as exc:
         if fd >= 0:
             os.close(fd)
@@ -58,8 +78,6 @@ def _open_dir(parent_fd: int | None, name: bytes, rel: bytes,
             return None if parent_fd is None else (-1, [])
         warn(Notice(rel, f"cannot read directory: {exc.strerror}"))
         return None
-    # listdir(fd) gives str (surrogate-escaped); bytes are the real names.
-    encoded = [os.fsencode(n) for n in names]
     encoded.sort()
     return fd, encoded
 
@@ -69,20 +87,20 @@ def walk(
     *,
     batch_entries: int = 1000,
     warn: NoticeFunc = ignore_notice,
-    skip: SkipFunc | None = None,
+    path_filter: PathFilter | None = None,
 ) -> Iterator[list[Walked]]:
     """Yield batches of (path, lstat, target, incomplete) below `root`, in path_key order."""
     opened = _open_dir(None, root, b"", warn)
     if opened is None:
         raise OSError(f"cannot read directory {os.fsdecode(root)}")
     fd, names = opened
-    stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME])]
+    stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME], path_filter)]
     batch: list[Walked] = []
     lstat = os.lstat
     try:
         while stack:
             level = stack[-1]
-            dir_fd, prefix = level.fd, level.prefix
+            dir_fd, prefix, skip = level.fd, level.prefix, level.skip
             for name in level.names:
                 rel = prefix + name
                 try:
@@ -111,7 +129,7 @@ def walk(
                     child = _open_dir(dir_fd, name, rel, warn)
                     batch.append((rel, st, b"", child is None))
                     if child is not None and child[0] >= 0:
-                        stack.append(_Dir(child[0], rel + b"/", child[1]))
+                        stack.append(_Dir(child[0], rel + b"/", child[1], path_filter))
                         break  # descend now: children sort right after their directory
                 else:
                     batch.append((rel, st, target, False))

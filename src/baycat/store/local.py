@@ -260,6 +260,9 @@ class LocalStore:
                 out.append(ObjectInfo(key, os.path.getsize(full), _etag(md5)))
         return out
 
+    async def open(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

@@ -1,0 +1,38 @@
+"""How to reach an S3 store: a plain value, importable without loading botocore
+(which costs ~0.4 s of start-up that local-only runs should not pay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach the store. None means: botocore's usual sources (env, config files)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    max_connections: int = 64
+    attempts: int = 5
+    connect_timeout: float = 10
+    read_timeout: float = 60
+    # Explicit keys (Python API, tests); None: the standard credential chain.
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    # Data objects only: manifest objects stay STANDARD (they are read every run).
+    storage_class: str | None = None  # STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE, ...
+    sse: str | None = None  # "AES256" or "aws:kms" (every object)
+    sse_kms_key_id: str | None = None
+
+    def write_args(self, key: str) -> dict[str, str]:
+        """Extra arguments of a PUT / CreateMultipartUpload / CopyObject of `key`."""
+        args: dict[str, str] = {}
+        if self.storage_class and (not key.startswith(".baycat/")
+                                   or key.startswith(".baycat/escaped/")):
+            args["StorageClass"] = self.storage_class
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
