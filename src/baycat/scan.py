@@ -67,6 +67,9 @@ _stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_dev
 _entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode, dev, uid, gid
 
 
+_new_item = tuple.__new__
+
+
 class _WalkMerge:
     """Blocking: the sorted walk merged with the old manifest (runs in a thread).
 
@@ -113,7 +116,7 @@ class _WalkMerge:
                 if (_entry_stat(old) == _stat_of(st) and old.target == target
                         and not old.flags and not incomplete
                         and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
-                    out.append(ScanItem(path, old, old))
+                    out.append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
                     continue
             else:
                 old = None
@@ -168,7 +171,9 @@ async def scan(
 
         def dispatch(batch: list[ScanItem]) -> _Pending:
             """Start hashing what needs it; returns the indexes and their results."""
-            todo = [i for i, item in enumerate(batch) if _needs_hash(item)]
+            # `entry is old` first: the common, unchanged case decides in one comparison.
+            todo = [i for i, item in enumerate(batch)
+                    if item.entry is not item.old and _needs_hash(item)]
             jobs: list[asyncio.Future[list[HashResult]]] = []
             job: list[ScanItem] = []
             job_bytes = 0

@@ -47,6 +47,8 @@ class PathFilter(Protocol):
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+_IFMT = 0o170000  # stat.S_IFMT as a mask: no function call in the hot loop
+_IFREG = stat.S_IFREG
 
 
 class _Dir:
@@ -110,7 +112,14 @@ def walk(
                 except OSError as exc:
                     warn(Notice(rel, f"cannot stat: {exc.strerror}"))
                     continue
-                fmt = stat.S_IFMT(st.st_mode)
+                fmt = st.st_mode & _IFMT
+                if fmt == _IFREG:  # the common case first, with the fewest steps
+                    if skip is None or not skip(rel, False):
+                        batch.append((rel, st, b"", False))
+                        if len(batch) >= batch_entries:
+                            yield batch
+                            batch = []
+                    continue
                 if fmt not in _RECORDED:
                     warn(Notice(rel, "skipped special file (socket, FIFO or device)",
                                 failure=False))
