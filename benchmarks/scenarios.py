@@ -1,0 +1,205 @@
+"""The scenario sequence, run as one pass over every tool.
+
+A pass gives each tool its own trees (generated from the same seed) and its own bucket,
+then walks the scenarios in order; the state each scenario leaves is the next one's
+start. Two passes run on twin trees and buckets:
+
+- the *timed* pass: plain runs (wall time, peak RSS), each followed by a correctness
+  check (not timed);
+- the *counted* pass: the same runs through the counting proxy and under strace
+  (requests by type, wire bytes, bytes read from local files). Its timings are slowed
+  by both and are kept only as `counted_wall_s`.
+
+Before each scenario's runs, the harness waits until 2.1 s have passed since the last
+change to any tree, as a real tree would between its last edit and a backup (a file
+written within the 2 s before a scan is "racily clean" to baycat and rehashed next run).
+Tools run in an order rotated by one per scenario, so none is always first or last.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from . import dataset, fileio, mutate, procs, verify
+from .proxy import CountingProxyProcess, ProxyError, requests_of
+from .results import Measurement, parse_json_summary
+from .tools import PREFIX, Tool
+
+SETTLE_S = 2.1
+LARGE_PREFIX = "large-only/"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    title: str
+    mutation: str | None = None
+    delete: bool = False
+    kind: Literal["sync", "restore"] = "sync"
+    tree: Literal["main", "large"] = "main"
+
+    @property
+    def resync(self) -> bool:
+        """A sync of an already synced tree (the scenarios `--count resync` counts)."""
+        return self.kind == "sync" and not self.name.startswith("initial")
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("initial-large", "initial sync, large files only (separate tree and prefix)",
+             tree="large"),
+    Scenario("initial", "initial sync, whole tree (small-file mix + large files)"),
+    Scenario("no-change", "re-sync, nothing changed"),
+    Scenario("modify", "re-sync, 1 % of small files modified (same size, new bytes)",
+             mutation="modify"),
+    Scenario("touch", "re-sync, 1 % of small files touched (mtime only)", mutation="touch"),
+    Scenario("rename", "re-sync, 1 % of small files renamed (no delete option)",
+             mutation="rename"),
+    Scenario("delete", "re-sync with the delete option, 1 % of small files deleted",
+             mutation="delete", delete=True),
+    Scenario("restore", "restore of the whole tree into an empty directory", kind="restore"),
+)
+
+
+@dataclass(slots=True)
+class PassContext:
+    out: Path  # this pass's directory
+    repo_root: Path
+    endpoint: str
+    client: Any  # botocore S3 client on the real endpoint (for checks)
+    create_bucket: Callable[[str], None]
+    spec: dataset.DatasetSpec
+    fraction: float
+    timeout_s: float
+    log: Callable[[str], None]
+    settle_until: float = 0.0
+
+    def settle(self) -> None:
+        wait = self.settle_until - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def changed(self) -> None:
+        self.settle_until = time.monotonic() + SETTLE_S
+
+
+@dataclass(slots=True)
+class _ToolState:
+    tool: Tool
+    bucket: str
+    main: Path
+    large: Path
+    restored: Path
+
+
+def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], Measurement],
+             *, counted: bool, count: set[str], strace: bool) -> None:
+    """Run every scenario for every tool, filling `table` (timed or counted fields)."""
+    label = "counted" if counted else "timed"
+    states = []
+    for tool in tools:
+        base = ctx.out / tool.name
+        shutil.rmtree(base, ignore_errors=True)
+        st = _ToolState(tool, f"{tool.name}-{label[0]}", base / "tree", base / "large-tree",
+                        base / "restored")
+        dataset.generate(ctx.spec, st.main)
+        dataset.generate(dataset.with_overrides(ctx.spec, small_files=0), st.large)
+        ctx.create_bucket(st.bucket)
+        states.append(st)
+    ctx.changed()
+    for i, sc in enumerate(SCENARIOS):
+        if sc.mutation:
+            for st in states:
+                mutate.apply(st.main, sc.mutation, ctx.fraction, ctx.spec.seed)
+            ctx.changed()
+        ctx.settle()
+        order = states[i % len(states):] + states[:i % len(states)]
+        for st in order:
+            m = table.setdefault((st.tool.name, sc.name), Measurement(st.tool.name, sc.name))
+            workdir = ctx.out / "runs" / st.tool.name / sc.name
+            if counted:
+                _counted_run(ctx, st, sc, m, workdir, measure=sc.name in count, strace=strace)
+                ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} reqs={m.total_requests} "
+                        f"read={m.file_bytes_read} {m.counted_failure}")
+            else:
+                _timed_run(ctx, st, sc, m, workdir)
+                ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} {m.wall_s or 0:8.2f} s "
+                        f"rss={(m.peak_rss_kib or 0) // 1024} MiB correct={m.correct} "
+                        f"{m.failure or ''} {'' if m.correct else m.correct_detail}")
+
+
+def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario,
+                endpoint: str) -> tuple[list[str], dict[str, str], Path]:
+    """argv, env and the local tree whose reads count, for one scenario."""
+    if sc.kind == "restore":
+        shutil.rmtree(st.restored, ignore_errors=True)
+        st.restored.mkdir(parents=True)
+        inv = st.tool.restore(st.bucket, st.restored, endpoint)
+        return inv.argv, inv.env, st.restored
+    if sc.tree == "large":
+        inv = st.tool.sync(st.large, st.bucket, endpoint, delete=False, prefix=LARGE_PREFIX)
+        return inv.argv, inv.env, st.large
+    inv = st.tool.sync(st.main, st.bucket, endpoint, delete=sc.delete, prefix=PREFIX)
+    return inv.argv, inv.env, st.main
+
+
+def _timed_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
+               workdir: Path) -> None:
+    argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint)
+    r = procs.run(argv, env, timeout_s=ctx.timeout_s, workdir=workdir)
+    m.wall_s, m.peak_rss_kib, m.exit_code, m.failure = (
+        r.wall_s, r.peak_rss_kib, r.exit_code, r.failure())
+    m.tool_summary = parse_json_summary(r.stdout)
+    try:
+        m.correct, m.correct_detail = _check(ctx, st, sc)
+    except Exception as exc:  # a check that crashes is a wrong result, not a harness crash
+        m.correct, m.correct_detail = False, f"check failed: {exc!r}"
+
+
+def _check(ctx: PassContext, st: _ToolState, sc: Scenario) -> tuple[bool, str]:
+    if sc.kind == "restore":
+        v = verify.check_tree(verify.tree_digest(st.main), st.restored)
+    elif sc.tree == "large":
+        v = verify.check_bucket(ctx.client, st.bucket, LARGE_PREFIX,
+                                verify.tree_digest(st.large), exact=True)
+    else:
+        # Only the rename scenario may leave extra objects (no delete option).
+        v = verify.check_bucket(ctx.client, st.bucket, PREFIX, verify.tree_digest(st.main),
+                                exact=sc.name != "rename")
+    return v.ok, v.detail
+
+
+def _counted_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
+                 workdir: Path, *, measure: bool, strace: bool) -> None:
+    if not measure:  # only advance the state
+        argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint)
+        r = procs.run(argv, env, timeout_s=ctx.timeout_s, workdir=workdir)
+        m.counted_failure = r.failure()
+        return
+    log = workdir / "strace.log"
+    try:
+        with CountingProxyProcess(ctx.endpoint, workdir / "proxy", ctx.repo_root) as proxy:
+            argv, env, root = _invocation(ctx, st, sc, proxy.endpoint_url)
+            if strace:
+                argv = procs.strace_argv(argv, log)
+            # strace and the proxy slow a tool: allow more time than a timed run.
+            r = procs.run(argv, env, timeout_s=ctx.timeout_s * 3, workdir=workdir)
+    except ProxyError as exc:
+        m.counted_failure = str(exc)
+        return
+    m.counted_wall_s, m.counted_failure = r.wall_s, r.failure()
+    m.counted_summary = parse_json_summary(r.stdout)
+    snap = proxy.snapshot
+    if snap:
+        m.requests = requests_of(snap)
+        m.bytes_up = sum(snap.get("bytes_up", {}).values())
+        m.bytes_down = sum(snap.get("bytes_down", {}).values())
+    if strace and log.exists():
+        reads = fileio.parse_strace(log, root)
+        m.file_bytes_read, m.files_read, m.file_bytes_mapped, m.state_bytes_read = (
+            reads.bytes_read, reads.files_read, reads.bytes_mapped, reads.state_bytes)
+        log.unlink()
