@@ -256,9 +256,13 @@ class RemoteManifest:
                 await self._refresh_after_conflict()
                 continue
             self.bytes_uploaded += len(body) + len(data)
+            # Some servers answer a PUT without an ETag; a single PUT's ETag is its MD5.
+            etag = stored.etag or f'"{hashlib.md5(data).hexdigest()}"'
             fresh = {ref.hash: body[ref.offset:ref.offset + ref.length]
                      for ref in root.segments if ref.pack == pack}
-            await asyncio.to_thread(self._write_cache, root, stored.etag, fresh)
+            await asyncio.to_thread(self._write_cache, root, etag, fresh)
+            # The new root is the base of the next commit (a checkpoint, then the last).
+            self.root, self.etag = root, etag
             return True
         raise ConflictError(
             f"gave up committing to {self.store.url}: other writers kept committing first")
