@@ -11,12 +11,18 @@ __version__ = "0.1.0"
 
 from .api import (
     estimate_cost,
+    history,
+    history_blocking,
     restore,
     restore_blocking,
     sync,
     sync_blocking,
     update_manifest,
     update_manifest_blocking,
+    verify,
+    verify_blocking,
+    verify_local,
+    verify_local_blocking,
 )
 from .backup import SyncOptions
 from .cost import PriceTable, TreeCostEstimate, load_prices
@@ -30,11 +36,13 @@ from .errors import (
     UsageError,
 )
 from .filters import FilterSpec, Rule
+from .generations import History
 from .progress import Notice, Progress
 from .restore import RestoreOptions
 from .store.s3_options import S3Options
 from .summary import FileError, OpCount, SyncSummary
 from .transfer import TransferConfig
+from .verify import Problem, VerifyOptions, VerifySummary
 
 __all__ = [
     "BaycatError",
@@ -42,11 +50,13 @@ __all__ = [
     "ExitCode",
     "FileError",
     "FilterSpec",
+    "History",
     "ManifestError",
     "ManifestSummary",
     "Notice",
     "OpCount",
     "PriceTable",
+    "Problem",
     "Progress",
     "RemoteError",
     "RestoreOptions",
@@ -57,8 +67,12 @@ __all__ = [
     "TransferConfig",
     "TreeCostEstimate",
     "UsageError",
+    "VerifyOptions",
+    "VerifySummary",
     "__version__",
     "estimate_cost",
+    "history",
+    "history_blocking",
     "load_prices",
     "restore",
     "restore_blocking",
@@ -66,4 +80,8 @@ __all__ = [
     "sync_blocking",
     "update_manifest",
     "update_manifest_blocking",
+    "verify",
+    "verify_blocking",
+    "verify_local",
+    "verify_local_blocking",
 ]

@@ -33,15 +33,18 @@ from .engine import ManifestSummary, build_manifest
 from .entry import FILE
 from .errors import UsageError
 from .filters import FilterSpec
+from .generations import History
+from .generations import history as read_history
 from .local_manifest import default_manifest_path
 from .manifest_file import ManifestReader
 from .progress import NoticeFunc, Progress, ignore_notice
 from .restore import RestoreOptions, restore_from_store
 from .store.base import ObjectStore
 from .store.local import LocalStore
-from .store.s3 import S3Options, S3Store
+from .store.s3_options import S3Options
 from .summary import SyncSummary
 from .transfer import TransferConfig
+from .verify import VerifyOptions, VerifySummary, verify_store, verify_tree
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -51,10 +54,17 @@ PathLike = str | os.PathLike[str]
 def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
     """The store behind a parsed endpoint (S3 needs `await store.open()`)."""
     if isinstance(endpoint, S3Endpoint):
+        from .store.s3 import S3Store  # botocore loads only when S3 is used
+
         return S3Store(endpoint.bucket, endpoint.prefix, s3)
     if isinstance(endpoint, LocalEndpoint):
         return LocalStore(endpoint.path.absolute(), create=create)
-    raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
+    if create:
+        raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
+    from .store.http import HttpStore  # aiohttp loads only when HTTP is used
+
+    return HttpStore(endpoint.url, max_connections=s3.max_connections,
+                     connect_timeout=s3.connect_timeout, read_timeout=s3.read_timeout)
 
 
 def check_apart(source: Path, dest: Path) -> None:
@@ -66,12 +76,11 @@ def check_apart(source: Path, dest: Path) -> None:
 
 
 async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
-    if isinstance(store, S3Store):
-        try:
-            await store.open()
-        except BaseException:
-            work.close()
-            raise
+    try:
+        await store.open()
+    except BaseException:
+        work.close()
+        raise
     try:
         return await work
     finally:
@@ -205,3 +214,50 @@ def _blocking(coro_fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 sync_blocking = _blocking(sync)
 restore_blocking = _blocking(restore)
 update_manifest_blocking = _blocking(update_manifest)
+
+
+# ---- verify and history --------------------------------------------------------------
+
+
+async def verify(
+    source: str,
+    options: VerifyOptions | None = None,
+    *,
+    s3: S3Options | None = None,
+    prices: PriceTable | None = None,
+    progress: Progress | None = None,
+) -> VerifySummary:
+    """Check that the backup at `source` (`s3://...`, a directory, `file://` or
+    `http(s)://` URL) holds every object its manifest lists, intact: sizes and ETags from
+    one listing, and with `options.deep_percent` a download and re-hash of that share."""
+    s3 = s3 or S3Options()
+    store = open_store(parse_endpoint(source), s3, create=False)
+    summary = await _with_store(store, verify_store(store, options, progress=progress))
+    table = prices or PriceTable()
+    summary.price_table = table.name
+    summary.request_cost_usd = table.request_cost(summary.requests, summary.storage_class)
+    return summary
+
+
+async def verify_local(
+    directory: PathLike,
+    *,
+    pool_size: int | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+) -> VerifySummary:
+    """Compare the tree `directory` with its local manifest (what changed since the last
+    sync); no network, nothing written."""
+    return await verify_tree(Path(directory), pool_size=pool_size, progress=progress,
+                             warn=warn)
+
+
+async def history(source: str, *, s3: S3Options | None = None) -> History:
+    """The generations (commits) the backup at `source` keeps, newest first."""
+    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    return await _with_store(store, read_history(store))
+
+
+verify_blocking = _blocking(verify)
+verify_local_blocking = _blocking(verify_local)
+history_blocking = _blocking(history)

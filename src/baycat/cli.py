@@ -31,6 +31,7 @@ from .engine import ManifestSummary
 from .entry import DIR, FILE, SYMLINK, Entry
 from .errors import BaycatError, ExitCode, Interrupted, UsageError
 from .filters import FilterSpec, Rule, rules_from_file
+from .generations import format_time, parse_time
 from .local_manifest import default_manifest_path
 from .logs import LEVELS, redact, redact_json, setup_logging
 from .manifest_file import ManifestReader
@@ -38,10 +39,11 @@ from .progress import Notice, Progress
 from .ratelimit import parse_rate
 from .restore import RestoreOptions
 from .stop import StopRequest
-from .store.s3 import S3Options
+from .store.s3_options import S3Options
 from .summary import SyncSummary
 from .transfer import TransferConfig
 from .ui import LiveDisplay, stderr_console
+from .verify import VerifyOptions, VerifySummary
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
@@ -410,7 +412,8 @@ def _s3_options(endpoint_url: str | None, region: str | None, profile: str | Non
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
                      max_connections=max(transfers + 8, 16), storage_class=storage_class,
                      sse="aws:kms" if sse_kms_key_id and not sse else sse,
-                     sse_kms_key_id=sse_kms_key_id, attempts=retries)
+                     sse_kms_key_id=sse_kms_key_id, attempts=retries,
+                     fast_path=os.environ.get("BAYCAT_S3_FAST", "1") != "0")
 
 
 def _prices(price_file: Path | None) -> PriceTable:
@@ -545,6 +548,10 @@ def sync_command(
     checkpoint_bytes: Annotated[int, typer.Option(
         "--checkpoint-bytes", metavar="BYTES", min=1,
         help="...and after this many bytes uploaded.")] = 1 << 30,
+    keep_generations: Annotated[int, typer.Option(
+        "--keep-generations", metavar="K", min=1, max=10000,
+        help="Keep the last K manifest generations (commits) in the backup, for "
+        "`baycat history` and `restore --at`. Example: --keep-generations 90")] = 30,
     retries: Retries = 5,
     price_file: PriceFile = None,
     progress: ProgressFlag = None,
@@ -595,7 +602,8 @@ def sync_command(
                                   transfer=TransferConfig(transfers=transfers, bwlimit=rate),
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
-                                  scan_remote=scan_remote, stop=stop)
+                                  scan_remote=scan_remote, stop=stop,
+                                  history=keep_generations)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=_warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):
@@ -627,7 +635,8 @@ def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Prog
 @app.command("restore", epilog=EXIT_CODES_HELP)
 def restore_command(
     source: Annotated[str, typer.Argument(
-        metavar="SRC", help="The backup: s3://bucket/prefix/, a directory or file:// URL.")],
+        metavar="SRC", help="The backup: s3://bucket/prefix/, a directory, file:// URL, or "
+        "http(s):// URL of a web server or public bucket serving one (plain GETs).")],
     destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
     path: Annotated[list[str] | None, typer.Option(
         "--path", metavar="GLOB",
@@ -638,9 +647,14 @@ def restore_command(
         "in the backup.")] = False,
     keep_setuid: Annotated[bool, typer.Option(
         "--keep-setuid", help="Restore setuid/setgid bits (off by default).")] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="TIME",
+        help="Restore the tree as the last sync at or before TIME left it (ISO 8601; "
+        "local time unless it ends in Z or an offset); see `baycat history`. "
+        "Example: --at 2026-11-20T03:00")] = None,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
-    transfers: Transfers = 16,
+    transfers: Transfers = 32,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -658,6 +672,8 @@ def restore_command(
     Examples:
       baycat restore s3://backups/host1/data/ /srv/restored
       baycat restore --path 'photos/2024/*' /mnt/usb/backup ./photos
+      baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
+      baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
     _start_logging(quiet)
     try:
@@ -667,6 +683,7 @@ def restore_command(
         parse_endpoint(source)
         s3 = _s3_options(endpoint_url, region, profile, transfers)
         prices = _prices(price_file)
+        at_ns = parse_time(at) if at is not None else None
     except BaycatError as exc:
         if as_json:
             _fatal_json(source, destination, exc)
@@ -674,6 +691,7 @@ def restore_command(
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
+                             at_ns=at_ns,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
                        progress=progress_state, warn=_warn,
@@ -729,6 +747,137 @@ def manifest_estimate_cost(
                f"storage ${estimate.monthly_storage_usd:.2f} + "
                f"{estimate.monthly_requests:,} requests ${estimate.monthly_request_usd:.2f} "
                f"= ${estimate.monthly_usd:.2f}")
+
+
+# ---- verify and history ----------------------------------------------------------------
+
+
+def _print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
+        return
+    if quiet:
+        return
+    for problem in summary.problems:
+        detail = f" ({redact(problem.message)})" if problem.message else ""
+        typer.echo(f"{problem.kind:<10} {problem.path}{detail}")
+    found = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary.counts.items()))
+    what = "paths" if summary.local else "files"
+    deep = "" if summary.local else \
+        f"; re-hashed {summary.deep_files:,} ({summary.deep_bytes:,} B)"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    typer.echo(f"{summary.files:,} {what} checked: ok {summary.ok:,}; "
+               f"{found or 'no problems'}{deep}"
+               + (f"; requests: {requests}" if requests else "")
+               + f"; {summary.seconds.get('total', 0):.2f} s")
+
+
+@app.command("verify", epilog=EXIT_CODES_HELP)
+def verify_command(
+    source: Annotated[str | None, typer.Argument(
+        metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
+        "http(s):// URL.")] = None,
+    local: Annotated[Path | None, typer.Option(
+        "--local", metavar="DIR", help="Instead: compare the tree DIR with its manifest "
+        "(what changed since the last sync); no network, nothing written.")] = None,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Download and re-hash every object (bounded by --transfers).")
+    ] = False,
+    sample: Annotated[float | None, typer.Option(
+        "--sample", metavar="PERCENT", min=0.0, max=100.0,
+        help="Download and re-hash a random PERCENT of the objects (the rest get the "
+        "cheap check). Example: --sample 2")] = None,
+    transfers: Transfers = 32,
+    pool_size: PoolSize = None,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    retries: Retries = 5,
+    price_file: PriceFile = None,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout: counts, problems, requests.")
+    ] = False,
+) -> None:
+    """Check a backup against its manifest: every object there, with its size and ETag
+    (one LIST); --deep or --sample also download and re-hash. Reports missing, corrupt
+    and unknown objects; exit code 0 only when all is well, 1 when something was found.
+
+    \b
+    Examples:
+      baycat verify s3://backups/host1/data/
+      baycat verify --sample 2 --json s3://backups/host1/data/   # nightly spot check
+      baycat verify --deep /mnt/usb/backup
+      baycat verify --local /srv/data
+    """
+    _start_logging(quiet)
+    what = str(local) if local is not None else source or ""
+
+    def on_fatal(exc: BaycatError) -> None:
+        if as_json:
+            doc = VerifySummary(source=what, local=local is not None).to_json()
+            doc["exit_code"] = int(exc.exit_code)
+            doc["fatal_error"] = str(exc)
+            sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
+
+    try:
+        if (local is None) == (source is None):
+            raise UsageError("give either a BACKUP to verify or --local DIR")
+        if local is not None and (deep or sample is not None):
+            raise UsageError("--deep and --sample check a backup, not --local")
+        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries)
+        prices = _prices(price_file)
+    except BaycatError as exc:
+        on_fatal(exc)
+        raise _fail(str(exc), exc.exit_code) from None
+    progress_state = Progress()
+    work: Coroutine[Any, Any, VerifySummary]
+    if local is not None:
+        work = api.verify_local(local, pool_size=pool_size, progress=progress_state,
+                                warn=_warn)
+    else:
+        assert source is not None
+        options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,
+                                transfers=transfers)
+        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
+    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
+        summary = _run(work, on_fatal=on_fatal)
+    _print_verify(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
+@app.command("history", epilog=EXIT_CODES_HELP)
+def history_command(
+    source: Annotated[str, typer.Argument(
+        metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
+        "http(s):// URL.")],
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object: the generations, newest first.")] = False,
+) -> None:
+    """List the generations (commits) a backup keeps, newest first: time (UTC), files,
+    bytes. Any of those times can be given to `restore --at` (one GET: the root).
+
+    \b
+    Examples:
+      baycat history s3://backups/host1/data/
+      baycat restore --at 2026-11-20T03:00:00Z s3://backups/host1/data/ /srv/old
+    """
+    _start_logging(False)
+    try:
+        s3 = _s3_options(endpoint_url, region, profile, 4)
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    found = _run(api.history(source, s3=s3))
+    if as_json:
+        sys.stdout.write(json.dumps(found.to_json(), sort_keys=True) + "\n")
+        return
+    typer.echo(f"{'time (UTC)':<21} {'files':>12} {'bytes':>18}")
+    for gen in found.generations:
+        typer.echo(f"{format_time(gen.time_ns):<21} {gen.files:>12,} {gen.file_bytes:>18,}")
 
 
 def main() -> None:

@@ -47,3 +47,13 @@ def stored_key(path: bytes, prefix: str) -> str:
 def object_key(entry: Entry) -> str:
     """The key an entry's object lives under."""
     return entry.key or entry.path.decode("utf-8")
+
+
+def same_etag(recorded: str, listed: str) -> bool | None:
+    """Whether a listed object's ETag is the one the manifest recorded; None when the two
+    can't be compared (one multipart, one not: a local-directory store lists plain MD5s
+    of objects that S3 would give a multipart ETag)."""
+    a, b = recorded.strip('"'), listed.strip('"')
+    if not a or not b or ("-" in a) != ("-" in b):
+        return None
+    return a == b

@@ -36,7 +36,7 @@ from .entry import Entry, path_key
 from .errors import ConflictError, ManifestError
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
 from .rebuild import Change, rebuild_with_changes
-from .root import Generation, Root, SegmentRef
+from .root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
 from .store.base import NotFound, NotModified, ObjectStore, PreconditionFailed
 
 ROOT_KEY = ".baycat/root"
@@ -44,11 +44,66 @@ PACK_PREFIX = ".baycat/packs/"
 DEFAULT_HISTORY = 30
 COMMIT_ATTEMPTS = 5
 
+# Caps on a root read from the store (untrusted: anyone who can write the bucket, or the
+# web server of an HTTP restore). A real segment holds at most segment.MAX_ENTRIES
+# entries and compresses below its decoded size; a real tree is far below the totals.
+MAX_SEGMENT_ENTRIES = 8 * segment.MAX_ENTRIES
+MAX_SEGMENT_BYTES = segment.MAX_DECODED_BYTES + (1 << 20)
+MAX_MANIFEST_ENTRIES = 1 << 28
+MAX_MANIFEST_BYTES = 16 << 30  # compressed segments, all together
+# One ranged GET spans at most this much of a pack (memory: 8 concurrent fetches).
+MAX_FETCH_SPAN = 64 << 20
+
 
 def _corrupt_remote(url: str, detail: str) -> ManifestError:
     return ManifestError(
         f"the remote manifest at {url} is unusable ({detail}); "
         "rebuild it with `baycat sync --scan-remote`")
+
+
+def check_limits(root: Root, url: str) -> None:
+    """Refuse a remote root whose segments or history exceed what baycat ever writes,
+    before anything it references is fetched."""
+    total_entries = total_bytes = 0
+    for ref in root.segments:
+        if ref.count > MAX_SEGMENT_ENTRIES or ref.length > MAX_SEGMENT_BYTES:
+            raise _corrupt_remote(url, f"segment {ref.hash} is larger than any baycat writes")
+        total_entries += ref.count
+        total_bytes += ref.length
+    if total_entries > MAX_MANIFEST_ENTRIES or total_bytes > MAX_MANIFEST_BYTES:
+        raise _corrupt_remote(url, f"{total_entries} entries in {total_bytes} bytes of "
+                              "segments exceed the manifest size limits")
+    for gen in root.history:
+        if gen.offset < 0 or not 0 < gen.length <= MAX_ROOT_BYTES:
+            raise _corrupt_remote(url, "bad history entry")
+
+
+def parse_remote_root(data: bytes, url: str) -> Root:
+    """A root read from the store, checked against the size limits."""
+    if len(data) > MAX_ROOT_BYTES:
+        raise _corrupt_remote(url, f"the root is larger than {MAX_ROOT_BYTES} bytes")
+    try:
+        root = Root.from_bytes(data)
+    except ManifestError as exc:
+        if "newer" in str(exc):
+            raise
+        raise _corrupt_remote(url, str(exc)) from None
+    check_limits(root, url)
+    return root
+
+
+def fetch_spans(refs: Sequence[SegmentRef]) -> list[list[SegmentRef]]:
+    """Group one pack's refs into runs that one ranged GET of at most MAX_FETCH_SPAN
+    bytes covers (a single ref is its own run whatever its length)."""
+    runs: list[list[SegmentRef]] = []
+    start = 0
+    for ref in sorted(refs, key=lambda r: r.offset):
+        if runs and ref.offset + ref.length - start <= MAX_FETCH_SPAN:
+            runs[-1].append(ref)
+        else:
+            runs.append([ref])
+            start = ref.offset
+    return runs
 
 
 class RemoteManifest:
@@ -116,16 +171,12 @@ class RemoteManifest:
             return
         self.bytes_downloaded += len(fetched.data)
         self._damaged_etag = fetched.etag
-        try:
-            root = Root.from_bytes(fetched.data)
-        except ManifestError as exc:
-            if "newer" in str(exc):
-                raise
-            raise _corrupt_remote(self.store.url, str(exc)) from None
+        root = parse_remote_root(fetched.data, self.store.url)
         await self._adopt(root, fetched.etag)
 
     async def _adopt(self, root: Root, etag: str) -> None:
         """Make `root` current: fetch segments the cache lacks, rewrite the cache."""
+        check_limits(root, self.store.url)
         missing = [ref for ref in root.segments if ref.hash not in self._cached]
         fetched: dict[str, bytes] = {}
         by_pack: dict[str, list[SegmentRef]] = {}
@@ -133,7 +184,7 @@ class RemoteManifest:
             by_pack.setdefault(ref.pack, []).append(ref)
         limit = asyncio.Semaphore(8)
 
-        async def fetch_pack(pack: str, refs: list[SegmentRef]) -> None:
+        async def fetch_run(pack: str, refs: list[SegmentRef]) -> None:
             start = min(r.offset for r in refs)
             end = max(r.offset + r.length for r in refs)
             async with limit:
@@ -151,7 +202,8 @@ class RemoteManifest:
 
         # gather, not a TaskGroup: the first error comes out as itself (a ManifestError
         # the caller may handle), not wrapped in an ExceptionGroup.
-        await asyncio.gather(*(fetch_pack(pack, refs) for pack, refs in by_pack.items()))
+        await asyncio.gather(*(fetch_run(pack, run) for pack, refs in by_pack.items()
+                               for run in fetch_spans(refs)))
         await asyncio.to_thread(self._write_cache, root, etag, fetched)
         self.root, self.etag = root, etag
 
@@ -173,6 +225,25 @@ class RemoteManifest:
             writer.abort()
             raise
         self._set_cache(ManifestReader(self.cache_path))
+
+    async def adopt_generation(self, generation: Generation) -> Root:
+        """Make an earlier generation current (for a point-in-time restore): its root
+        copy is read with one ranged GET of its pack, then the segments the cache lacks.
+        Use a cache path of its own: the cache then holds that generation, not the
+        latest, and must not be committed on top of."""
+        end = generation.offset + generation.length
+        try:
+            got = await self.store.get(PACK_PREFIX + generation.pack,
+                                       byte_range=(generation.offset, end))
+        except NotFound:
+            raise _corrupt_remote(self.store.url,
+                                  f"pack {generation.pack} of that generation is missing"
+                                  ) from None
+        assert not isinstance(got, NotModified)
+        self.bytes_downloaded += len(got.data)
+        root = parse_remote_root(got.data, self.store.url)
+        await self._adopt(root, f"generation:{generation.time_ns}")
+        return root
 
     def load_segment(self, ref: SegmentRef) -> list[Entry]:
         """Blocking: one segment of the current root, from the cache."""
@@ -274,10 +345,7 @@ class RemoteManifest:
             self.root, self.etag = None, None
             return
         assert not isinstance(fetched, NotModified)
-        try:
-            root = Root.from_bytes(fetched.data)
-        except ManifestError as exc:
-            raise _corrupt_remote(self.store.url, str(exc)) from None
+        root = parse_remote_root(fetched.data, self.store.url)
         await self._adopt(root, fetched.etag)
 
     def close(self) -> None:

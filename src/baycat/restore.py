@@ -5,7 +5,13 @@ stat cache in DST/.baycat/ means files already restored are not even read again)
 with the remote manifest, and only what differs is fetched. Each download goes to a
 temporary file beside its target, is checked against the manifest's xxh3-128, gets its
 mode, owner (as root) and mtime, and is then renamed into place. Directory mtimes are set
-last, deepest first. The manifest is untrusted input: see safepath.py.
+last, deepest first. The manifest is untrusted input: it is checked whole
+(safepath.validate) before anything is written, and again while writing (see safepath.py).
+
+`--at TIME` restores an earlier generation (generations.py). Entries carry the VersionId
+of their object when the bucket is versioned, and those versions are read. Entries
+without one (no versioning) are checked against one LIST of the store first: an object
+overwritten or removed since that generation is reported, not downloaded.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import contextlib
 import os
 import secrets
 import stat
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,31 +33,35 @@ from . import __version__
 from .backup import ActionFunc, cache_path
 from .entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from .errors import BaycatError, ManifestError, RemoteError, UsageError
-from .keys import object_key
+from .generations import format_time, load_generation
+from .keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
 from .local_manifest import default_manifest_path, entries_of, open_manifest
 from .lock import TreeLock
 from .manifest_file import ManifestReader, ManifestWriter
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import Change, rebuild_with_changes
-from .remote_manifest import RemoteManifest
+from .remote_manifest import MAX_MANIFEST_ENTRIES, RemoteManifest
 from .root import Root, SegmentRef
-from .safepath import ParentGuard, checked
+from .safepath import ParentGuard, checked, validate
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
-from .store.base import ObjectStore
+from .store.base import NotModified, ObjectInfo, ObjectStore
 from .summary import SyncSummary
 from .walker import STATE_DIRNAME
 
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
+# Objects up to this size are fetched whole (one GET, one write) rather than streamed.
+SMALL_DOWNLOAD = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreOptions:
-    transfers: int = 16
+    transfers: int = 32
     pool_size: int | None = None
     dry_run: bool = False
     keep_setuid: bool = False  # restore setuid/setgid bits (off: a backup could plant them)
     include_deleted: bool = False  # also restore entries kept as deleted
     paths: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns; () = all
+    at_ns: int | None = None  # restore the generation current at this time (ns)
 
 
 class _Restore:
@@ -69,6 +81,10 @@ class _Restore:
         self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(options.transfers * 4)
         self.dirs: list[Entry] = []  # directory metadata, applied at the end
         self.local_changes: dict[bytes, Entry | None] = {}
+        # --at without versions: the store's objects now, and the generation's time
+        self.listing: dict[str, ObjectInfo] | None = None
+        self.generation = ""
+        self.gone_since = 0
 
     def _full(self, path: bytes) -> bytes:
         return self.root + b"/" + path
@@ -127,9 +143,26 @@ class _Restore:
                 return
             self.make_symlink(remote)
             return
+        if self.listing is not None and not remote.version_id and not self.still_there(remote):
+            return
         self.progress.transfer.total_files += 1
         self.progress.transfer.total_bytes += remote.size
         await self.queue.put(remote)
+
+    def still_there(self, remote: Entry) -> bool:
+        """--at, no VersionId: is the object still the one that generation recorded?"""
+        assert self.listing is not None
+        info = self.listing.get(object_key(remote))
+        if info is None:
+            problem = "removed from the store"
+        elif info.size != remote.size or same_etag(remote.etag, info.etag) is False:
+            problem = "overwritten"
+        else:
+            return True
+        self.gone_since += 1
+        self.fail(remote.path, f"{problem} since {self.generation}, and no earlier version "
+                               "of it is kept", remote.size)
+        return False
 
     def _mode(self, remote: Entry) -> int:
         mode = stat.S_IMODE(remote.mode)
@@ -187,7 +220,52 @@ class _Restore:
             finally:
                 self.progress.transfer.files += 1
 
+    def _mismatch(self) -> RemoteError:
+        if self.generation:
+            return RemoteError(f"the object changed since {self.generation} "
+                               "(overwritten, and no version of it to read)")
+        return RemoteError("downloaded bytes do not match the manifest's hash")
+
+    def _recorded(self, remote: Entry, full: bytes) -> Entry:
+        """DST's stat-cache entry for a file just restored."""
+        st = os.lstat(full)
+        return remote._replace(
+            size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
+            dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, etag="", key="",
+            version_id="", deleted_ns=0, flags=0)
+
+    def _write_small(self, remote: Entry, data: bytes) -> Entry:
+        """Blocking: check, write, dress and rename a small file in one thread hop."""
+        if len(data) != remote.size or xxhash.xxh3_128_digest(data) != remote.xxh:
+            raise self._mismatch()
+        full = self._full(remote.path)
+        tmp = self._tmp_name(full)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            self.apply_meta(remote, tmp)
+            os.replace(tmp, full)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return self._recorded(remote, full)
+
     async def download(self, remote: Entry) -> None:
+        if remote.size <= SMALL_DOWNLOAD:
+            # One GET of the whole body and one thread hop: per-file overhead is what
+            # limits a restore of many small files.
+            got = await self.store.get(object_key(remote), version_id=remote.version_id)
+            assert not isinstance(got, NotModified)
+            entry = await asyncio.to_thread(self._write_small, remote, got.data)
+            self.progress.transfer.bytes += len(got.data)
+            self.local_changes[remote.path] = entry
+            return
         full = self._full(remote.path)
         tmp = self._tmp_name(full)
         digest = xxhash.xxh3_128()
@@ -204,17 +282,13 @@ class _Restore:
             finally:
                 os.close(fd)
             if size != remote.size or digest.digest() != remote.xxh:
-                raise RemoteError("downloaded bytes do not match the manifest's hash")
+                raise self._mismatch()
             self.apply_meta(remote, tmp)
             os.replace(tmp, full)
         except BaseException:
             _unlink(tmp)
             raise
-        st = os.lstat(full)
-        self.local_changes[remote.path] = remote._replace(
-            size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
-            dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, etag="", key="",
-            version_id="", deleted_ns=0, flags=0)
+        self.local_changes[remote.path] = self._recorded(remote, full)
 
     def finish_dirs(self) -> None:
         for remote in reversed(self.dirs):  # children before parents
@@ -222,6 +296,34 @@ class _Restore:
                 self.apply_meta(remote)
             except OSError as exc:
                 self.fail(remote.path, f"cannot set directory metadata: {exc.strerror}")
+
+
+def _validate(entries: Iterator[Entry]) -> int:
+    """Blocking: check the whole manifest (nothing is written before this passes);
+    returns how many live files have no VersionId."""
+    unversioned = 0
+
+    def tap() -> Iterator[Entry]:
+        nonlocal unversioned
+        for entry in entries:
+            if entry.kind == FILE and not entry.version_id:
+                unversioned += 1
+            yield entry
+
+    validate(tap(), MAX_MANIFEST_ENTRIES)
+    return unversioned
+
+
+async def _listing(store: ObjectStore) -> dict[str, ObjectInfo] | None:
+    """The data objects in the store now (one LIST); None when it can't list (HTTP)."""
+    found: dict[str, ObjectInfo] = {}
+    try:
+        async for info in store.list():
+            if not info.key.startswith(STATE_PREFIX) or info.key.startswith(ESCAPED_PREFIX):
+                found[info.key] = info
+    except UsageError:
+        return None  # a plain web server: downloads are still checked against the hash
+    return found
 
 
 def _unlink(path: bytes) -> None:
@@ -279,14 +381,26 @@ async def restore_from_store(
         raise UsageError(f"cannot create {dest}: {exc.strerror}") from None
     manifest_path = default_manifest_path(dest)
     run = _Restore(store, dest, options, progress, warn, on_action)
-    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(dest)):
+    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(dest)), \
+            tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
         await store.check()
-        remote = RemoteManifest(store, cache_path(dest / STATE_DIRNAME.decode(), store.url))
+        # An earlier generation gets a cache of its own: DST's cache follows the latest.
+        cache = Path(scratch) / "generation" if options.at_ns is not None else \
+            cache_path(dest / STATE_DIRNAME.decode(), store.url)
+        remote = RemoteManifest(store, cache)
         old = open_manifest(manifest_path)
         try:
-            await remote.load()
+            if options.at_ns is not None:
+                generation = await load_generation(remote, options.at_ns)
+                run.generation = format_time(generation.time_ns)
+                run.summary.notices.append(f"restoring the backup as of {run.generation}")
+            else:
+                await remote.load()
             if remote.root is None:
                 raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
+            unversioned = await asyncio.to_thread(_validate, remote.entries())
+            if options.at_ns is not None and unversioned:
+                run.listing = await _listing(store)
             remote_iter = checked(remote.entries())
             pending: list[Entry | None] = [None]
 
@@ -325,6 +439,10 @@ async def restore_from_store(
                 await merge_until(None, None)
                 for _ in workers:
                     await run.queue.put(None)
+            if run.gone_since:
+                run.summary.notices.append(
+                    f"{run.gone_since} files were overwritten or removed since "
+                    f"{run.generation} and could not be restored (no bucket versioning)")
             if not options.dry_run:
                 run.finish_dirs()
                 await asyncio.to_thread(_write_local_manifest, manifest_path, old,
