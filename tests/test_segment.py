@@ -66,6 +66,14 @@ def test_decompression_bomb_is_refused() -> None:
         segment.decode(bomb)
 
 
+def test_a_segment_claiming_too_many_entries_is_refused() -> None:
+    import struct
+    import zlib
+    raw = segment.MAGIC + struct.pack("<I", segment.MAX_DECODED_ENTRIES + 1)
+    with pytest.raises(ManifestError, match="entries claimed"):
+        segment.decode(zlib.compress(raw))
+
+
 def _sorted_paths(rng: random.Random, n: int) -> list[bytes]:
     paths = {b"d%03d/f%06d" % (rng.randrange(50), rng.randrange(10**6)) for _ in range(n)}
     return sorted(paths, key=path_key)

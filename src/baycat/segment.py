@@ -41,6 +41,8 @@ MAX_ENTRIES = 8192
 
 # Decoded size cap: segments come from untrusted stores; a "zip bomb" must not eat memory.
 MAX_DECODED_BYTES = 64 << 20
+# Our chunker never writes more than MAX_ENTRIES; leave room for other cut settings.
+MAX_DECODED_ENTRIES = 8 * MAX_ENTRIES
 
 # Integer columns: (Entry field index, array typecode).
 _INT_COLUMNS = ((2, "q"), (3, "q"), (4, "q"), (5, "Q"), (6, "Q"), (7, "q"), (8, "q"),
@@ -119,6 +121,8 @@ def decode(blob: bytes) -> list[Entry]:
         if raw[:4] != MAGIC:
             raise ManifestError("corrupt manifest segment: bad magic")
         (count,) = struct.unpack_from("<I", raw, 4)
+        if count > MAX_DECODED_ENTRIES:  # untrusted input: refuse before building entries
+            raise ManifestError(f"corrupt manifest segment: {count} entries claimed")
         columns: list[bytes] = []
         pos = 8
         while pos < len(raw):
