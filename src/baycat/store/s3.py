@@ -5,11 +5,17 @@ carries Content-MD5, so a body corrupted on the way is rejected by the server; b
 own extra CRC32 checksums are switched off (`when_required`) because baycat already hashes
 every byte once and a second pass would cost CPU on every request. Retries (throttling,
 5xx, resets, timeouts) are botocore's "standard" mode: exponential backoff with jitter.
+
+The hot object calls (GET, streamed GET, PUT, UploadPart) go through `s3_fast` unless
+`S3Options.fast_path` is off: same requests, a fraction of the client CPU. It signs with
+the credentials botocore resolved; a bucket in another region makes the store fall back
+to botocore (which follows the redirect) for the rest of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,7 +41,10 @@ from .base import (
     Stored,
 )
 from .local import content_md5
+from .s3_fast import FastS3, NoCredentials, S3HttpError, WrongRegion
 from .s3_options import S3Options
+
+log = logging.getLogger(__name__)
 
 # Everything a request can fail with once botocore's retries are spent: its own errors,
 # and aiohttp's for a body cut mid-stream.
@@ -65,6 +74,8 @@ class S3Store:
         self.requests: Counter[str] = Counter()
         self._client: Any = None
         self._context: Any = None
+        self._fast: FastS3 | None = None  # None: botocore for everything
+        self._fast_owned: FastS3 | None = None  # closed by close() even once switched off
 
     @property
     def url(self) -> str:
@@ -97,6 +108,17 @@ class S3Store:
         except BotoCoreError as exc:
             raise RemoteError(f"cannot set up S3 client: {exc}") from None
         self._client.meta.events.register("before-send.s3", self._count)
+        if self.options.fast_path:
+            meta = self._client.meta
+            self._fast = FastS3(
+                endpoint_url=meta.endpoint_url, bucket=self.bucket, region=meta.region_name,
+                path_style=bool(self.options.endpoint_url),
+                credentials=self._client._get_credentials(), requests=self.requests,
+                max_connections=self.options.max_connections, attempts=self.options.attempts,
+                connect_timeout=self.options.connect_timeout,
+                read_timeout=self.options.read_timeout)
+            await self._fast.open()
+            self._fast_owned = self._fast
 
     def _count(self, request: Any, **_: Any) -> None:
         method = request.method
@@ -111,6 +133,9 @@ class S3Store:
         self.requests[kind] += 1
 
     async def close(self) -> None:
+        if self._fast_owned is not None:
+            await self._fast_owned.close()
+            self._fast = self._fast_owned = None
         if self._context is not None:
             await self._context.__aexit__(None, None, None)
             self._context = self._client = None
@@ -119,25 +144,38 @@ class S3Store:
         return self.prefix + key
 
     def _error(self, exc: Exception, key: str = "") -> Exception:
+        """The baycat error for what botocore or the fast path raised."""
         where = f"s3://{self.bucket}/{self.prefix}{key}"
         if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return NotFound(f"{where}: not found")
-            if code == "NoSuchBucket":
-                return BucketMissingError(f"bucket {self.bucket!r} does not exist")
-            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                return PreconditionFailed(f"{where}: changed by another writer")
-            if code in _CREDENTIAL_CODES:
-                return CredentialsError(f"access denied to s3://{self.bucket}/ ({code}); "
-                                        "check the credentials")
-            message = exc.response.get("Error", {}).get("Message", "")
-            return RemoteError(f"{where}: {code} {message}".strip())
-        if isinstance(exc, NoCredentialsError):
+            return self._coded(_code(exc), exc.response.get("Error", {}).get("Message", ""),
+                               where)
+        if isinstance(exc, S3HttpError):
+            return self._coded(exc.code, exc.message, where)
+        if isinstance(exc, NoCredentialsError | NoCredentials):
             return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
         if isinstance(exc, EndpointConnectionError):
             return RemoteError(f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return RemoteError(f"cannot reach the S3 endpoint ({self.options.endpoint_url or ''}"
+                               f"{'' if self.options.endpoint_url else exc.host})")
         return RemoteError(f"{where}: {exc}")
+
+    def _coded(self, code: str, message: str, where: str) -> Exception:
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(f"{where}: not found")
+        if code == "NoSuchBucket":
+            return BucketMissingError(f"bucket {self.bucket!r} does not exist")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return PreconditionFailed(f"{where}: changed by another writer")
+        if code in _CREDENTIAL_CODES:
+            return CredentialsError(f"access denied to s3://{self.bucket}/ ({code}); "
+                                    "check the credentials")
+        return RemoteError(f"{where}: {code} {message}".strip())
+
+    def _fast_off(self, exc: WrongRegion) -> None:
+        log.info("s3://%s/: %s; using botocore for the rest of the run", self.bucket,
+                 exc.code)
+        self._fast = None  # closed in close(): a streamed GET may still use its session
 
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         try:
@@ -153,6 +191,19 @@ class S3Store:
     async def get(self, key: str, *, if_none_match: str | None = None,
                   byte_range: tuple[int, int] | None = None,
                   version_id: str = "") -> Fetched | NotModified:
+        if self._fast is not None:
+            try:
+                reply = await self._fast.get_object(
+                    self._key(key), if_none_match=if_none_match, byte_range=byte_range,
+                    version_id=version_id)
+            except WrongRegion as exc:
+                self._fast_off(exc)
+            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+                raise self._error(exc, key) from None
+            else:
+                if reply.status == 304:
+                    return NOT_MODIFIED
+                return Fetched(reply.body, reply.headers.get("ETag", ""))
         kwargs: dict[str, Any] = {"Key": self._key(key)}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
@@ -173,6 +224,25 @@ class S3Store:
         return Fetched(data, response.get("ETag", ""))
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
+        if self._fast is not None:
+            chunks = self._fast.stream_object(self._key(key), version_id)
+            try:
+                first = await anext(chunks, None)
+            except WrongRegion as exc:
+                self._fast_off(exc)
+            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+                raise self._error(exc, key) from None
+            else:
+                try:
+                    if first is not None:
+                        yield first
+                        async for chunk in chunks:
+                            yield chunk
+                except _TRANSPORT_ERRORS as exc:
+                    raise RemoteError(f"{self.url}{key}: download failed: {exc}") from None
+                finally:
+                    await chunks.aclose()
+                return
         kwargs: dict[str, Any] = {"Key": self._key(key)}
         if version_id:
             kwargs["VersionId"] = version_id
@@ -186,6 +256,19 @@ class S3Store:
 
     async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
                   if_none_match_any: bool = False) -> Stored:
+        if self._fast is not None:
+            try:
+                reply = await self._fast.put_object(
+                    self._key(key), data, content_md5=content_md5(md5), if_match=if_match,
+                    if_none_match_any=if_none_match_any,
+                    write_args=self.options.write_args(key))
+            except WrongRegion as exc:
+                self._fast_off(exc)
+            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+                raise self._error(exc, key) from None
+            else:
+                return Stored(_quoted(reply.headers.get("ETag", "")),
+                              reply.headers.get("x-amz-version-id", ""))
         kwargs: dict[str, Any] = {"Key": self._key(key), "Body": data,
                                   "ContentMD5": content_md5(md5),
                                   **self.options.write_args(key)}
@@ -203,6 +286,16 @@ class S3Store:
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                           md5: bytes) -> str:
+        if self._fast is not None:
+            try:
+                reply = await self._fast.upload_part(self._key(key), upload_id, number, data,
+                                                     content_md5=content_md5(md5))
+            except WrongRegion as exc:
+                self._fast_off(exc)
+            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+                raise self._error(exc, key) from None
+            else:
+                return _quoted(reply.headers.get("ETag", ""))
         response = await self._call("upload_part", key, Key=self._key(key), UploadId=upload_id,
                                     PartNumber=number, Body=data, ContentMD5=content_md5(md5))
         return str(response["ETag"])
