@@ -166,7 +166,10 @@ def test_two_trees_syncing_to_one_prefix_keep_both(
             trees.append(root)
         prefix = f"{s3.prefix}round{round_}/"  # each round: a fresh backup location
         url = f"s3://{s3.bucket}/{prefix}"
-        procs = [subprocess.Popen([sys.executable, "-m", "baycat", "sync", "--json", t, url],
+        # --verify-commit: SeaweedFS lets two racing If-Match PUTs both succeed, so the
+        # conditional PUT alone can't be trusted with truly simultaneous writers.
+        procs = [subprocess.Popen([sys.executable, "-m", "baycat", "sync", "--json",
+                                   "--verify-commit", t, url],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for t in trees]
         results = [p.communicate(timeout=120) for p in procs]

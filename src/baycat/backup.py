@@ -65,6 +65,9 @@ class SyncOptions:
     # List the bucket once and adopt objects that already hold a file's content
     # (uploads that never reached the manifest; a lost or corrupt remote manifest).
     scan_remote: bool = False
+    # Re-read the root after each commit: several writers on a server whose conditional
+    # PUT is not atomic (see remote_manifest.RemoteManifest).
+    verify_commits: bool = False
     stop: StopRequest | None = None
     # What to leave out (None: the filters recorded in the local manifest). Paths a
     # filter excludes are left alone in the backup unless delete_excluded.
@@ -359,7 +362,7 @@ async def sync_to_store(
             tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
         await store.check()
         cache = cache_path(Path(scratch) if options.dry_run else state_dir, store.url)
-        remote = RemoteManifest(store, cache, options.history)
+        remote = RemoteManifest(store, cache, options.history, options.verify_commits)
         old = open_manifest(manifest_path)
         sink = LocalManifestSink(manifest_path, old)
         filters = resolve_filters(options.filters, old.root if old else None)

@@ -548,6 +548,11 @@ def sync_command(
     checkpoint_bytes: Annotated[int, typer.Option(
         "--checkpoint-bytes", metavar="BYTES", min=1,
         help="...and after this many bytes uploaded.")] = 1 << 30,
+    verify_commit: Annotated[bool, typer.Option(
+        "--verify-commit", help="Read the manifest root back after each commit (one more "
+        "GET) and redo the commit if another writer overwrote it. For several hosts writing "
+        "one prefix on servers whose conditional PUT is not atomic (SeaweedFS 4.48 is one; "
+        "AWS S3 is not).")] = False,
     keep_generations: Annotated[int, typer.Option(
         "--keep-generations", metavar="K", min=1, max=10000,
         help="Keep the last K manifest generations (commits) in the backup, for "
@@ -603,7 +608,7 @@ def sync_command(
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop,
-                                  history=keep_generations)
+                                  history=keep_generations, verify_commits=verify_commit)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=_warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):

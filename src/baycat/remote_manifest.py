@@ -110,10 +110,14 @@ class RemoteManifest:
     """The remote manifest of one backup location, with its local cache."""
 
     def __init__(self, store: ObjectStore, cache_path: Path,
-                 history: int = DEFAULT_HISTORY) -> None:
+                 history: int = DEFAULT_HISTORY, verify_commits: bool = False) -> None:
         self.store = store
         self.cache_path = cache_path
         self.history = history
+        # Re-read the root after each commit (one GET): for servers whose conditional
+        # PUT is not atomic (SeaweedFS 4.48 lets two racing If-Match PUTs both succeed).
+        self.verify_commits = verify_commits
+        self.commits_verified_lost = 0
         self.root: Root | None = None  # None: no manifest yet
         self.etag: str | None = None
         self._cache: ManifestReader | None = None
@@ -334,9 +338,22 @@ class RemoteManifest:
             await asyncio.to_thread(self._write_cache, root, etag, fresh)
             # The new root is the base of the next commit (a checkpoint, then the last).
             self.root, self.etag = root, etag
+            if self.verify_commits and not await self._still_ours(etag):
+                self.commits_verified_lost += 1
+                continue  # someone overwrote it: our changes go again, on their root
             return True
         raise ConflictError(
             f"gave up committing to {self.store.url}: other writers kept committing first")
+
+    async def _still_ours(self, etag: str) -> bool:
+        """After a commit: is the root still the one we wrote? If not, adopt the one
+        that replaced it (the caller re-applies its changes on top)."""
+        fetched = await self.store.get(ROOT_KEY, if_none_match=etag)
+        if isinstance(fetched, NotModified):
+            return True
+        self.bytes_downloaded += len(fetched.data)
+        await self._adopt(parse_remote_root(fetched.data, self.store.url), fetched.etag)
+        return False
 
     async def _refresh_after_conflict(self) -> None:
         try:
