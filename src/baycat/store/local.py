@@ -69,7 +69,7 @@ class LocalStore:
             if not self.create:
                 raise BucketMissingError(f"{self.root}: no such directory")
             try:
-                self.root.mkdir(parents=True)
+                self.root.mkdir(parents=True, exist_ok=True)  # another run may race us
             except OSError as exc:
                 raise RemoteError(f"cannot create {self.root}: {exc.strerror}") from None
 
