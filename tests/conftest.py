@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.support.counting_proxy import CountingProxy
+from tests.support.seaweed import SeaweedServer
+from tests.targets import Target, make_target
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +23,7 @@ def _scrub_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- a real S3 server for the whole session -------------------------------------------
 
-from collections.abc import Iterator  # noqa: E402
 
-from tests.support.counting_proxy import CountingProxy  # noqa: E402
-from tests.support.seaweed import SeaweedServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +45,19 @@ def counting_proxy(seaweed: SeaweedServer) -> Iterator[CountingProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """The sync contract's two backends: a local directory and real S3 (SeaweedFS)."""
+    if request.param == "s3":
+        seaweed: SeaweedServer = request.getfixturevalue("seaweed")
+        proxy: CountingProxy = request.getfixturevalue("counting_proxy")
+        return make_target("s3", tmp_path, seaweed, proxy)
+    return make_target("local", tmp_path, None, None)
+
+
+@pytest.fixture
+def s3(tmp_path: Path, seaweed: SeaweedServer, counting_proxy: CountingProxy) -> Target:
+    """A fresh bucket on the session's SeaweedFS, behind the counting proxy."""
+    return make_target("s3", tmp_path, seaweed, counting_proxy)

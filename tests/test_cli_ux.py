@@ -21,27 +21,11 @@ import pytest
 
 from baycat.cost import PriceTable
 from tests.cli_helpers import drop_dac_override, lock_out, run_baycat
-from tests.support.counting_proxy import CountingProxy
-from tests.support.seaweed import SeaweedServer
-from tests.targets import Target, make_target
+from tests.targets import Target
 from tests.trees import make_tree
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "json-summary.schema.json")
                     .read_text())
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if request.param == "s3":
-        seaweed: SeaweedServer = request.getfixturevalue("seaweed")
-        proxy: CountingProxy = request.getfixturevalue("counting_proxy")
-        return make_target("s3", tmp_path, seaweed, proxy)
-    return make_target("local", tmp_path, None, None)
-
-
-@pytest.fixture
-def s3(tmp_path: Path, seaweed: SeaweedServer, counting_proxy: CountingProxy) -> Target:
-    return make_target("s3", tmp_path, seaweed, counting_proxy)
 
 
 def tree(root: Path, files: int = 20, size: int = 1000) -> Path:

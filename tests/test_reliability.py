@@ -23,7 +23,7 @@ from tests.remote_check import deep_check, manifest_entries
 from tests.support.counting_proxy import CountingProxy
 from tests.support.fault_proxy import FaultProxy, FaultRates
 from tests.support.seaweed import SeaweedServer
-from tests.targets import Target, make_target
+from tests.targets import Target
 from tests.trees import make_tree, read_tree
 
 SOAK_RUNS = int(os.environ.get("BAYCAT_SOAK_RUNS", "4"))
@@ -33,11 +33,6 @@ def s3_env(seaweed: SeaweedServer, endpoint: str) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": seaweed.access_key,
             "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
-
-
-@pytest.fixture
-def s3(seaweed: SeaweedServer, counting_proxy: CountingProxy, tmp_path: Path) -> Target:
-    return make_target("s3", tmp_path, seaweed, counting_proxy)
 
 
 @pytest.fixture

@@ -15,19 +15,8 @@ import pytest
 
 from tests.cli_helpers import drop_dac_override, lock_out, run_baycat
 from tests.inotify import OpenWatch
-from tests.support.counting_proxy import CountingProxy
-from tests.support.seaweed import SeaweedServer
 from tests.targets import Target, counts, make_target, requests_total
 from tests.trees import Symlink, make_tree, read_tree, weird_tree
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if request.param == "s3":
-        seaweed: SeaweedServer = request.getfixturevalue("seaweed")
-        proxy: CountingProxy = request.getfixturevalue("counting_proxy")
-        return make_target("s3", tmp_path, seaweed, proxy)
-    return make_target("local", tmp_path, None, None)
 
 
 def age_tree(root: Path, seconds: float = 30) -> None:

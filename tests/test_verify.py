@@ -15,19 +15,8 @@ from baycat.scan import ScanItem
 from baycat.store.base import ObjectInfo
 from baycat.verify import check_listed, compare
 from tests.cli_helpers import run_baycat
-from tests.support.counting_proxy import CountingProxy
-from tests.support.seaweed import SeaweedServer
-from tests.targets import Target, make_target
+from tests.targets import Target
 from tests.trees import make_tree
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if request.param == "s3":
-        seaweed: SeaweedServer = request.getfixturevalue("seaweed")
-        proxy: CountingProxy = request.getfixturevalue("counting_proxy")
-        return make_target("s3", tmp_path, seaweed, proxy)
-    return make_target("local", tmp_path, None, None)
 
 
 @pytest.fixture
