@@ -114,7 +114,8 @@ class ManifestWriter:
         self._offset = len(MAGIC)
         self.refs: list[SegmentRef] = []
 
-    def add_blob(self, blob: bytes, count: int, first: bytes, files: int, size: int) -> None:
+    def add_blob(self, blob: bytes | memoryview, count: int, first: bytes, files: int,
+                 size: int) -> None:
         ref = SegmentRef(segment.segment_hash(blob), count, first, "", self._offset, len(blob),
                          files, size)
         self._file.write(blob)

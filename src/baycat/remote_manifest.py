@@ -27,7 +27,7 @@ import bisect
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -211,7 +211,8 @@ class RemoteManifest:
         await asyncio.to_thread(self._write_cache, root, etag, fetched)
         self.root, self.etag = root, etag
 
-    def _write_cache(self, root: Root, etag: str, fetched: dict[str, bytes]) -> None:
+    def _write_cache(self, root: Root, etag: str,
+                     fetched: Mapping[str, bytes | memoryview]) -> None:
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         writer = ManifestWriter(self.cache_path)
         try:
@@ -289,29 +290,38 @@ class RemoteManifest:
 
     def _build(self, base: Root | None, changes: Sequence[Change], template: Root,
                now_ns: int) -> tuple[str, bytes, Root]:
-        """Blocking: the pack and the new root for `changes` applied to `base`."""
+        """Blocking: the pack and the new root for `changes` applied to `base`.
+
+        Streams: each new run is encoded as soon as the rebuild hands it over and only
+        its compressed bytes are kept, so memory is the pack's size (a few dozen bytes
+        an entry at most), not decoded entries of every touched segment."""
         refs = base.segments if base is not None else ()
-        outputs = list(rebuild_with_changes(refs, self.load_segment, changes))
-        encoded = [segment.encode(out) for out in outputs if not isinstance(out, SegmentRef)]
-        pack = f"{now_ns}-{hashlib.sha256(b''.join(encoded)).hexdigest()[:16]}"
-        blobs = iter(encoded)
+        body = bytearray()
+        digest = hashlib.sha256()
         new_refs: list[SegmentRef] = []
-        offset = 0
-        for out in outputs:
+        in_pack: list[int] = []  # indexes of the refs that point into this pack
+        for out in rebuild_with_changes(refs, self.load_segment, changes):
             if isinstance(out, SegmentRef):
                 new_refs.append(out)
                 continue
-            blob = next(blobs)
+            blob = segment.encode(out)
             files, size = segment_stats(out)
-            new_refs.append(SegmentRef(segment.segment_hash(blob), len(out), out[0].path, pack,
-                                       offset, len(blob), files, size))
-            offset += len(blob)
+            in_pack.append(len(new_refs))
+            new_refs.append(SegmentRef(segment.segment_hash(blob), len(out), out[0].path, "",
+                                       len(body), len(blob), files, size))
+            body += blob
+            digest.update(blob)
+        pack = f"{now_ns}-{digest.hexdigest()[:16]}"
+        for index in in_pack:
+            new_refs[index] = replace(new_refs[index], pack=pack)
         history = base.history if base is not None else ()
         root = replace(template, created_ns=now_ns, history=()).with_segments(tuple(new_refs))
         copy = root.to_bytes()
-        generation = Generation(now_ns, pack, offset, len(copy), root.files, root.file_bytes)
+        generation = Generation(now_ns, pack, len(body), len(copy), root.files,
+                                root.file_bytes)
         root = replace(root, history=(generation, *history)[:self.history])
-        return pack, b"".join(encoded) + copy, root
+        body += copy
+        return pack, bytes(body), root
 
     async def commit(self, changes: Sequence[Change], template: Root) -> bool:
         """Apply `changes` and commit; False when there was nothing to commit."""
@@ -333,7 +343,8 @@ class RemoteManifest:
             self.bytes_uploaded += len(body) + len(data)
             # Some servers answer a PUT without an ETag; a single PUT's ETag is its MD5.
             etag = stored.etag or f'"{hashlib.md5(data).hexdigest()}"'
-            fresh = {ref.hash: body[ref.offset:ref.offset + ref.length]
+            view = memoryview(body)  # slices without copies
+            fresh = {ref.hash: view[ref.offset:ref.offset + ref.length]
                      for ref in root.segments if ref.pack == pack}
             await asyncio.to_thread(self._write_cache, root, etag, fresh)
             # The new root is the base of the next commit (a checkpoint, then the last).

@@ -165,7 +165,7 @@ def _split_text(data: bytes, count: int) -> list[str]:
     return parts
 
 
-def segment_hash(blob: bytes) -> str:
+def segment_hash(blob: bytes | memoryview) -> str:
     """Content address of an encoded segment (hex)."""
     return hashlib.sha256(blob).hexdigest()[:32]
 
