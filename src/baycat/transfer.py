@@ -36,8 +36,8 @@ class TransferConfig:
     (default 256 MiB); a single part never exceeds it."""
 
     transfers: int = 32  # concurrent requests
-    multipart_threshold: int = 64 * MiB
-    part_size: int = 16 * MiB
+    multipart_threshold: int = 16 * MiB
+    part_size: int = 8 * MiB
     max_memory: int = 256 * MiB
     bwlimit: int | None = None  # upload bytes per second, all transfers together
 
