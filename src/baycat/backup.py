@@ -30,10 +30,16 @@ from .entry import FILE, Entry, as_text, path_key
 from .errors import BaycatError, BucketMissingError, CredentialsError, UsageError
 from .filters import FilterSpec, read_ignore_files
 from .keys import ESCAPED_PREFIX, STATE_PREFIX, key_for_path, object_key, stored_key
-from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
+from .local_manifest import (
+    LocalManifestSink,
+    default_manifest_path,
+    entries_of,
+    lock_path,
+    open_manifest,
+)
 from .lock import TreeLock
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
-from .rebuild import Change
+from .rebuild import sorted_changes
 from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
@@ -263,8 +269,7 @@ class _Run:
     async def commit(self, remote: RemoteManifest, template: Root) -> bool:
         """Commit what completed so far; the change set starts afresh."""
         pending, self.changes = self.changes, {}
-        changes: list[Change] = sorted(
-            ((path_key(p), p, e) for p, e in pending.items()), key=lambda c: c[0])
+        changes = sorted_changes(pending)
         try:
             committed = await remote.commit(changes, template)
         except BaseException:
@@ -358,7 +363,7 @@ async def sync_to_store(
     summary_box.append(summary)
     template = Root(created_ns=0, source=f"{socket.gethostname()}:{source}",
                     baycat_version=__version__)
-    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(source)), \
+    with TreeLock(lock_path(manifest_path), str(source)), \
             tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
         await store.check()
         cache = cache_path(Path(scratch) if options.dry_run else state_dir, store.url)

@@ -11,7 +11,13 @@ from . import __version__
 from .entry import DIR, FILE, SYMLINK
 from .errors import UsageError
 from .filters import FilterSpec, combine, read_ignore_files
-from .local_manifest import LocalManifestSink, default_manifest_path, entries_of, open_manifest
+from .local_manifest import (
+    LocalManifestSink,
+    default_manifest_path,
+    entries_of,
+    lock_path,
+    open_manifest,
+)
 from .lock import TreeLock
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
@@ -102,7 +108,7 @@ async def build_manifest(
         raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
     if not os.access(manifest.parent, os.W_OK):
         raise UsageError(f"cannot write manifest in {manifest.parent}: permission denied")
-    with TreeLock(manifest.with_name(manifest.name + ".lock"), str(root)):
+    with TreeLock(lock_path(manifest), str(root)):
         old = None if create else open_manifest(manifest)
         try:
             saved_pool = old.root.pool_size if old is not None else None

@@ -16,6 +16,11 @@ def default_manifest_path(root: Path) -> Path:
     return root / DEFAULT_DIRNAME.decode() / DEFAULT_FILENAME
 
 
+def lock_path(manifest: Path) -> Path:
+    """The lock that keeps a second baycat off the tree this manifest describes."""
+    return manifest.with_name(manifest.name + ".lock")
+
+
 def open_manifest(path: Path) -> ManifestReader | None:
     """The manifest at `path`, or None when there is none yet."""
     try:
@@ -75,7 +80,7 @@ class LocalManifestSink:
 
     def _copy(self, writer: ManifestWriter, ref: SegmentRef) -> None:
         assert self._old is not None
-        writer.add_blob(self._old.read_blob(ref), ref.count, ref.first, ref.files, ref.file_bytes)
+        writer.copy_segment(self._old, ref)
 
     def _take(self, outputs: list[Output]) -> None:
         for out in outputs:

@@ -122,6 +122,10 @@ class ManifestWriter:
         self._offset += len(blob)
         self.refs.append(ref)
 
+    def copy_segment(self, source: ManifestReader, ref: SegmentRef) -> None:
+        """Reuse a segment of another manifest file as it is (verified, not decoded)."""
+        self.add_blob(source.read_blob(ref), ref.count, ref.first, ref.files, ref.file_bytes)
+
     def add_entries(self, entries: list[Entry]) -> None:
         files, size = segment_stats(entries)
         self.add_blob(segment.encode(entries), len(entries), entries[0].path, files, size)

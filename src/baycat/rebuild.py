@@ -15,7 +15,7 @@ Both yield `SegmentRef` (reuse) or `list[Entry]` (a new run to encode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from .entry import Entry, path_key
 from .root import SegmentRef
@@ -24,6 +24,11 @@ from .segment import Chunker
 Output = SegmentRef | list[Entry]
 # A change: (path_key(path), path, new entry or None to remove it).
 Change = tuple[bytes, bytes, Entry | None]
+
+
+def sorted_changes(changes: Mapping[bytes, Entry | None]) -> list[Change]:
+    """A path -> new entry (None: remove) map as the sorted list the rebuild takes."""
+    return sorted(((path_key(p), p, e) for p, e in changes.items()), key=lambda c: c[0])
 
 
 def _merge(old: list[Entry], changes: Sequence[Change]) -> Iterator[Entry]:

@@ -35,11 +35,11 @@ from .entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from .errors import BaycatError, ManifestError, RemoteError, UsageError
 from .generations import format_time, load_generation
 from .keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
-from .local_manifest import default_manifest_path, entries_of, open_manifest
+from .local_manifest import default_manifest_path, entries_of, lock_path, open_manifest
 from .lock import TreeLock
 from .manifest_file import ManifestReader, ManifestWriter
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
-from .rebuild import Change, rebuild_with_changes
+from .rebuild import rebuild_with_changes, sorted_changes
 from .remote_manifest import MAX_MANIFEST_ENTRIES, RemoteManifest
 from .root import Root, SegmentRef
 from .safepath import ParentGuard, checked, validate
@@ -336,8 +336,7 @@ def _write_local_manifest(path: Path, old: ManifestReader | None,
     """Record restored files in DST's stat cache, so a rerun doesn't read them again."""
     if not changes:
         return
-    ordered: list[Change] = sorted(((path_key(p), p, e) for p, e in changes.items()),
-                                   key=lambda c: c[0])
+    ordered = sorted_changes(changes)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = ManifestWriter(path)
     try:
@@ -346,8 +345,7 @@ def _write_local_manifest(path: Path, old: ManifestReader | None,
         for out in rebuild_with_changes(refs, load, ordered):
             if isinstance(out, SegmentRef):
                 assert old is not None
-                writer.add_blob(old.read_blob(out), out.count, out.first, out.files,
-                                out.file_bytes)
+                writer.copy_segment(old, out)
             else:
                 writer.add_entries(out)
         writer.commit(Root(created_ns=time.time_ns(), source=str(path.parent.parent),
@@ -381,7 +379,7 @@ async def restore_from_store(
         raise UsageError(f"cannot create {dest}: {exc.strerror}") from None
     manifest_path = default_manifest_path(dest)
     run = _Restore(store, dest, options, progress, warn, on_action)
-    with TreeLock(manifest_path.with_name(manifest_path.name + ".lock"), str(dest)), \
+    with TreeLock(lock_path(manifest_path), str(dest)), \
             tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
         await store.check()
         # An earlier generation gets a cache of its own: DST's cache follows the latest.
