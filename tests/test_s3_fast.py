@@ -344,6 +344,30 @@ async def test_faults_are_retried_and_every_attempt_counted(
         await s.close()
 
 
+async def test_large_bodies_are_sent_whole_after_mid_request_drops(
+        seaweed: SeaweedServer, faults: FaultProxy) -> None:
+    """Bodies over 1 MiB go out in slices (a manifest pack is one); a connection dropped
+    mid-body must resend the whole body, and a bytearray must be accepted as it is."""
+    bucket = _new_bucket(seaweed)
+    s = S3Store(bucket, "", _options(seaweed, faults.endpoint_url, attempts=12))
+    await s.open()
+    try:
+        faults.set_rates(FaultRates(drop_mid_request=0.5))
+        faults.enable()
+        bodies = {f"big{i}": bytearray(hashlib.sha256(bytes([i])).digest()
+                                       * ((3 << 20) // 32 + i) + b"tail" * i)
+                  for i in range(4)}
+        for key, data in bodies.items():
+            await s.put(key, data, md5=md5(bytes(data)))
+        faults.disable()
+        assert faults.injected()["drop_mid_request"] > 0
+        for key, data in bodies.items():
+            got = await s.get(key)
+            assert isinstance(got, Fetched) and got.data == bytes(data)
+    finally:
+        await s.close()
+
+
 async def test_retries_give_up_after_attempts(seaweed: SeaweedServer,
                                               faults: FaultProxy) -> None:
     bucket = _new_bucket(seaweed)

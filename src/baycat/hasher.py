@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,18 @@ def _stable(a: os.stat_result, b: os.stat_result) -> bool:
         b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
 
 
+_per_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer: one per hasher thread, not a fresh zeroed MiB per
+    file (which cost more than reading a small file)."""
+    view: memoryview | None = getattr(_per_thread, "view", None)
+    if view is None:
+        view = _per_thread.view = memoryview(bytearray(READ_BLOCK))
+    return view
+
+
 def hash_file(full_path: bytes, entry: Entry) -> HashResult:
     """Hash the file at `full_path`; `entry` is what the walk saw."""
     total = 0
@@ -50,8 +63,7 @@ def hash_file(full_path: bytes, entry: Entry) -> HashResult:
     except OSError as exc:
         return HashResult(None, f"cannot open: {exc.strerror}")
     try:
-        buffer = bytearray(READ_BLOCK)
-        view = memoryview(buffer)
+        view = _read_buffer()
         for _ in range(ATTEMPTS):
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):

@@ -289,7 +289,7 @@ class RemoteManifest:
     # ---- committing ----------------------------------------------------------------
 
     def _build(self, base: Root | None, changes: Sequence[Change], template: Root,
-               now_ns: int) -> tuple[str, bytes, Root]:
+               now_ns: int) -> tuple[str, bytearray, Root]:
         """Blocking: the pack and the new root for `changes` applied to `base`.
 
         Streams: each new run is encoded as soon as the rebuild hands it over and only
@@ -321,7 +321,7 @@ class RemoteManifest:
                                 root.file_bytes)
         root = replace(root, history=(generation, *history)[:self.history])
         body += copy
-        return pack, bytes(body), root
+        return pack, body, root  # not bytes(body): that would hold the pack twice
 
     async def commit(self, changes: Sequence[Change], template: Root) -> bool:
         """Apply `changes` and commit; False when there was nothing to commit."""

@@ -72,8 +72,8 @@ class ObjectStore(Protocol):
         """The object's bytes in chunks (for large downloads). Raises NotFound."""
         ...
 
-    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
-                  if_none_match_any: bool = False) -> Stored:
+    async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
+                  if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
         """Store `data`; the store rejects it unless its MD5 is `md5`.
         Raises PreconditionFailed when a condition does not hold."""
         ...

@@ -149,8 +149,8 @@ class HttpStore:
     def _read_only(self) -> NoReturn:
         raise UsageError(f"{self.base_url}: HTTP(S) backups can only be restored from")
 
-    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
-                  if_none_match_any: bool = False) -> Stored:
+    async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
+                  if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
         self._read_only()
 
     async def create_multipart(self, key: str) -> str:

@@ -109,12 +109,12 @@ class LocalStore:
         finally:
             f.close()
 
-    def _write(self, path: Path, chunks: list[bytes] | bytes) -> None:
+    def _write(self, path: Path, chunks: list[bytes] | bytes | bytearray) -> None:
         tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
-                if isinstance(chunks, bytes):
+                if isinstance(chunks, (bytes, bytearray)):
                     f.write(chunks)
                 else:
                     for chunk in chunks:
@@ -137,7 +137,7 @@ class LocalStore:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    def _put(self, key: str, data: bytes, md5: bytes, if_match: str | None,
+    def _put(self, key: str, data: bytes | bytearray, md5: bytes, if_match: str | None,
              if_none_match_any: bool) -> Stored:
         actual = hashlib.md5(data).digest()
         if actual != md5:
@@ -162,8 +162,8 @@ class LocalStore:
             os.close(fd)
         return Stored(_etag(actual))
 
-    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
-                  if_none_match_any: bool = False) -> Stored:
+    async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
+                  if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
         self.requests["PUT"] += 1
         return await asyncio.to_thread(self._put, key, data, md5, if_match, if_none_match_any)
 

@@ -254,8 +254,8 @@ class S3Store:
         except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
             raise RemoteError(f"{self.url}{key}: download failed: {exc}") from None
 
-    async def put(self, key: str, data: bytes, *, md5: bytes, if_match: str | None = None,
-                  if_none_match_any: bool = False) -> Stored:
+    async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
+                  if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
         if self._fast is not None:
             try:
                 reply = await self._fast.put_object(

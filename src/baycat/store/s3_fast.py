@@ -48,6 +48,7 @@ from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class FastS3:
             raise
         response.release()
 
-    async def put_object(self, key: str, body: bytes, *, content_md5: str,
+    async def put_object(self, key: str, body: bytes | bytearray, *, content_md5: str,
                          if_match: str | None = None, if_none_match_any: bool = False,
                          write_args: Mapping[str, str] | None = None) -> Reply:
         headers = {"content-md5": content_md5}
@@ -325,7 +326,7 @@ class FastS3:
             self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         return self._amz_date
 
-    async def _payload_hash(self, body: bytes) -> str:
+    async def _payload_hash(self, body: bytes | bytearray) -> str:
         if self._https:
             return UNSIGNED_PAYLOAD
         if not body:
@@ -335,7 +336,7 @@ class FastS3:
         return hashlib.sha256(body).hexdigest()
 
     async def _request(self, method: str, key: str, query: Mapping[str, str],
-                       headers: dict[str, str], body: bytes, *, read: bool
+                       headers: dict[str, str], body: bytes | bytearray, *, read: bool
                        ) -> tuple[Reply, aiohttp.ClientResponse | None]:
         """Send with retries. With `read`, the body is read (inside the retry loop) and
         the connection released; otherwise a 2xx response is returned open."""
@@ -390,15 +391,39 @@ class FastS3:
 
 
 
-def _payload(body: bytes) -> bytes | aiohttp.BytesPayload:
-    """The body for aiohttp. Sending bytes as they are is what we want (no copy, no
-    thread hop per chunk); aiohttp warns about bodies over 1 MiB, so build the payload
-    here with that one warning silenced (synchronous: no other task runs meanwhile)."""
+# A large body is handed to the socket this much at a time (see _SlicedPayload).
+_SEND_SLICE = 256 << 10
+
+
+class _SlicedPayload(aiohttp.BytesPayload):
+    """A large body written in slices, waiting for the socket between them.
+
+    aiohttp writes a BytesPayload in one call: it joins the headers and the whole body
+    into one new buffer, and the transport copies what the socket did not take at once
+    into its own buffer, so a 48 MB manifest pack briefly cost three times its size.
+    Slices of a memoryview are not copies; each write drains before the next."""
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter,
+                                content_length: int | None) -> None:
+        view = memoryview(self._value)
+        end = len(view) if content_length is None else min(content_length, len(view))
+        for start in range(0, end, _SEND_SLICE):
+            await writer.write(view[start:min(start + _SEND_SLICE, end)])
+            await writer.drain()
+
+
+def _payload(body: bytes | bytearray) -> bytes | bytearray | aiohttp.BytesPayload:
+    """The body for aiohttp: small ones as they are (no thread hop, no copy), large
+    ones in slices. aiohttp warns about bodies over 1 MiB; building the payload here,
+    synchronously, silences just that warning."""
     if len(body) <= _THREAD_HASH_BYTES:
         return body
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sending a large body", ResourceWarning)
-        return aiohttp.BytesPayload(body)
+        return _SlicedPayload(body)
 
 
 @dataclass(frozen=True, slots=True)
