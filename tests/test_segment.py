@@ -57,6 +57,21 @@ def test_damaged_segment_is_an_error(damage: str) -> None:
         blob = bytearray(b"not a segment at all")
     with pytest.raises(ManifestError):
         segment.decode(bytes(blob))
+    with pytest.raises(ManifestError):
+        segment.has_content(bytes(blob), {bytes(16)})
+
+
+def test_has_content_reads_the_hash_column() -> None:
+    entries = [make_entry(b"d/%03d" % i, i, (FILE, DIR)[i % 2]) for i in range(300)]
+    blob = segment.encode(entries)
+    present = {e.xxh for e in entries if e.xxh}
+    assert len(present) > 100
+    for xxh in present:
+        assert segment.has_content(blob, {b"\x00" * 16 + b"?", xxh})
+    absent = {bytes([i]) * 15 + b"\xfe" for i in range(50)}
+    assert not segment.has_content(blob, absent)
+    # A directory's empty hash is stored as zeros, which no file content can claim.
+    assert not segment.has_content(blob, {b""})
 
 
 def test_decompression_bomb_is_refused() -> None:

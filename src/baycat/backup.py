@@ -158,8 +158,8 @@ class _Run:
 
         def find_sources() -> dict[bytes, Entry]:
             found: dict[bytes, Entry] = {}
-            for entry in remote.entries():
-                if entry.kind == FILE and entry.etag and entry.xxh in wanted:
+            for entry in remote.entries_with_content(wanted):
+                if entry.kind == FILE and entry.etag:
                     found.setdefault(entry.xxh, entry)
             return found
 

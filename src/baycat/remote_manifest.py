@@ -28,6 +28,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from pathlib import Path
 
@@ -285,6 +286,19 @@ class RemoteManifest:
         assert cache is not None
         for ref in root.segments:
             yield from cache.read_segment(cached[ref.hash])
+
+    def entries_with_content(self, wanted: AbstractSet[bytes]) -> Iterator[Entry]:
+        """Blocking: the entries of the current root whose content hash is in `wanted`.
+        Only segments that hold such a hash are decoded (copy sources for new files:
+        after a 1 % change in 1M files, none of the ~400 segments usually is)."""
+        root, cache, cached = self.root, self._cache, self._cached
+        if root is None or not wanted:
+            return
+        assert cache is not None
+        for ref in root.segments:
+            local = cached[ref.hash]
+            if segment.has_content(cache.read_blob(local), wanted):
+                yield from (e for e in cache.read_segment(local) if e.xxh in wanted)
 
     # ---- committing ----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from itertools import repeat
 
 import xxhash
@@ -48,6 +49,12 @@ MAX_DECODED_ENTRIES = 8 * MAX_ENTRIES
 _INT_COLUMNS = ((2, "q"), (3, "q"), (4, "q"), (5, "Q"), (6, "Q"), (7, "q"), (8, "q"),
                 (9, "q"), (15, "q"), (16, "q"))
 _NATIVE_LITTLE = sys.byteorder == "little"
+_HASH_COLUMN = 13  # the content hashes (xxh3-128), HASH_SIZE bytes per entry
+
+# zlib level 1, not 6: measured on 1M-entry manifests, level 6 took 1.7-2x the time to
+# encode (2.9 vs 1.7 us/entry local, 3.8 vs 1.9 remote) for segments 3-4 % smaller.
+# A commit that touches every segment re-encodes the whole manifest, so time wins.
+COMPRESS_LEVEL = 1
 
 
 def _shuffle(raw: bytes, width: int) -> bytes:
@@ -108,42 +115,48 @@ def encode(entries: list[Entry]) -> bytes:
     for col in columns:
         parts.append(struct.pack("<I", len(col)))
         parts.append(col)
-    return zlib.compress(b"".join(parts), 6)
+    return zlib.compress(b"".join(parts), COMPRESS_LEVEL)
+
+
+def _columns(blob: bytes) -> tuple[int, list[bytes]]:
+    """Inflate and split a segment into its entry count and raw columns."""
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(blob, MAX_DECODED_BYTES)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ManifestError("corrupt manifest segment: truncated or too large")
+    if raw[:4] != MAGIC:
+        raise ManifestError("corrupt manifest segment: bad magic")
+    (count,) = struct.unpack_from("<I", raw, 4)
+    if count > MAX_DECODED_ENTRIES:  # untrusted input: refuse before building entries
+        raise ManifestError(f"corrupt manifest segment: {count} entries claimed")
+    columns: list[bytes] = []
+    pos = 8
+    while pos < len(raw):
+        (length,) = struct.unpack_from("<I", raw, pos)
+        columns.append(raw[pos + 4:pos + 4 + length])
+        pos += 4 + length
+    if len(columns) != 17 or pos != len(raw):
+        raise ManifestError("corrupt manifest segment: wrong column count")
+    if len(columns[_HASH_COLUMN]) != count * HASH_SIZE:
+        raise ManifestError("corrupt manifest segment: column length mismatch")
+    return count, columns
 
 
 def decode(blob: bytes) -> list[Entry]:
     """Decode segment bytes. Raises ManifestError on anything malformed."""
     try:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(blob, MAX_DECODED_BYTES)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise ManifestError("corrupt manifest segment: truncated or too large")
-        if raw[:4] != MAGIC:
-            raise ManifestError("corrupt manifest segment: bad magic")
-        (count,) = struct.unpack_from("<I", raw, 4)
-        if count > MAX_DECODED_ENTRIES:  # untrusted input: refuse before building entries
-            raise ManifestError(f"corrupt manifest segment: {count} entries claimed")
-        columns: list[bytes] = []
-        pos = 8
-        while pos < len(raw):
-            (length,) = struct.unpack_from("<I", raw, pos)
-            columns.append(raw[pos + 4:pos + 4 + length])
-            pos += 4 + length
-        if len(columns) != 17 or pos != len(raw):
-            raise ManifestError("corrupt manifest segment: wrong column count")
+        count, columns = _columns(blob)
         paths = _split(columns[0], count)
         kinds = columns[1].decode("ascii")
         ints = [_read_int_column(columns[2 + i], tc) for i, (_, tc) in enumerate(_INT_COLUMNS)]
         targets = _split(columns[12], count)
-        hashes = columns[13]
+        hashes = columns[_HASH_COLUMN]
         etags = _split_text(columns[14], count)
         keys = _split_text(columns[15], count)
         versions = _split_text(columns[16], count)
     except (zlib.error, struct.error, UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"corrupt manifest segment: {exc}") from None
-    if len(kinds) != count or len(hashes) != count * HASH_SIZE or any(
-        len(col) != count for col in ints
-    ):
+    if len(kinds) != count or any(len(col) != count for col in ints):
         raise ManifestError("corrupt manifest segment: column length mismatch")
     xxhs = [hashes[i:i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
     xxhs = [b"" if h == _ZERO_HASH else h for h in xxhs]
@@ -152,6 +165,18 @@ def decode(blob: bytes) -> list[Entry]:
     rows = zip(paths, kinds, size, mtime, ctime, ino, dev, mode, uid, gid, targets, xxhs,
                etags, keys, versions, deleted, flags, strict=True)
     return list(map(tuple.__new__, repeat(Entry), rows))
+
+
+def has_content(blob: bytes, wanted: AbstractSet[bytes]) -> bool:
+    """Does the segment hold an entry whose content hash is in `wanted`? Reads only the
+    hash column: no entries are built (finding copy sources scans whole manifests)."""
+    try:
+        _, columns = _columns(blob)
+    except (zlib.error, struct.error, ValueError) as exc:
+        raise ManifestError(f"corrupt manifest segment: {exc}") from None
+    hashes = columns[_HASH_COLUMN]
+    return not wanted.isdisjoint(
+        hashes[i:i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE))
 
 
 def _split_text(data: bytes, count: int) -> list[str]:
