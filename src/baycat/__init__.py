@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 from .api import (
     estimate_cost,
+    gc,
+    gc_blocking,
     history,
     history_blocking,
     restore,
@@ -36,6 +38,7 @@ from .errors import (
     UsageError,
 )
 from .filters import FilterSpec, Rule
+from .gc import GcSummary
 from .generations import History
 from .progress import Notice, Progress
 from .restore import RestoreOptions
@@ -50,6 +53,7 @@ __all__ = [
     "ExitCode",
     "FileError",
     "FilterSpec",
+    "GcSummary",
     "History",
     "ManifestError",
     "ManifestSummary",
@@ -71,6 +75,8 @@ __all__ = [
     "VerifySummary",
     "__version__",
     "estimate_cost",
+    "gc",
+    "gc_blocking",
     "history",
     "history_blocking",
     "load_prices",

@@ -33,6 +33,7 @@ from .engine import ManifestSummary, build_manifest
 from .entry import FILE
 from .errors import UsageError
 from .filters import FilterSpec
+from .gc import DEFAULT_GRACE_S, GcSummary, collect
 from .generations import History
 from .generations import history as read_history
 from .local_manifest import default_manifest_path
@@ -258,6 +259,15 @@ async def history(source: str, *, s3: S3Options | None = None) -> History:
     return await _with_store(store, read_history(store))
 
 
+async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+             s3: S3Options | None = None) -> GcSummary:
+    """Delete the manifest packs of the backup at `destination` that no kept generation
+    needs and that are older than `grace_s` (see baycat.gc)."""
+    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
+
+
 verify_blocking = _blocking(verify)
 verify_local_blocking = _blocking(verify_local)
 history_blocking = _blocking(history)
+gc_blocking = _blocking(gc)

@@ -31,6 +31,7 @@ from .engine import ManifestSummary
 from .entry import DIR, FILE, SYMLINK, Entry
 from .errors import BaycatError, ExitCode, Interrupted, UsageError
 from .filters import FilterSpec, Rule, rules_from_file
+from .gc import GcSummary, parse_duration
 from .generations import format_time, parse_time
 from .local_manifest import default_manifest_path
 from .logs import LEVELS, redact, redact_json, setup_logging
@@ -883,6 +884,64 @@ def history_command(
     typer.echo(f"{'time (UTC)':<21} {'files':>12} {'bytes':>18}")
     for gen in found.generations:
         typer.echo(f"{format_time(gen.time_ns):<21} {gen.files:>12,} {gen.file_bytes:>18,}")
+
+
+@app.command("gc", epilog=EXIT_CODES_HELP)
+def gc_command(
+    destination: Annotated[str, typer.Argument(
+        metavar="BACKUP", help="s3://bucket/prefix/, a backup directory or file:// URL.")],
+    grace: Annotated[str, typer.Option(
+        "--grace", metavar="DURATION",
+        help="Keep unreferenced packs younger than this (a sync in progress on another "
+        "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
+        "Example: --grace 6h")] = "24h",
+    dry_run: DryRun = False,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    retries: Retries = 5,
+    quiet: Quiet = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object: packs kept and deleted, bytes freed, requests.")
+    ] = False,
+) -> None:
+    """Delete manifest packs that no kept generation needs. Every sync that changes
+    something uploads one pack under PREFIX/.baycat/packs/; once `--keep-generations`
+    lets a generation go, packs only it used are garbage. Data objects are never
+    touched. Costs one GET per kept generation, one LIST and the deletes.
+
+    \b
+    Examples:
+      baycat gc s3://backups/host1/data/
+      baycat sync /srv/data s3://backups/host1/data/ && baycat gc s3://backups/host1/data/
+      baycat gc --dry-run --json /mnt/usb/backup
+    """
+    _start_logging(quiet)
+    try:
+        grace_s = parse_duration(grace)
+        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries)
+    except BaycatError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    summary = _run(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
+    _print_gc(summary, as_json, quiet)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
+        return
+    for key, message in summary.failed:
+        console.print(f"baycat: cannot delete {key}: {redact(message)}", markup=False,
+                      highlight=False)
+    if quiet:
+        return
+    verb = "would delete" if summary.dry_run else "deleted"
+    extra = f"; {len(summary.foreign_keys)} unknown keys left alone" \
+        if summary.foreign_keys else ""
+    typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
+               f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
+               f"{extra}")
 
 
 def main() -> None:

@@ -246,7 +246,10 @@ class LocalStore:
 
     def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
         out: builtins.list[ObjectInfo] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # Walk from the prefix's directory: listing .baycat/packs/ must not read (and
+        # MD5) every backed-up file.
+        start = os.path.join(self.root, prefix.rpartition("/")[0])
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
             for name in sorted(filenames):
                 if _TMP_MARK in name:
