@@ -11,6 +11,7 @@ Exit codes (also in README.md):
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -944,5 +945,17 @@ def _print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
                f"{extra}")
 
 
+# Allocations between automatic collections of the youngest generation (CPython: 700).
+GC_GEN0_THRESHOLD = 50_000
+
+
 def main() -> None:
+    # The walk and the manifest codec allocate millions of short-lived tuples that form
+    # no cycles; with CPython's default thresholds the collector ran every 700 of them
+    # and took ~20 % of the CPU of a no-change `manifest update` (measured on 200k
+    # files: 1.66 s user -> 1.26-1.34 s). Collect far less often (cycles are still
+    # found), and leave what start-up created (modules, classes) out of every pass.
+    # Set here, not in the library: a program using the API keeps its own policy.
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
     app()
