@@ -390,3 +390,14 @@ def test_checkpoints_commit_without_conflicting_with_themselves(
     assert summary["requests"]["GET"] == 1
     again = s3.sync(src)
     assert again["uploaded"]["files"] == 0 and sum(again["requests"].values()) == 1
+    # The run's checkpoints are one generation (they must not push earlier runs out of
+    # --keep-generations), and that generation is the run's complete tree.
+    gens = json.loads(run_baycat("history", "--json", s3.url, env=s3.env).stdout)
+    assert [g["files"] for g in gens["generations"]] == [120]
+    make_tree(src, {"late.txt": b"next night"})
+    s3.sync(src)
+    gens = json.loads(run_baycat("history", "--json", s3.url, env=s3.env).stdout)
+    assert [g["files"] for g in gens["generations"]] == [121, 120]
+    out = tmp_path / "first-night"
+    restored = s3.restore(out, "--at", gens["generations"][1]["time"])
+    assert restored["exit_code"] == 0 and restored["downloaded"]["files"] == 120

@@ -2,9 +2,11 @@
 
 Every commit records a `root.Generation` (time, files, bytes, and where in its pack a
 copy of that commit's root lies); the root keeps the last K of them (`--keep-generations`,
-newest first, the current commit included). `baycat history` lists them from the root
-alone (one GET); `restore --at TIME` picks the newest generation at or before TIME and
-reads its root copy with one ranged GET of its pack (`RemoteManifest.adopt_generation`).
+newest first, the current commit included). A run's checkpoint commits replace each
+other's generation (remote_manifest.RemoteManifest._build): one generation per run.
+`baycat history` lists them from the root alone (one GET); `restore --at TIME` picks
+the newest generation at or before TIME and reads its root copy with one ranged GET of
+its pack (`RemoteManifest.adopt_generation`).
 """
 
 from __future__ import annotations

@@ -125,6 +125,7 @@ class RemoteManifest:
         self._retired: list[ManifestReader] = []  # replaced caches, maybe still being read
         self._damaged_etag: str | None = None
         self._cached: dict[str, SegmentRef] = {}  # segment hash -> ref in the cache file
+        self._own_generation: Generation | None = None  # what this run last committed
         self.bytes_downloaded = 0
         self.bytes_uploaded = 0
 
@@ -329,6 +330,11 @@ class RemoteManifest:
         for index in in_pack:
             new_refs[index] = replace(new_refs[index], pack=pack)
         history = base.history if base is not None else ()
+        if history and history[0] == self._own_generation:
+            # A run's checkpoints make one generation: each replaces the one this run
+            # committed before (unless another writer committed since), so a long run
+            # does not push earlier nights out of --keep-generations.
+            history = history[1:]
         root = replace(template, created_ns=now_ns, history=()).with_segments(tuple(new_refs))
         copy = root.to_bytes()
         generation = Generation(now_ns, pack, len(body), len(copy), root.files,
@@ -363,6 +369,7 @@ class RemoteManifest:
             await asyncio.to_thread(self._write_cache, root, etag, fresh)
             # The new root is the base of the next commit (a checkpoint, then the last).
             self.root, self.etag = root, etag
+            self._own_generation = root.history[0]
             if self.verify_commits and not await self._still_ours(etag):
                 self.commits_verified_lost += 1
                 continue  # someone overwrote it: our changes go again, on their root
