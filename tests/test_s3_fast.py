@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -27,8 +29,11 @@ from baycat.store.s3_fast import (
     encode_key,
 )
 from baycat.store.s3_options import S3Options
+from tests.cli_helpers import run_baycat
 from tests.support.fault_proxy import FaultProxy, FaultRates
 from tests.support.seaweed import SeaweedServer
+from tests.targets import Target
+from tests.trees import make_tree
 
 _buckets = itertools.count()
 
@@ -419,3 +424,35 @@ async def test_write_args_become_signed_headers(seaweed: SeaweedServer) -> None:
     assert head.get("StorageClass") == "STANDARD_IA"
     assert seaweed.client().head_object(Bucket=bucket, Key=".baycat/root").get(
         "StorageClass", "STANDARD") == "STANDARD"
+
+
+# ---- botocore only when needed -----------------------------------------------------------
+
+
+def _imports_botocore(proc_stderr: bytes) -> bool:
+    """From `python -X importtime` output: was any botocore module imported?"""
+    return any(line.split(b"|")[-1].strip().startswith((b"botocore", b"aiobotocore"))
+               for line in proc_stderr.splitlines() if line.startswith(b"import time:"))
+
+
+def test_botocore_loads_only_for_calls_the_fast_path_cannot_make(
+        s3: Target, tmp_path: Path) -> None:
+    """With endpoint, region and keys explicit, a sync that only GETs and PUTs never
+    imports botocore (~0.2 s of start-up); a rename (CopyObject) loads it on demand."""
+    src = tmp_path / "data"
+    make_tree(src, {"a.txt": b"alpha", "b.txt": b"bravo"})
+    env = {**s3.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    first = run_baycat("sync", "--json", src, s3.url, env=env)
+    again = run_baycat("sync", "--json", src, s3.url, env=env)
+    assert not _imports_botocore(first.stderr) and not _imports_botocore(again.stderr)
+    assert json.loads(again.stdout)["requests"] == {"GET": 1}
+    (src / "a.txt").rename(src / "c.txt")
+    moved = run_baycat("sync", "--json", src, s3.url, env=env)
+    assert _imports_botocore(moved.stderr)
+    summary = json.loads(moved.stdout)
+    assert summary["copied"]["files"] == 1 and summary["exit_code"] == 0
+    assert s3.objects()["c.txt"] == b"alpha"
+    # A named profile is botocore's to resolve: it is loaded from the start.
+    profiled = run_baycat("sync", "--json", src, s3.url, check=None,
+                          env={**env, "AWS_PROFILE": "no-such-profile"})
+    assert _imports_botocore(profiled.stderr) and profiled.returncode == 3

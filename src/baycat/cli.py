@@ -411,7 +411,17 @@ def _s3_options(endpoint_url: str | None, region: str | None, profile: str | Non
                 or os.environ.get("AWS_ENDPOINT_URL") or None)
     if sse_kms_key_id and sse not in (None, "aws:kms"):
         raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+    env = os.environ
+    # What botocore itself would take first: its region from AWS_DEFAULT_REGION, keys
+    # from the environment unless a profile is named. Resolved here, the S3 store can
+    # start without loading botocore at all (store/s3.py: without_botocore).
+    region = region or env.get("AWS_DEFAULT_REGION") or None
+    env_keys = not profile and not env.get("AWS_PROFILE") and bool(
+        env.get("AWS_ACCESS_KEY_ID")) and bool(env.get("AWS_SECRET_ACCESS_KEY"))
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
+                     access_key_id=env["AWS_ACCESS_KEY_ID"] if env_keys else None,
+                     secret_access_key=env["AWS_SECRET_ACCESS_KEY"] if env_keys else None,
+                     session_token=(env.get("AWS_SESSION_TOKEN") or None) if env_keys else None,
                      max_connections=max(transfers + 8, 16), storage_class=storage_class,
                      sse="aws:kms" if sse_kms_key_id and not sse else sse,
                      sse_kms_key_id=sse_kms_key_id, attempts=retries,

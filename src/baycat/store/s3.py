@@ -10,25 +10,24 @@ The hot object calls (GET, streamed GET, PUT, UploadPart) go through `s3_fast` u
 `S3Options.fast_path` is off: same requests, a fraction of the client CPU. It signs with
 the credentials botocore resolved; a bucket in another region makes the store fall back
 to botocore (which follows the redirect) for the rest of the run.
+
+botocore is loaded only when needed. With endpoint, region and keys explicit in the
+options (the CLI resolves them from the environment as botocore would), the fast path
+starts alone; the botocore client (~0.2 s to import and create) is made
+on the first call only it can make: LIST, COPY, DELETE, multipart control. A no-change
+sync (one conditional GET) never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
 
 from ..errors import BucketMissingError, CredentialsError, RemoteError
 from .base import (
@@ -41,15 +40,46 @@ from .base import (
     Stored,
 )
 from .local import content_md5
-from .s3_fast import FastS3, NoCredentials, S3HttpError, WrongRegion
+from .s3_fast import (
+    CredentialSource,
+    FastS3,
+    FrozenCredentials,
+    NoCredentials,
+    S3HttpError,
+    StaticCredentials,
+    WrongRegion,
+)
 from .s3_options import S3Options
 
 log = logging.getLogger(__name__)
 
-# Everything a request can fail with once botocore's retries are spent: its own errors,
-# and aiohttp's for a body cut mid-stream.
-_TRANSPORT_ERRORS = (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError,
-                     OSError)
+# What a request can fail with, without botocore. Once botocore is loaded its own errors
+# join (S3Store._errors): it may be the credential source of the fast path, too.
+_BASE_ERRORS: tuple[type[Exception], ...] = (
+    S3HttpError, NoCredentials, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class _FixedCredentials:
+    """Keys given in the options, as the fast path asks for them."""
+
+    def __init__(self, keys: StaticCredentials) -> None:
+        self._keys = keys
+
+    async def get_frozen_credentials(self) -> FrozenCredentials:
+        return self._keys
+
+
+def without_botocore(options: S3Options) -> tuple[str, str, CredentialSource] | None:
+    """(endpoint, region, credentials) when the fast path can start without botocore:
+    endpoint, region and keys are all explicit, no profile is named. Otherwise (profiles,
+    SSO, instance roles, AWS's own endpoints...) botocore resolves them."""
+    if not (options.fast_path and options.endpoint_url and options.region
+            and options.access_key_id and options.secret_access_key) or options.profile:
+        return None
+    keys = StaticCredentials(options.access_key_id, options.secret_access_key,
+                             options.session_token)
+    return options.endpoint_url, options.region, _FixedCredentials(keys)
+
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                      "InvalidToken", "ExpiredToken", "InvalidClientTokenId", "403"}
@@ -60,8 +90,10 @@ def _quoted(etag: str) -> str:
     return etag if not etag or etag.startswith('"') else f'"{etag}"'
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _code(exc: Any) -> str:
+    """A botocore ClientError's error code ("" for any other exception)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 class S3Store:
@@ -72,8 +104,10 @@ class S3Store:
         self.prefix = prefix  # "" or ends with "/"
         self.options = options
         self.requests: Counter[str] = Counter()
-        self._client: Any = None
+        self._client: Any = None  # the botocore client, made on first use
         self._context: Any = None
+        self._client_lock = asyncio.Lock()
+        self._errors = _BASE_ERRORS
         self._fast: FastS3 | None = None  # None: botocore for everything
         self._fast_owned: FastS3 | None = None  # closed by close() even once switched off
 
@@ -86,6 +120,43 @@ class S3Store:
         return self.prefix
 
     async def open(self) -> None:
+        simple = without_botocore(self.options)
+        if simple is not None:
+            endpoint, region, credentials = simple
+            fast = FastS3(endpoint_url=endpoint, bucket=self.bucket, region=region,
+                          path_style=True, credentials=credentials, requests=self.requests,
+                          **self._fast_settings())
+        else:
+            client = await self._botocore()
+            if not self.options.fast_path:
+                return
+            meta = client.meta
+            fast = FastS3(endpoint_url=meta.endpoint_url, bucket=self.bucket,
+                          region=meta.region_name, path_style=bool(self.options.endpoint_url),
+                          credentials=client._get_credentials(), requests=self.requests,
+                          **self._fast_settings())
+        await fast.open()
+        self._fast = self._fast_owned = fast
+
+    def _fast_settings(self) -> dict[str, Any]:
+        return {"max_connections": self.options.max_connections,
+                "attempts": self.options.attempts,
+                "connect_timeout": self.options.connect_timeout,
+                "read_timeout": self.options.read_timeout}
+
+    async def _botocore(self) -> Any:
+        """The botocore client, made (once) on first use."""
+        async with self._client_lock:
+            if self._client is None:
+                self._client = await self._make_client()
+        return self._client
+
+    async def _make_client(self) -> Any:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors = (*_BASE_ERRORS, ClientError, BotoCoreError)
         session = get_session()
         if self.options.profile:
             session.set_config_variable("profile", self.options.profile)
@@ -102,23 +173,15 @@ class S3Store:
             "s3", endpoint_url=self.options.endpoint_url,
             region_name=self.options.region or None, config=config,
             aws_access_key_id=self.options.access_key_id,
-            aws_secret_access_key=self.options.secret_access_key)
+            aws_secret_access_key=self.options.secret_access_key,
+            aws_session_token=self.options.session_token)
         try:
-            self._client = await self._context.__aenter__()
+            client = await self._context.__aenter__()
         except BotoCoreError as exc:
+            self._context = None
             raise RemoteError(f"cannot set up S3 client: {exc}") from None
-        self._client.meta.events.register("before-send.s3", self._count)
-        if self.options.fast_path:
-            meta = self._client.meta
-            self._fast = FastS3(
-                endpoint_url=meta.endpoint_url, bucket=self.bucket, region=meta.region_name,
-                path_style=bool(self.options.endpoint_url),
-                credentials=self._client._get_credentials(), requests=self.requests,
-                max_connections=self.options.max_connections, attempts=self.options.attempts,
-                connect_timeout=self.options.connect_timeout,
-                read_timeout=self.options.read_timeout)
-            await self._fast.open()
-            self._fast_owned = self._fast
+        client.meta.events.register("before-send.s3", self._count)
+        return client
 
     def _count(self, request: Any, **_: Any) -> None:
         method = request.method
@@ -146,15 +209,20 @@ class S3Store:
     def _error(self, exc: Exception, key: str = "") -> Exception:
         """The baycat error for what botocore or the fast path raised."""
         where = f"s3://{self.bucket}/{self.prefix}{key}"
-        if isinstance(exc, ClientError):
-            return self._coded(_code(exc), exc.response.get("Error", {}).get("Message", ""),
-                               where)
         if isinstance(exc, S3HttpError):
             return self._coded(exc.code, exc.message, where)
-        if isinstance(exc, NoCredentialsError | NoCredentials):
+        if isinstance(exc, NoCredentials):
             return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
-        if isinstance(exc, EndpointConnectionError):
-            return RemoteError(f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
+        botocore = sys.modules.get("botocore.exceptions")  # loaded if it could have raised
+        if botocore is not None:
+            if isinstance(exc, botocore.ClientError):
+                return self._coded(_code(exc),
+                                   exc.response.get("Error", {}).get("Message", ""), where)
+            if isinstance(exc, botocore.NoCredentialsError):
+                return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
+            if isinstance(exc, botocore.EndpointConnectionError):
+                return RemoteError(
+                    f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
         if isinstance(exc, aiohttp.ClientConnectorError):
             return RemoteError(f"cannot reach the S3 endpoint ({self.options.endpoint_url or ''}"
                                f"{'' if self.options.endpoint_url else exc.host})")
@@ -179,8 +247,9 @@ class S3Store:
 
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         try:
-            return await getattr(self._client, method)(Bucket=self.bucket, **kwargs)
-        except _TRANSPORT_ERRORS as exc:
+            client = await self._botocore()
+            return await getattr(client, method)(Bucket=self.bucket, **kwargs)
+        except self._errors as exc:
             raise self._error(exc, key) from None
 
     async def check(self) -> None:
@@ -198,7 +267,7 @@ class S3Store:
                     version_id=version_id)
             except WrongRegion as exc:
                 self._fast_off(exc)
-            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+            except self._errors as exc:
                 raise self._error(exc, key) from None
             else:
                 if reply.status == 304:
@@ -211,15 +280,14 @@ class S3Store:
             kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
         if version_id:
             kwargs["VersionId"] = version_id
+        client = await self._botocore()
         try:
-            response = await self._client.get_object(Bucket=self.bucket, **kwargs)
+            response = await client.get_object(Bucket=self.bucket, **kwargs)
             async with response["Body"] as body:
                 data = await body.read()
-        except ClientError as exc:
+        except self._errors as exc:
             if _code(exc) in ("304", "NotModified"):
                 return NOT_MODIFIED
-            raise self._error(exc, key) from None
-        except _TRANSPORT_ERRORS as exc:
             raise self._error(exc, key) from None
         return Fetched(data, response.get("ETag", ""))
 
@@ -230,7 +298,7 @@ class S3Store:
                 first = await anext(chunks, None)
             except WrongRegion as exc:
                 self._fast_off(exc)
-            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+            except self._errors as exc:
                 raise self._error(exc, key) from None
             else:
                 try:
@@ -238,7 +306,7 @@ class S3Store:
                         yield first
                         async for chunk in chunks:
                             yield chunk
-                except _TRANSPORT_ERRORS as exc:
+                except self._errors as exc:
                     raise RemoteError(f"{self.url}{key}: download failed: {exc}") from None
                 finally:
                     await chunks.aclose()
@@ -251,7 +319,7 @@ class S3Store:
             async with response["Body"] as body:
                 async for chunk in body.iter_chunks(1 << 20):
                     yield chunk
-        except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+        except self._errors as exc:
             raise RemoteError(f"{self.url}{key}: download failed: {exc}") from None
 
     async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
@@ -264,7 +332,7 @@ class S3Store:
                     write_args=self.options.write_args(key))
             except WrongRegion as exc:
                 self._fast_off(exc)
-            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+            except self._errors as exc:
                 raise self._error(exc, key) from None
             else:
                 return Stored(_quoted(reply.headers.get("ETag", "")),
@@ -292,7 +360,7 @@ class S3Store:
                                                      content_md5=content_md5(md5))
             except WrongRegion as exc:
                 self._fast_off(exc)
-            except (S3HttpError, NoCredentials, *_TRANSPORT_ERRORS) as exc:
+            except self._errors as exc:
                 raise self._error(exc, key) from None
             else:
                 return _quoted(reply.headers.get("ETag", ""))
@@ -331,10 +399,11 @@ class S3Store:
         return failed
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        paginator = self._client.get_paginator("list_objects_v2")
+        client = await self._botocore()
+        paginator = client.get_paginator("list_objects_v2")
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
-        except _TRANSPORT_ERRORS as exc:
+        except self._errors as exc:
             raise self._error(exc, prefix) from None

@@ -17,9 +17,11 @@ class S3Options:
     attempts: int = 5
     connect_timeout: float = 10
     read_timeout: float = 60
-    # Explicit keys (Python API, tests); None: the standard credential chain.
+    # Explicit keys (the CLI fills them from AWS_ACCESS_KEY_ID/..., as botocore would;
+    # the Python API, tests); None: botocore's credential chain.
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     # Data objects only: manifest objects stay STANDARD (they are read every run).
     storage_class: str | None = None  # STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE, ...
     sse: str | None = None  # "AES256" or "aws:kms" (every object)
