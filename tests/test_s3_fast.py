@@ -241,6 +241,19 @@ async def test_conditional_and_ranged_gets(store: S3Store) -> None:
         [c async for c in store.stream("missing")]
 
 
+async def test_server_side_copy(store: S3Store) -> None:
+    data = b"copy me " * 1000
+    source = await store.put("dir/s\u00e9rce +1.txt", data, md5=md5(data))
+    before = Counter(store.requests)
+    copied = await store.copy("dir/s\u00e9rce +1.txt", "other/c\u00f3py %2F.txt")
+    assert copied.etag == source.etag  # same bytes, one part: the same MD5
+    assert Counter(store.requests) - before == Counter({"COPY": 1})
+    got = await store.get("other/c\u00f3py %2F.txt")
+    assert isinstance(got, Fetched) and got.data == data
+    with pytest.raises(NotFound):
+        await store.copy("no/such/key", "elsewhere")
+
+
 async def test_stream_and_multipart(store: S3Store) -> None:
     big = hashlib.sha256(b"seed").digest() * (6 * 1024 * 1024 // 32)  # 6 MiB
     upload = await store.create_multipart("big")
@@ -437,8 +450,8 @@ def _imports_botocore(proc_stderr: bytes) -> bool:
 
 def test_botocore_loads_only_for_calls_the_fast_path_cannot_make(
         s3: Target, tmp_path: Path) -> None:
-    """With endpoint, region and keys explicit, a sync that only GETs and PUTs never
-    imports botocore (~0.2 s of start-up); a rename (CopyObject) loads it on demand."""
+    """With endpoint, region and keys explicit, a sync that only GETs, PUTs and copies
+    never imports botocore (~0.2 s of start-up); a delete loads it on demand."""
     src = tmp_path / "data"
     make_tree(src, {"a.txt": b"alpha", "b.txt": b"bravo"})
     env = {**s3.env, "PYTHONPROFILEIMPORTTIME": "1"}
@@ -446,12 +459,17 @@ def test_botocore_loads_only_for_calls_the_fast_path_cannot_make(
     again = run_baycat("sync", "--json", src, s3.url, env=env)
     assert not _imports_botocore(first.stderr) and not _imports_botocore(again.stderr)
     assert json.loads(again.stdout)["requests"] == {"GET": 1}
-    (src / "a.txt").rename(src / "c.txt")
+    (src / "a.txt").rename(src / "c.txt")  # CopyObject: the fast path's too
     moved = run_baycat("sync", "--json", src, s3.url, env=env)
-    assert _imports_botocore(moved.stderr)
+    assert not _imports_botocore(moved.stderr)
     summary = json.loads(moved.stdout)
     assert summary["copied"]["files"] == 1 and summary["exit_code"] == 0
     assert s3.objects()["c.txt"] == b"alpha"
+    (src / "b.txt").unlink()  # DeleteObjects: botocore's
+    deleted = run_baycat("sync", "--json", "--delete", src, s3.url, env=env)
+    assert _imports_botocore(deleted.stderr)
+    assert json.loads(deleted.stdout)["deleted"]["files"] == 2  # b.txt, and a.txt's object
+    assert set(s3.objects()) == {"c.txt"}
     # A named profile is botocore's to resolve: it is loaded from the start.
     profiled = run_baycat("sync", "--json", src, s3.url, check=None,
                           env={**env, "AWS_PROFILE": "no-such-profile"})

@@ -6,15 +6,16 @@ own extra CRC32 checksums are switched off (`when_required`) because baycat alre
 every byte once and a second pass would cost CPU on every request. Retries (throttling,
 5xx, resets, timeouts) are botocore's "standard" mode: exponential backoff with jitter.
 
-The hot object calls (GET, streamed GET, PUT, UploadPart) go through `s3_fast` unless
-`S3Options.fast_path` is off: same requests, a fraction of the client CPU. It signs with
-the credentials botocore resolved; a bucket in another region makes the store fall back
-to botocore (which follows the redirect) for the rest of the run.
+The hot object calls (GET, streamed GET, PUT, UploadPart, CopyObject) go through
+`s3_fast` unless `S3Options.fast_path` is off: same requests, a fraction of the client
+CPU. It signs with the credentials botocore resolved (or the explicit keys); a bucket in
+another region makes the store fall back to botocore (which follows the redirect) for
+the rest of the run.
 
 botocore is loaded only when needed. With endpoint, region and keys explicit in the
 options (the CLI resolves them from the environment as botocore would), the fast path
 starts alone; the botocore client (~0.2 s to import and create) is made
-on the first call only it can make: LIST, COPY, DELETE, multipart control. A no-change
+on the first call only it can make: LIST, DELETE, multipart control. A no-change
 sync (one conditional GET) never loads it.
 """
 
@@ -379,6 +380,17 @@ class S3Store:
         await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
 
     async def copy(self, source_key: str, key: str) -> Stored:
+        if self._fast is not None:
+            try:
+                etag, version = await self._fast.copy_object(
+                    self._key(key), self._key(source_key),
+                    write_args=self.options.write_args(key))
+            except WrongRegion as exc:
+                self._fast_off(exc)
+            except self._errors as exc:
+                raise self._error(exc, source_key) from None
+            else:
+                return Stored(_quoted(etag), version)
         response = await self._call(
             "copy_object", key, Key=self._key(key),
             CopySource={"Bucket": self.bucket, "Key": self._key(source_key)},

@@ -1,12 +1,13 @@
 """A lean HTTP path for S3's hot object calls: GetObject (whole, ranged, streamed),
-PutObject and UploadPart, signed with SigV4 here and sent with one aiohttp session.
+PutObject, UploadPart and CopyObject, signed with SigV4 here and sent with one aiohttp
+session.
 
 Why: for small objects a request's cost is client CPU, and aiobotocore spends most of it
 on machinery these calls don't need (request serialization, the event system, response
 parsing into dicts). Everything else (credential resolution, multipart control, list,
-delete, copy) stays on botocore; this module only borrows botocore's credentials
-object, so env vars, ~/.aws files, profiles, SSO and IMDS keep working, refreshes
-included.
+delete) stays on botocore; this module takes fixed keys or borrows botocore's
+credentials object, so env vars, ~/.aws files, profiles, SSO and IMDS keep working,
+refreshes included.
 
 Addressing: with a custom endpoint URL, path style `{endpoint}/{bucket}/{key}` (what the
 botocore client is configured for too). On AWS (no endpoint URL) virtual-hosted style
@@ -193,7 +194,7 @@ class Reply:
 
 
 class FastS3:
-    """GET/PUT/UploadPart of one bucket over one aiohttp session.
+    """GET/PUT/UploadPart/CopyObject of one bucket over one aiohttp session.
 
     `credentials` is botocore's credentials object (None: none found, requests raise
     NoCredentials). Holds at most `max_connections` connections; the whole body of a
@@ -205,6 +206,7 @@ class FastS3:
                  connect_timeout: float = 10, read_timeout: float = 60,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         parts = urlsplit(endpoint_url)
+        self._bucket = bucket
         self._https = parts.scheme == "https"
         if not path_style and _DNS_BUCKET.match(bucket) is None:
             path_style = True
@@ -297,6 +299,39 @@ class FastS3:
         reply, _ = await self._request("PUT", key, {}, headers, body, read=True)
         return reply
 
+    async def copy_object(self, key: str, source_key: str, *,
+                          write_args: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """Server-side copy within the bucket; (ETag, version id) of the new object.
+        Counted as COPY, as the counting proxy and botocore's path count it.
+
+        S3 may answer a copy 200 OK and then report an error in the body (it had to
+        send the headers before the copy finished): such a reply is an error too, and is
+        tried again like any other when its code is retryable."""
+        source = f"/{encode_key(self._bucket)}/{encode_key(source_key)}"
+        headers = {"x-amz-copy-source": source}
+        for name, value in (write_args or {}).items():
+            headers[WRITE_HEADERS[name]] = value
+        for attempt in range(1, self._attempts + 1):
+            reply, _ = await self._request("PUT", key, {}, headers, b"", read=True,
+                                           kind="COPY")
+            version = reply.headers.get("x-amz-version-id", "")
+            if not reply.body.strip():
+                return reply.headers.get("ETag", ""), version
+            try:
+                root = ET.fromstring(reply.body[:_MAX_ERROR_BODY])
+            except ET.ParseError:
+                raise S3HttpError(reply.status, "MalformedCopyReply",
+                                  "unreadable CopyObject reply") from None
+            if not root.tag.endswith("Error"):
+                etag = next((el.text or "" for el in root.iter() if el.tag.endswith("ETag")),
+                            "")
+                return etag, version
+            code, message = root.findtext("Code") or "", root.findtext("Message") or ""
+            if attempt >= self._attempts or code not in RETRY_CODES:
+                raise S3HttpError(reply.status, code, message)
+            await self._sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes, *,
                           content_md5: str) -> Reply:
         query = {"partNumber": str(number), "uploadId": upload_id}
@@ -336,8 +371,8 @@ class FastS3:
         return hashlib.sha256(body).hexdigest()
 
     async def _request(self, method: str, key: str, query: Mapping[str, str],
-                       headers: dict[str, str], body: bytes | bytearray, *, read: bool
-                       ) -> tuple[Reply, aiohttp.ClientResponse | None]:
+                       headers: dict[str, str], body: bytes | bytearray, *, read: bool,
+                       kind: str = "") -> tuple[Reply, aiohttp.ClientResponse | None]:
         """Send with retries. With `read`, the body is read (inside the retry loop) and
         the connection released; otherwise a 2xx response is returned open."""
         session = self._session
@@ -352,7 +387,7 @@ class FastS3:
             creds = await self._credentials()
             signed = self.signer.sign(method, self.host, path, qs, dict(headers),
                                       payload_hash, creds, self._date())
-            self.requests[method] += 1
+            self.requests[kind or method] += 1
             try:
                 response = await session.request(
                     method, url, headers=signed, data=_payload(body) if method == "PUT" else None,
