@@ -25,8 +25,8 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -53,6 +53,7 @@ from .s3_fast import (
 from .s3_options import S3Options
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What a request can fail with, without botocore. Once botocore is loaded its own errors
 # join (S3Store._errors): it may be the credential source of the fast path, too.
@@ -246,6 +247,19 @@ class S3Store:
                  exc.code)
         self._fast = None  # closed in close(): a streamed GET may still use its session
 
+    async def _on_fast(self, key: str, call: Callable[[FastS3], Awaitable[T]]) -> T | None:
+        """`call` on the fast path; None when botocore must do it instead (no fast path,
+        or the bucket turned out to be in another region)."""
+        if self._fast is None:
+            return None
+        try:
+            return await call(self._fast)
+        except WrongRegion as exc:
+            self._fast_off(exc)
+            return None
+        except self._errors as exc:
+            raise self._error(exc, key) from None
+
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         try:
             client = await self._botocore()
@@ -261,19 +275,13 @@ class S3Store:
     async def get(self, key: str, *, if_none_match: str | None = None,
                   byte_range: tuple[int, int] | None = None,
                   version_id: str = "") -> Fetched | NotModified:
-        if self._fast is not None:
-            try:
-                reply = await self._fast.get_object(
-                    self._key(key), if_none_match=if_none_match, byte_range=byte_range,
-                    version_id=version_id)
-            except WrongRegion as exc:
-                self._fast_off(exc)
-            except self._errors as exc:
-                raise self._error(exc, key) from None
-            else:
-                if reply.status == 304:
-                    return NOT_MODIFIED
-                return Fetched(reply.body, reply.headers.get("ETag", ""))
+        reply = await self._on_fast(key, lambda fast: fast.get_object(
+            self._key(key), if_none_match=if_none_match, byte_range=byte_range,
+            version_id=version_id))
+        if reply is not None:
+            if reply.status == 304:
+                return NOT_MODIFIED
+            return Fetched(reply.body, reply.headers.get("ETag", ""))
         kwargs: dict[str, Any] = {"Key": self._key(key)}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
@@ -325,19 +333,12 @@ class S3Store:
 
     async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
                   if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
-        if self._fast is not None:
-            try:
-                reply = await self._fast.put_object(
-                    self._key(key), data, content_md5=content_md5(md5), if_match=if_match,
-                    if_none_match_any=if_none_match_any,
-                    write_args=self.options.write_args(key))
-            except WrongRegion as exc:
-                self._fast_off(exc)
-            except self._errors as exc:
-                raise self._error(exc, key) from None
-            else:
-                return Stored(_quoted(reply.headers.get("ETag", "")),
-                              reply.headers.get("x-amz-version-id", ""))
+        reply = await self._on_fast(key, lambda fast: fast.put_object(
+            self._key(key), data, content_md5=content_md5(md5), if_match=if_match,
+            if_none_match_any=if_none_match_any, write_args=self.options.write_args(key)))
+        if reply is not None:
+            return Stored(_quoted(reply.headers.get("ETag", "")),
+                          reply.headers.get("x-amz-version-id", ""))
         kwargs: dict[str, Any] = {"Key": self._key(key), "Body": data,
                                   "ContentMD5": content_md5(md5),
                                   **self.options.write_args(key)}
@@ -355,16 +356,10 @@ class S3Store:
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                           md5: bytes) -> str:
-        if self._fast is not None:
-            try:
-                reply = await self._fast.upload_part(self._key(key), upload_id, number, data,
-                                                     content_md5=content_md5(md5))
-            except WrongRegion as exc:
-                self._fast_off(exc)
-            except self._errors as exc:
-                raise self._error(exc, key) from None
-            else:
-                return _quoted(reply.headers.get("ETag", ""))
+        reply = await self._on_fast(key, lambda fast: fast.upload_part(
+            self._key(key), upload_id, number, data, content_md5=content_md5(md5)))
+        if reply is not None:
+            return _quoted(reply.headers.get("ETag", ""))
         response = await self._call("upload_part", key, Key=self._key(key), UploadId=upload_id,
                                     PartNumber=number, Body=data, ContentMD5=content_md5(md5))
         return str(response["ETag"])
@@ -380,17 +375,11 @@ class S3Store:
         await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
 
     async def copy(self, source_key: str, key: str) -> Stored:
-        if self._fast is not None:
-            try:
-                etag, version = await self._fast.copy_object(
-                    self._key(key), self._key(source_key),
-                    write_args=self.options.write_args(key))
-            except WrongRegion as exc:
-                self._fast_off(exc)
-            except self._errors as exc:
-                raise self._error(exc, source_key) from None
-            else:
-                return Stored(_quoted(etag), version)
+        copied = await self._on_fast(source_key, lambda fast: fast.copy_object(
+            self._key(key), self._key(source_key), write_args=self.options.write_args(key)))
+        if copied is not None:
+            etag, version = copied
+            return Stored(_quoted(etag), version)
         response = await self._call(
             "copy_object", key, Key=self._key(key),
             CopySource={"Bucket": self.bucket, "Key": self._key(source_key)},
