@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ManifestError, UsageError
-from .generations import read_root
-from .remote_manifest import PACK_PREFIX, parse_remote_root
+from .errors import UsageError
+from .generations import require_root
+from .remote_manifest import PACK_PREFIX, read_generation_root
 from .root import Root
-from .store.base import NotFound, NotModified, ObjectStore
+from .store.base import NotFound, ObjectStore
 
 DEFAULT_GRACE_S = 24 * 3600
 
@@ -93,15 +93,11 @@ async def live_packs(store: ObjectStore, root: Root, summary: GcSummary) -> set[
     live = {ref.pack for ref in root.segments}
     for generation in root.history:
         live.add(generation.pack)
-        end = generation.offset + generation.length
         try:
-            got = await store.get(PACK_PREFIX + generation.pack,
-                                  byte_range=(generation.offset, end))
+            copy, _ = await read_generation_root(store, generation)
         except NotFound:
             summary.missing_generations += 1
             continue
-        assert not isinstance(got, NotModified)
-        copy = parse_remote_root(got.data, store.url)
         live.update(ref.pack for ref in copy.segments)
     return live
 
@@ -110,11 +106,8 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
                   dry_run: bool = False, now_ns: int | None = None) -> GcSummary:
     """Delete the packs of `store`'s backup that no kept generation needs."""
     summary = GcSummary(store.url, dry_run)
-    root = await read_root(store)
-    if root is None:
-        # Without a root nothing says what is live; a first commit may be in flight.
-        raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root): "
-                            "nothing collected")
+    # Without a root nothing says what is live (a first commit may be in flight).
+    root = await require_root(store)
     live = await live_packs(store, root, summary)
     cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(grace_s * 1e9)
     garbage: dict[str, int] = {}

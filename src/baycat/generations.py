@@ -86,10 +86,16 @@ async def read_root(store: ObjectStore) -> Root | None:
     return parse_remote_root(fetched.data, store.url)
 
 
-async def history(store: ObjectStore) -> History:
+async def require_root(store: ObjectStore) -> Root:
+    """The current remote root; ManifestError when there is no backup."""
     root = await read_root(store)
     if root is None:
         raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
+    return root
+
+
+async def history(store: ObjectStore) -> History:
+    root = await require_root(store)
     return History(store.url, root.history, dict(store.requests))
 
 
@@ -108,9 +114,7 @@ def pick(generations: tuple[Generation, ...], at_ns: int) -> Generation:
 async def load_generation(remote: RemoteManifest, at_ns: int) -> Generation:
     """Make the generation current at `at_ns` the one `remote` reads (its cache path
     must be its own: see RemoteManifest.adopt_generation)."""
-    root = await read_root(remote.store)
-    if root is None:
-        raise ManifestError(f"no baycat backup at {remote.store.url} (no .baycat/root)")
+    root = await require_root(remote.store)
     generation = pick(root.history, at_ns)
     await remote.adopt_generation(generation)
     return generation

@@ -79,7 +79,11 @@ class ManifestReader:
         return blob
 
     def read_segment(self, ref: SegmentRef) -> list[Entry]:
-        entries = segment.decode(self.read_blob(ref))
+        return self.decode_segment(ref, self.read_blob(ref))
+
+    def decode_segment(self, ref: SegmentRef, blob: bytes) -> list[Entry]:
+        """The entries of a blob `read_blob(ref)` returned."""
+        entries = segment.decode(blob)
         if len(entries) != ref.count:
             raise ManifestError(f"manifest {self.path} is corrupt (segment {ref.hash})")
         return entries

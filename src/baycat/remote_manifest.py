@@ -107,6 +107,16 @@ def fetch_spans(refs: Sequence[SegmentRef]) -> list[list[SegmentRef]]:
     return runs
 
 
+async def read_generation_root(store: ObjectStore, generation: Generation
+                               ) -> tuple[Root, int]:
+    """The root copy a generation recorded, and its size: one ranged GET of its pack.
+    Raises NotFound when the pack is gone."""
+    end = generation.offset + generation.length
+    got = await store.get(PACK_PREFIX + generation.pack, byte_range=(generation.offset, end))
+    assert not isinstance(got, NotModified)
+    return parse_remote_root(got.data, store.url), len(got.data)
+
+
 class RemoteManifest:
     """The remote manifest of one backup location, with its local cache."""
 
@@ -238,17 +248,13 @@ class RemoteManifest:
         copy is read with one ranged GET of its pack, then the segments the cache lacks.
         Use a cache path of its own: the cache then holds that generation, not the
         latest, and must not be committed on top of."""
-        end = generation.offset + generation.length
         try:
-            got = await self.store.get(PACK_PREFIX + generation.pack,
-                                       byte_range=(generation.offset, end))
+            root, size = await read_generation_root(self.store, generation)
         except NotFound:
             raise _corrupt_remote(self.store.url,
                                   f"pack {generation.pack} of that generation is missing"
                                   ) from None
-        assert not isinstance(got, NotModified)
-        self.bytes_downloaded += len(got.data)
-        root = parse_remote_root(got.data, self.store.url)
+        self.bytes_downloaded += size
         await self._adopt(root, f"generation:{generation.time_ns}")
         return root
 
@@ -298,8 +304,9 @@ class RemoteManifest:
         assert cache is not None
         for ref in root.segments:
             local = cached[ref.hash]
-            if segment.has_content(cache.read_blob(local), wanted):
-                yield from (e for e in cache.read_segment(local) if e.xxh in wanted)
+            blob = cache.read_blob(local)
+            if segment.has_content(blob, wanted):
+                yield from (e for e in cache.decode_segment(local, blob) if e.xxh in wanted)
 
     # ---- committing ----------------------------------------------------------------
 

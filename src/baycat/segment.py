@@ -120,6 +120,13 @@ def encode(entries: list[Entry]) -> bytes:
 
 def _columns(blob: bytes) -> tuple[int, list[bytes]]:
     """Inflate and split a segment into its entry count and raw columns."""
+    try:
+        return _split_columns(blob)
+    except (zlib.error, struct.error) as exc:
+        raise ManifestError(f"corrupt manifest segment: {exc}") from None
+
+
+def _split_columns(blob: bytes) -> tuple[int, list[bytes]]:
     inflater = zlib.decompressobj()
     raw = inflater.decompress(blob, MAX_DECODED_BYTES)
     if inflater.unconsumed_tail or not inflater.eof:
@@ -144,8 +151,8 @@ def _columns(blob: bytes) -> tuple[int, list[bytes]]:
 
 def decode(blob: bytes) -> list[Entry]:
     """Decode segment bytes. Raises ManifestError on anything malformed."""
+    count, columns = _columns(blob)
     try:
-        count, columns = _columns(blob)
         paths = _split(columns[0], count)
         kinds = columns[1].decode("ascii")
         ints = [_read_int_column(columns[2 + i], tc) for i, (_, tc) in enumerate(_INT_COLUMNS)]
@@ -154,7 +161,7 @@ def decode(blob: bytes) -> list[Entry]:
         etags = _split_text(columns[14], count)
         keys = _split_text(columns[15], count)
         versions = _split_text(columns[16], count)
-    except (zlib.error, struct.error, UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"corrupt manifest segment: {exc}") from None
     if len(kinds) != count or any(len(col) != count for col in ints):
         raise ManifestError("corrupt manifest segment: column length mismatch")
@@ -170,10 +177,7 @@ def decode(blob: bytes) -> list[Entry]:
 def has_content(blob: bytes, wanted: AbstractSet[bytes]) -> bool:
     """Does the segment hold an entry whose content hash is in `wanted`? Reads only the
     hash column: no entries are built (finding copy sources scans whole manifests)."""
-    try:
-        _, columns = _columns(blob)
-    except (zlib.error, struct.error, ValueError) as exc:
-        raise ManifestError(f"corrupt manifest segment: {exc}") from None
+    _, columns = _columns(blob)
     hashes = columns[_HASH_COLUMN]
     return not wanted.isdisjoint(
         hashes[i:i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE))
