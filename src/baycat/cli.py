@@ -401,17 +401,22 @@ def manifest_show(
             raise _fail(str(exc), exc.exit_code) from None
 
 
+def _print_json(doc: dict[str, Any]) -> None:
+    """`--json`: one object on one line of stdout, secrets redacted."""
+    sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
+
+
 # ---- sync and restore ----------------------------------------------------------------
 
 
 def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
                 transfers: int, storage_class: str | None = None, sse: str | None = None,
                 sse_kms_key_id: str | None = None, retries: int = 5) -> S3Options:
-    endpoint = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL") or None)
+    env = os.environ
+    endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") \
+        or None
     if sse_kms_key_id and sse not in (None, "aws:kms"):
         raise UsageError("--sse-kms-key-id needs --sse aws:kms")
-    env = os.environ
     # What botocore itself would take first: its region from AWS_DEFAULT_REGION, keys
     # from the environment unless a profile is named. Resolved here, the S3 store can
     # start without loading botocore at all (store/s3.py: without_botocore).
@@ -425,7 +430,7 @@ def _s3_options(endpoint_url: str | None, region: str | None, profile: str | Non
                      max_connections=max(transfers + 8, 16), storage_class=storage_class,
                      sse="aws:kms" if sse_kms_key_id and not sse else sse,
                      sse_kms_key_id=sse_kms_key_id, attempts=retries,
-                     fast_path=os.environ.get("BAYCAT_S3_FAST", "1") != "0")
+                     fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
 
 
 def _prices(price_file: Path | None) -> PriceTable:
@@ -437,7 +442,7 @@ def _prices(price_file: Path | None) -> PriceTable:
 def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
     log.info("done: exit code %d, requests %s", int(summary.exit_code), summary.requests)
     if as_json:
-        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
+        _print_json(summary.to_json())
         return
     if quiet:
         return
@@ -460,10 +465,14 @@ def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
 
 def _fatal_json(source: str, destination: str, exc: BaycatError) -> None:
     """--json when the run could not complete: still one object, with `fatal_error`."""
-    doc = SyncSummary(source=source, destination=destination).to_json()
+    _print_fatal(SyncSummary(source=source, destination=destination).to_json(), exc)
+
+
+def _print_fatal(doc: dict[str, Any], exc: BaycatError) -> None:
+    """--json for a run that could not complete: its summary, with `fatal_error`."""
     doc["exit_code"] = int(exc.exit_code)
     doc["fatal_error"] = str(exc)
-    sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
+    _print_json(doc)
 
 
 def _action_printer(to_stderr: bool) -> ActionFunc:
@@ -771,7 +780,7 @@ def manifest_estimate_cost(
 
 def _print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
+        _print_json(summary.to_json())
         return
     if quiet:
         return
@@ -833,10 +842,7 @@ def verify_command(
 
     def on_fatal(exc: BaycatError) -> None:
         if as_json:
-            doc = VerifySummary(source=what, local=local is not None).to_json()
-            doc["exit_code"] = int(exc.exit_code)
-            doc["fatal_error"] = str(exc)
-            sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
+            _print_fatal(VerifySummary(source=what, local=local is not None).to_json(), exc)
 
     try:
         if (local is None) == (source is None):
@@ -940,7 +946,7 @@ def gc_command(
 
 def _print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(redact_json(summary.to_json()), sort_keys=True) + "\n")
+        _print_json(summary.to_json())
         return
     for key, message in summary.failed:
         console.print(f"baycat: cannot delete {key}: {redact(message)}", markup=False,
