@@ -5,6 +5,7 @@ errors, and retries through a fault-injecting proxy. Contract tests run on both 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -169,6 +170,17 @@ def _new_bucket(seaweed: SeaweedServer, versioning: bool = False) -> str:
     return name
 
 
+@contextlib.asynccontextmanager
+async def _opened(bucket: str, options: S3Options) -> AsyncIterator[S3Store]:
+    """An S3Store on `bucket`, opened; closed when the block ends."""
+    s = S3Store(bucket, "", options)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
 @pytest.fixture(params=[True, False], ids=["fast", "botocore"])
 async def store(request: pytest.FixtureRequest, seaweed: SeaweedServer
                 ) -> AsyncIterator[S3Store]:
@@ -268,9 +280,8 @@ async def test_stream_and_multipart(store: S3Store) -> None:
 
 async def test_version_ids(seaweed: SeaweedServer) -> None:
     for fast in (True, False):
-        s = S3Store(_new_bucket(seaweed, versioning=True), "", _options(seaweed, fast=fast))
-        await s.open()
-        try:
+        bucket = _new_bucket(seaweed, versioning=True)
+        async with _opened(bucket, _options(seaweed, fast=fast)) as s:
             v1 = await s.put("k", b"one", md5=md5(b"one"))
             v2 = await s.put("k", b"two", md5=md5(b"two"))
             assert v1.version_id and v2.version_id and v1.version_id != v2.version_id
@@ -279,45 +290,31 @@ async def test_version_ids(seaweed: SeaweedServer) -> None:
             assert b"".join([c async for c in s.stream("k", v1.version_id)]) == b"one"
             new = await s.get("k")
             assert isinstance(new, Fetched) and new.data == b"two"
-        finally:
-            await s.close()
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "botocore"])
 async def test_bad_secret_and_missing_bucket(seaweed: SeaweedServer, fast: bool) -> None:
     bucket = _new_bucket(seaweed)
-    s = S3Store(bucket, "", _options(seaweed, fast=fast, secret="wrong-secret"))
-    await s.open()
-    try:
+    async with _opened(bucket, _options(seaweed, fast=fast, secret="wrong-secret")) as s:
         with pytest.raises(CredentialsError) as err:
             await s.get("k")
         assert "wrong-secret" not in str(err.value)
         with pytest.raises(CredentialsError):
             await s.put("k", b"x", md5=md5(b"x"))
         assert s.requests == {"GET": 1, "PUT": 1}  # no retries on a credentials error
-    finally:
-        await s.close()
-    s = S3Store("no-such-bucket-here", "", _options(seaweed, fast=fast))
-    await s.open()
-    try:
+    async with _opened("no-such-bucket-here", _options(seaweed, fast=fast)) as s:
         with pytest.raises(BucketMissingError):
             await s.get("k")
         with pytest.raises(BucketMissingError):
             [c async for c in s.stream("k")]
         # (No PUT: SeaweedFS creates a missing bucket on PUT for an admin identity.)
-    finally:
-        await s.close()
 
 
 async def test_unreachable_endpoint(seaweed: SeaweedServer) -> None:
-    s = S3Store("b", "", _options(seaweed, "http://127.0.0.1:9", attempts=2))
-    await s.open()
-    try:
+    async with _opened("b", _options(seaweed, "http://127.0.0.1:9", attempts=2)) as s:
         with pytest.raises(RemoteError, match="cannot reach the S3 endpoint"):
             await s.get("k")
         assert s.requests["GET"] == 2
-    finally:
-        await s.close()
 
 
 # ---- retries ----------------------------------------------------------------------------
@@ -336,9 +333,7 @@ def faults(seaweed: SeaweedServer) -> Iterator[FaultProxy]:
 async def test_faults_are_retried_and_every_attempt_counted(
         seaweed: SeaweedServer, faults: FaultProxy) -> None:
     bucket = _new_bucket(seaweed)
-    s = S3Store(bucket, "", _options(seaweed, faults.endpoint_url, attempts=12))
-    await s.open()
-    try:
+    async with _opened(bucket, _options(seaweed, faults.endpoint_url, attempts=12)) as s:
         faults.set_rates(FaultRates(slowdown=0.1, internal_error=0.05, drop_before=0.05,
                                     drop_mid_request=0.05, drop_mid_response=0.05))
         faults.enable()
@@ -358,8 +353,6 @@ async def test_faults_are_retried_and_every_attempt_counted(
         assert s.requests["PUT"] == sum(e.method == "PUT" for e in seen)
         assert s.requests["GET"] == sum(e.method == "GET" for e in seen)
         assert sum(s.requests.values()) == len(blobs) * 2 + sum(injected.values())
-    finally:
-        await s.close()
 
 
 async def test_large_bodies_are_sent_whole_after_mid_request_drops(
@@ -367,9 +360,7 @@ async def test_large_bodies_are_sent_whole_after_mid_request_drops(
     """Bodies over 1 MiB go out in slices (a manifest pack is one); a connection dropped
     mid-body must resend the whole body, and a bytearray must be accepted as it is."""
     bucket = _new_bucket(seaweed)
-    s = S3Store(bucket, "", _options(seaweed, faults.endpoint_url, attempts=12))
-    await s.open()
-    try:
+    async with _opened(bucket, _options(seaweed, faults.endpoint_url, attempts=12)) as s:
         faults.set_rates(FaultRates(drop_mid_request=0.5))
         faults.enable()
         bodies = {f"big{i}": bytearray(hashlib.sha256(bytes([i])).digest()
@@ -382,16 +373,12 @@ async def test_large_bodies_are_sent_whole_after_mid_request_drops(
         for key, data in bodies.items():
             got = await s.get(key)
             assert isinstance(got, Fetched) and got.data == bytes(data)
-    finally:
-        await s.close()
 
 
 async def test_retries_give_up_after_attempts(seaweed: SeaweedServer,
                                               faults: FaultProxy) -> None:
     bucket = _new_bucket(seaweed)
-    s = S3Store(bucket, "", _options(seaweed, faults.endpoint_url, attempts=3))
-    await s.open()
-    try:
+    async with _opened(bucket, _options(seaweed, faults.endpoint_url, attempts=3)) as s:
         faults.set_rates(FaultRates(slowdown=1.0))
         faults.enable()
         with pytest.raises(RemoteError, match="SlowDown"):
@@ -401,23 +388,17 @@ async def test_retries_give_up_after_attempts(seaweed: SeaweedServer,
         with pytest.raises(RemoteError):
             await s.get("k")
         assert s.requests["GET"] == 3
-    finally:
-        await s.close()
 
 
 async def test_precondition_failed_is_not_retried_through_the_proxy(
         seaweed: SeaweedServer, faults: FaultProxy) -> None:
     bucket = _new_bucket(seaweed)
-    s = S3Store(bucket, "", _options(seaweed, faults.endpoint_url))
-    await s.open()
-    try:
+    async with _opened(bucket, _options(seaweed, faults.endpoint_url)) as s:
         await s.put("root", b"a", md5=md5(b"a"), if_none_match_any=True)
         faults.enable()  # all rates zero: every request passes, and is recorded
         with pytest.raises(PreconditionFailed):
             await s.put("root", b"b", md5=md5(b"b"), if_none_match_any=True)
         assert len(faults.history()) == 1 and s.requests["PUT"] == 2
-    finally:
-        await s.close()
 
 
 
@@ -426,13 +407,9 @@ async def test_write_args_become_signed_headers(seaweed: SeaweedServer) -> None:
     options = S3Options(endpoint_url=seaweed.endpoint_url, region="us-east-1",
                         access_key_id=seaweed.access_key, secret_access_key=seaweed.secret_key,
                         storage_class="STANDARD_IA")
-    s = S3Store(bucket, "", options)
-    await s.open()
-    try:
+    async with _opened(bucket, options) as s:
         await s.put("data", b"x", md5=md5(b"x"))
         await s.put(".baycat/root", b"r", md5=md5(b"r"))  # manifest objects stay STANDARD
-    finally:
-        await s.close()
     head = seaweed.client().head_object(Bucket=bucket, Key="data")
     assert head.get("StorageClass") == "STANDARD_IA"
     assert seaweed.client().head_object(Bucket=bucket, Key=".baycat/root").get(
