@@ -44,10 +44,11 @@ from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
 from .stop import StopRequest
-from .store.base import NotFound, ObjectInfo, ObjectStore, Stored
+from .store.base import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, Stored
 from .summary import SyncSummary
 from .synced import SyncedState, forget_synced, read_synced, root_digest, write_synced
 from .transfer import TransferConfig, Uploader, file_etag
+from .transfer_plan import CopyReaders, Job, order_jobs
 from .walker import STATE_DIRNAME
 
 # Uploads at least this big get their own line in the live display.
@@ -111,8 +112,11 @@ class _Run:
         self.changes: dict[bytes, Entry | None] = {}
         self.deferred: list[Entry] = []  # new content, waiting for copy sources
         self.gone: list[Entry] = []
-        self.queue: asyncio.Queue[tuple[Entry, Entry | None] | None] = asyncio.Queue(
-            options.transfer.transfers * 4)
+        self.queue: asyncio.Queue[Job | None] = asyncio.Queue(options.transfer.transfers * 4)
+        self.readers = CopyReaders(())  # keys that queued copies still have to read
+        # Remote entries whose object no longer holds their content (a conditional copy
+        # from them was refused): marked for re-upload, and the next run merges in full.
+        self.damaged: dict[bytes, Entry] = {}
         self.uploader = Uploader(store, options.transfer, self.root_bytes, options.stop)
         self.prefix = store.key_prefix
         self.listing: dict[str, ObjectInfo] = {}  # --scan-remote: the bucket's objects
@@ -142,7 +146,8 @@ class _Run:
                 self.progress.transfer.total_files += 1
                 self.progress.transfer.total_bytes += local.size
                 if remote_empty:
-                    await self.queue.put((local, None))
+                    await self.queue.put(Job(local, key_for_path(local.path, self.prefix),
+                                             None))
                 else:
                     self.deferred.append(local)
             else:
@@ -164,46 +169,44 @@ class _Run:
             return found
 
         sources = await asyncio.to_thread(find_sources) if wanted else {}
+        jobs = []
         for local in self.deferred:
             source = sources.get(local.xxh)
-            if source is not None and source.size == local.size and "-" not in source.etag:
-                await self.queue.put((local, source))
-            else:
-                await self.queue.put((local, None))
+            if source is None or source.size != local.size or "-" in source.etag:
+                source = None  # a multipart object's copy would not keep its ETag
+            jobs.append(Job(local, key_for_path(local.path, self.prefix), source))
         self.deferred = []
+        ordered = order_jobs(jobs)
+        self.readers = CopyReaders(ordered)
+        for job in ordered:
+            await self.queue.put(job)
 
     # ---- transfers ---------------------------------------------------------------------
 
     async def worker(self) -> None:
         while (job := await self.queue.get()) is not None:
-            local, source = job
-            if self.stop_requested():
-                continue  # drain: no new work after a stop request
-            if self.options.dry_run:
-                (self.summary.copied if source else self.summary.uploaded).add(local.size)
-                self.report("copy" if source else "upload", local.path, local.size)
-                continue
-            key = key_for_path(local.path, self.prefix)
-            try:
+            local, key, source = job
+            if self.stop_requested() or self.options.dry_run:
                 if source is not None:
-                    try:
-                        stored = await self.store.copy(object_key(source), key)
-                        entry = local
-                        self.summary.copied.add(local.size)
-                        self.report("copy", local.path, local.size)
-                    except NotFound:
-                        source = None  # the object went away: upload after all
-                if source is None and key in self.listing:
-                    adopted = await self._adopt(local, key)
+                    self.readers.done(source)
+                if not self.stop_requested():  # a dry run counts what it would do
+                    (self.summary.copied if source else self.summary.uploaded).add(local.size)
+                    self.report("copy" if source else "upload", local.path, local.size)
+                continue  # after a stop request: drain, no new work
+            try:
+                stored = await self._copy(job) if source is not None else None
+                entry = local
+                if stored is None:
+                    await self.readers.wait_until_read(key)
+                    adopted = await self._adopt(local, key) if key in self.listing else None
                     if adopted is not None:
                         stored, entry = adopted
-                        source = local  # done: no upload
-                if source is None:
-                    done = await self.uploader.upload(local, key, self._bytes_of(local))
-                    stored, entry = done.stored, done.entry
-                    self.summary.uploaded.add(done.bytes_sent)
-                    self.bytes_since_checkpoint += done.bytes_sent
-                    self.report("upload", local.path, done.bytes_sent)
+                    else:
+                        done = await self.uploader.upload(local, key, self._bytes_of(local))
+                        stored, entry = done.stored, done.entry
+                        self.summary.uploaded.add(done.bytes_sent)
+                        self.bytes_since_checkpoint += done.bytes_sent
+                        self.report("upload", local.path, done.bytes_sent)
             except BaycatError as exc:
                 if _fatal(exc):
                     raise
@@ -216,6 +219,45 @@ class _Run:
             self.changes[local.path] = as_remote(entry, stored.etag,
                                                  stored_key(local.path, self.prefix),
                                                  stored.version_id)
+
+    async def _copy(self, job: Job) -> Stored | None:
+        """Copy `job.local`'s content from `job.source`'s object; None when the copy
+        could not be made safely (the caller uploads instead).
+
+        The copy is conditional on the source's recorded ETag (and reads the recorded
+        version where there is one): an object changed since it was recorded is
+        refused, not copied, and its entry is marked for repair."""
+        source = job.source
+        assert source is not None
+        try:
+            stored = await self.store.copy(object_key(source), job.key, if_match=source.etag,
+                                           source_version=source.version_id)
+        except NotFound:
+            return None  # the object went away: upload after all
+        except PreconditionFailed:
+            self._mark_damaged(source)
+            return None
+        finally:
+            self.readers.done(source)
+        if self.store.content_etags and stored.etag.strip('"') != source.etag.strip('"'):
+            return None  # what was copied is not the recorded content: upload over it
+        self.summary.copied.add(job.local.size)
+        self.report("copy", job.local.path, job.local.size)
+        return stored
+
+    def _mark_damaged(self, source: Entry) -> None:
+        message = ("its object no longer holds the content the manifest records; "
+                   "it is uploaded again by the next sync")
+        self.damaged[source.path] = source
+        self.summary.notices.append(f"{as_text(source.path)}: {message}")
+        self.warn(Notice(source.path, message, failure=False))
+
+    def record_damaged(self) -> None:
+        """Entries found damaged get no ETag: the next run's differ re-uploads them
+        (unless this run already replaced them)."""
+        for path, source in self.damaged.items():
+            if path not in self.changes:
+                self.changes[path] = source._replace(etag="")
 
     def _on_bytes(self, n: int) -> None:
         self.progress.transfer.bytes += n
@@ -456,6 +498,7 @@ async def sync_to_store(
                 transfers_done.set()
             summary.seconds["transfer"] = time.perf_counter() - scan_started
             interrupted = not complete or run.stop_requested()
+            run.record_damaged()
             if not interrupted:
                 await run.handle_gone()
             commit_started = time.perf_counter()
@@ -474,7 +517,7 @@ async def sync_to_store(
                         pool_size=old.root.pool_size if old else None))
                 local_root = written or (old.root if old is not None else None)
                 if (interrupted or summary.errors or remote.etag is None
-                        or local_root is None):
+                        or local_root is None or run.damaged):
                     forget_synced(synced_path)
                 else:
                     write_synced(synced_path, SyncedState(remote.etag, root_digest(local_root),

@@ -53,6 +53,9 @@ NOT_MODIFIED = NotModified()
 class ObjectStore(Protocol):
     requests: Counter[str]
     supports_conditional_put: bool
+    # True when a single-part object's ETag is the MD5 of its bytes (S3 without SSE-KMS),
+    # so what a write answers can be checked against what was sent.
+    content_etags: bool
 
     @property
     def url(self) -> str: ...
@@ -88,7 +91,13 @@ class ObjectStore(Protocol):
 
     async def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
-    async def copy(self, source_key: str, key: str) -> Stored: ...
+    async def copy(self, source_key: str, key: str, *, if_match: str | None = None,
+                   source_version: str = "") -> Stored:
+        """Server-side copy of `source_key` (that version of it, if given) to `key`.
+        With `if_match`, refused with PreconditionFailed unless the source's ETag is
+        that one (the source may have been overwritten since it was recorded).
+        Raises NotFound when the source is gone."""
+        ...
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         """Delete keys; returns (key, error message) for those that failed."""

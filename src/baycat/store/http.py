@@ -47,6 +47,7 @@ class HttpStore:
     """Read-only store at `base_url` (ends with "/"). Writes raise UsageError."""
 
     supports_conditional_put = False
+    content_etags = True
 
     def __init__(self, base_url: str, *, max_connections: int = 32,
                  connect_timeout: float = 10, read_timeout: float = 60) -> None:
@@ -167,7 +168,8 @@ class HttpStore:
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         self._read_only()
 
-    async def copy(self, source_key: str, key: str) -> Stored:
+    async def copy(self, source_key: str, key: str, *, if_match: str | None = None,
+                   source_version: str = "") -> Stored:
         self._read_only()
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:

@@ -42,6 +42,7 @@ def _etag(md5: bytes) -> str:
 
 class LocalStore:
     supports_conditional_put = True
+    content_etags = True
 
     def __init__(self, root: Path, create: bool = True) -> None:
         self.root = root
@@ -208,11 +209,12 @@ class LocalStore:
         self.requests["DELETE"] += 1
         await asyncio.to_thread(shutil.rmtree, self._parts_dir(upload_id), True)
 
-    async def copy(self, source_key: str, key: str) -> Stored:
+    async def copy(self, source_key: str, key: str, *, if_match: str | None = None,
+                   source_version: str = "") -> Stored:
         self.requests["COPY"] += 1
-        return await asyncio.to_thread(self._copy, source_key, key)
+        return await asyncio.to_thread(self._copy, source_key, key, if_match)
 
-    def _copy(self, source_key: str, key: str) -> Stored:
+    def _copy(self, source_key: str, key: str, if_match: str | None) -> Stored:
         digest = hashlib.md5()
         chunks: list[bytes] = []
         try:
@@ -222,8 +224,11 @@ class LocalStore:
                     chunks.append(chunk)
         except FileNotFoundError:
             raise NotFound(f"{source_key}: not found") from None
+        etag = _etag(digest.digest())
+        if if_match is not None and etag != if_match:
+            raise PreconditionFailed(f"{source_key}: changed since it was recorded")
         self._write(self._path(key), chunks)
-        return Stored(_etag(digest.digest()))
+        return Stored(etag)
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         self.requests["POST"] += 1 + (len(keys) - 1) // 1000 if keys else 0

@@ -105,6 +105,8 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix  # "" or ends with "/"
         self.options = options
+        # With SSE-KMS, S3's ETags are not the MD5 of the content.
+        self.content_etags = options.sse != "aws:kms"
         self.requests: Counter[str] = Counter()
         self._client: Any = None  # the botocore client, made on first use
         self._context: Any = None
@@ -374,15 +376,20 @@ class S3Store:
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
 
-    async def copy(self, source_key: str, key: str) -> Stored:
+    async def copy(self, source_key: str, key: str, *, if_match: str | None = None,
+                   source_version: str = "") -> Stored:
         copied = await self._on_fast(source_key, lambda fast: fast.copy_object(
-            self._key(key), self._key(source_key), write_args=self.options.write_args(key)))
+            self._key(key), self._key(source_key), if_match=if_match,
+            source_version=source_version, write_args=self.options.write_args(key)))
         if copied is not None:
             etag, version = copied
             return Stored(_quoted(etag), version)
+        source: dict[str, str] = {"Bucket": self.bucket, "Key": self._key(source_key)}
+        if source_version:
+            source["VersionId"] = source_version
+        extra: dict[str, str] = {"CopySourceIfMatch": if_match} if if_match else {}
         response = await self._call(
-            "copy_object", key, Key=self._key(key),
-            CopySource={"Bucket": self.bucket, "Key": self._key(source_key)},
+            "copy_object", key, Key=self._key(key), CopySource=source, **extra,
             **self.options.write_args(key))
         result = response.get("CopyObjectResult", {})
         return Stored(_quoted(result.get("ETag", "")), response.get("VersionId", "") or "")

@@ -299,16 +299,22 @@ class FastS3:
         reply, _ = await self._request("PUT", key, {}, headers, body, read=True)
         return reply
 
-    async def copy_object(self, key: str, source_key: str, *,
+    async def copy_object(self, key: str, source_key: str, *, if_match: str | None = None,
+                          source_version: str = "",
                           write_args: Mapping[str, str] | None = None) -> tuple[str, str]:
         """Server-side copy within the bucket; (ETag, version id) of the new object.
-        Counted as COPY, as the counting proxy and botocore's path count it.
+        Counted as COPY, as the counting proxy and botocore's path count it. With
+        `if_match`, S3 refuses (412) unless the source's ETag is that one.
 
         S3 may answer a copy 200 OK and then report an error in the body (it had to
         send the headers before the copy finished): such a reply is an error too, and is
         tried again like any other when its code is retryable."""
         source = f"/{encode_key(self._bucket)}/{encode_key(source_key)}"
+        if source_version:
+            source += f"?versionId={quote(source_version, safe='')}"
         headers = {"x-amz-copy-source": source}
+        if if_match is not None:
+            headers["x-amz-copy-source-if-match"] = if_match
         for name, value in (write_args or {}).items():
             headers[WRITE_HEADERS[name]] = value
         for attempt in range(1, self._attempts + 1):
