@@ -30,7 +30,7 @@ from .cost import STORAGE_CLASSES, PriceTable, load_prices
 from .endpoints import LocalEndpoint, parse_endpoint
 from .engine import ManifestSummary
 from .entry import DIR, FILE, SYMLINK, Entry
-from .errors import BaycatError, ExitCode, Interrupted, UsageError
+from .errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
 from .filters import FilterSpec, Rule, rules_from_file
 from .gc import GcSummary, parse_duration
 from .generations import format_time, parse_time
@@ -93,14 +93,7 @@ def _start_logging(quiet: bool) -> None:
 
 def _baycat_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The error that ended a run, out of task groups (a BaycatError, else an interrupt)."""
-    found: BaseException | None = None
-    for exc in group.exceptions:
-        inner = _baycat_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-        if isinstance(inner, BaycatError):
-            return inner
-        if isinstance(inner, KeyboardInterrupt):
-            found = inner
-    return found
+    return first_of(group, (BaycatError,)) or first_of(group, (KeyboardInterrupt,))
 
 
 def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None,

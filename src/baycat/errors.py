@@ -70,3 +70,14 @@ class LockedError(BaycatError):
 
 class Interrupted(BaycatError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def first_of(group: BaseExceptionGroup[BaseException],
+             kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of one of `kinds` in a (nested) exception group: what a task
+    group raised, as the one error that matters to its caller."""
+    for exc in group.exceptions:
+        inner = first_of(exc, kinds) if isinstance(exc, BaseExceptionGroup) else exc
+        if inner is not None and isinstance(inner, kinds):
+            return inner
+    return None

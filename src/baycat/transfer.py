@@ -15,12 +15,12 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import xxhash
 
 from .entry import Entry
-from .errors import BaycatError, Interrupted
+from .errors import BaycatError, Interrupted, first_of
 from .ratelimit import TokenBucket
 from .stop import StopRequest
 from .store.base import ObjectStore, Stored
@@ -50,6 +50,17 @@ class TransferConfig:
 
 class FileChanged(BaycatError):
     """The file changed while it was being read; it is retried next run."""
+
+
+class WrongETag(BaycatError):
+    """The store answered a write with an ETag that is not the MD5 of what was sent
+    (a broken proxy or server); the file is not recorded and is retried next run."""
+
+
+def multipart_etag(part_md5s: list[bytes]) -> str:
+    """S3's ETag of an object completed from parts with these MD5s: the MD5 of the
+    concatenated part MD5s, then "-" and the part count (unquoted)."""
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
@@ -110,7 +121,7 @@ def file_etag(full_path: bytes, part_size: int | None) -> str | None:
                 digests.append(hashlib.md5(chunk).digest())
     except OSError:
         return None
-    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+    return multipart_etag(digests)
 
 
 class ByteBudget:
@@ -169,13 +180,46 @@ class Uploader:
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
             if self.bwlimit is not None:
                 await self.bwlimit.take(len(read.data))
-            async with self.requests:
-                stored = await self.store.put(key, read.data, md5=read.md5)
+            stored = await self._put_checked(key, read.data, read.md5)
         finally:
             await self.budget.release(held)
         if on_bytes is not None:
             on_bytes(len(read.data))
         return Uploaded(read.entry, stored, len(read.data))
+
+    def _confirmed(self, etag: str, expected: str) -> str | None:
+        """The ETag to record for a write whose content's ETag must be `expected`
+        (unquoted); None when the store's answer contradicts it. A store that answers
+        without an ETag gets the one S3 computes for that content."""
+        if not self.store.content_etags:
+            return etag
+        got = etag.strip('"')
+        if not got:
+            return f'"{expected}"'
+        return etag if got == expected else None
+
+    async def _put_checked(self, key: str, data: bytes, md5: bytes) -> Stored:
+        """PUT with the answer's ETag checked against the MD5 sent: a wrong one is
+        tried once more, then the file fails (what is recorded must be true)."""
+        for _ in range(2):
+            async with self.requests:
+                stored = await self.store.put(key, data, md5=md5)
+            etag = self._confirmed(stored.etag, md5.hex())
+            if etag is not None:
+                return replace(stored, etag=etag)
+        raise WrongETag(f"the store answered ETag {stored.etag} for a body whose MD5 is "
+                        f"{md5.hex()} (twice); not recorded")
+
+    async def _part_checked(self, key: str, upload_id: str, number: int, data: bytes,
+                            md5: bytes) -> str:
+        for _ in range(2):
+            async with self.requests:
+                etag = await self.store.upload_part(key, upload_id, number, data, md5)
+            confirmed = self._confirmed(etag, md5.hex())
+            if confirmed is not None:
+                return confirmed
+        raise WrongETag(f"the store answered ETag {etag} for part {number} whose MD5 is "
+                        f"{md5.hex()} (twice); not recorded")
 
     async def _multipart(self, entry: Entry, key: str,
                          on_bytes: ProgressFunc | None) -> Uploaded:
@@ -188,45 +232,59 @@ class Uploader:
             try:
                 digest = xxhash.xxh3_128()
                 parts: dict[int, str] = {}
+                part_md5s: dict[int, bytes] = {}
                 sent = 0
 
                 async def send(number: int, data: bytes, held: int) -> None:
                     nonlocal sent
                     try:
                         md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
+                        part_md5s[number] = md5
                         if self.bwlimit is not None:
                             await self.bwlimit.take(len(data))
-                        async with self.requests:
-                            parts[number] = await self.store.upload_part(
-                                key, upload_id, number, data, md5)
+                        parts[number] = await self._part_checked(key, upload_id, number,
+                                                                 data, md5)
                         sent += len(data)
                         if on_bytes is not None:
                             on_bytes(len(data))
                     finally:
                         await self.budget.release(held)
 
-                async with asyncio.TaskGroup() as group:
-                    offset, number = 0, 1
-                    while True:
-                        if self.stop is not None and self.stop.requested:
-                            raise Interrupted("stopped during a multipart upload")
-                        held = await self.budget.acquire(part_size)
-                        data = await asyncio.to_thread(os.pread, fd, part_size, offset)
-                        if not data and number > 1:
-                            await self.budget.release(held)
-                            break
-                        digest.update(data)
-                        group.create_task(send(number, data, held))
-                        offset += len(data)
-                        number += 1
-                        if len(data) < part_size:
-                            break
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        offset, number = 0, 1
+                        while True:
+                            if self.stop is not None and self.stop.requested:
+                                raise Interrupted("stopped during a multipart upload")
+                            held = await self.budget.acquire(part_size)
+                            data = await asyncio.to_thread(os.pread, fd, part_size, offset)
+                            if not data and number > 1:
+                                await self.budget.release(held)
+                                break
+                            digest.update(data)
+                            group.create_task(send(number, data, held))
+                            offset += len(data)
+                            number += 1
+                            if len(data) < part_size:
+                                break
+                except BaseExceptionGroup as group:
+                    # One part's failure is this file's failure, not the run's.
+                    error = first_of(group, (BaycatError,))
+                    if error is None:
+                        raise
+                    raise error from None
                 after = os.fstat(fd)
                 if _stat_key(before) != _stat_key(after) or offset != after.st_size:
                     raise FileChanged("file changed while being uploaded")
                 async with self.requests:
                     stored = await self.store.complete_multipart(
                         key, upload_id, sorted(parts.items()))
+                expected = multipart_etag([md5 for _, md5 in sorted(part_md5s.items())])
+                etag = self._confirmed(stored.etag, expected)
+                if etag is None:
+                    raise WrongETag(f"the store answered ETag {stored.etag} for a multipart "
+                                    f"upload whose ETag must be {expected}; not recorded")
+                stored = replace(stored, etag=etag)
             except BaseException:
                 async with self.requests:
                     await asyncio.shield(self._abort(key, upload_id))

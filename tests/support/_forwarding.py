@@ -461,7 +461,7 @@ class _Conn:
             ex.outcome = "cut_response"
             self.proxy.on_applied(ex)
             raise _Cut
-        await client.head(head.raw)
+        await client.head(self.proxy.response_head(ex, head.raw))
         if cut:
             client.budget = _CHUNKED_CUT if length is None else length // 2
             ex.outcome = "cut_response"
@@ -553,6 +553,10 @@ class ForwardingProxy:
 
     def on_applied(self, ex: Exchange) -> None:
         pass
+
+    def response_head(self, ex: Exchange, raw: bytes) -> bytes:
+        """The response head sent to the client (a subclass may rewrite headers)."""
+        return raw
 
     # -- facts ----------------------------------------------------------------
 
