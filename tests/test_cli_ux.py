@@ -59,7 +59,8 @@ def test_json_summary_matches_schema_on_real_runs(target: Target, tmp_path: Path
     assert doc["request_cost_usd"] == pytest.approx(
         PriceTable().request_cost(doc["requests"]))
     if target.kind == "s3":
-        assert doc["requests"]["PUT"] == 20 + 2  # files + pack + root
+        # files + pack + root + the new backup's conditional-write probe (2)
+        assert doc["requests"]["PUT"] == 20 + 2 + 2
         assert doc["request_cost_usd"] > 0
     again = one_json(run_baycat("sync", "--json", src, target.url, env=target.env).stdout)
     assert again["operations"]["skipped"]["files"] == 21  # 20 files + the directory

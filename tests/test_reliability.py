@@ -210,8 +210,9 @@ def test_commit_conflict_merges_instead_of_dropping(
         template = Root(created_ns=0, source="t", baycat_version="t")
         await b.commit([(path_key(b"b"), b"b", entry(b"b"))], template)
         await a.commit([(path_key(b"a"), b"a", entry(b"a"))], template)
-        # pack, root (412 Precondition Failed), then pack and root rebuilt on B's root
-        assert stores[0].requests["PUT"] == 4
+        # the conditional-write probe (412: B's probe is there), pack, root (412
+        # Precondition Failed), then pack and root rebuilt on B's root
+        assert stores[0].requests["PUT"] == 5
         reader = RemoteManifest(stores[0], tmp_path / "cr")
         await reader.load()
         paths = [e.path for e in reader.entries()]
@@ -385,8 +386,9 @@ def test_checkpoints_commit_without_conflicting_with_themselves(
         slow.stop()
     summary = json.loads(proc.stdout)
     assert summary["checkpoints"] >= 3
-    # Per commit: one pack PUT and one root PUT; the root is never fetched again.
-    assert summary["requests"]["PUT"] == 120 + 2 * summary["checkpoints"]
+    # Per commit: one pack PUT and one root PUT; the root is never fetched again. A new
+    # backup on S3 also probes once whether the store honours If-None-Match (2 PUTs).
+    assert summary["requests"]["PUT"] == 120 + 2 * summary["checkpoints"] + 2
     assert summary["requests"]["GET"] == 1
     again = s3.sync(src)
     assert again["uploaded"]["files"] == 0 and sum(again["requests"].values()) == 1

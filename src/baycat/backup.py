@@ -110,6 +110,9 @@ class _Run:
         self.summary = SyncSummary(source=str(source), destination=store.url,
                                    dry_run=options.dry_run)
         self.changes: dict[bytes, Entry | None] = {}
+        # The remote entry each change was decided against (absent: none): what a
+        # commit after another writer's needs to apply only this run's own changes.
+        self.bases: dict[bytes, Entry | None] = {}
         self.deferred: list[Entry] = []  # new content, waiting for copy sources
         self.gone: list[Entry] = []
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(options.transfer.transfers * 4)
@@ -135,6 +138,7 @@ class _Run:
 
     async def take(self, actions: list[Action], remote_empty: bool) -> None:
         for action in actions:
+            self.bases[action.path] = action.remote
             if action.decision is Decision.META:
                 entry = action.meta_entry()
                 self.changes[entry.path] = entry
@@ -258,6 +262,7 @@ class _Run:
         for path, source in self.damaged.items():
             if path not in self.changes:
                 self.changes[path] = source._replace(etag="")
+                self.bases[path] = source
 
     def _on_bytes(self, n: int) -> None:
         self.progress.transfer.bytes += n
@@ -313,7 +318,7 @@ class _Run:
         pending, self.changes = self.changes, {}
         changes = sorted_changes(pending)
         try:
-            committed = await remote.commit(changes, template)
+            committed = await remote.commit(changes, template, self.bases)
         except BaseException:
             pending.update(self.changes)  # keep what arrived meanwhile, newest last
             self.changes = pending
@@ -517,7 +522,7 @@ async def sync_to_store(
                         pool_size=old.root.pool_size if old else None))
                 local_root = written or (old.root if old is not None else None)
                 if (interrupted or summary.errors or remote.etag is None
-                        or local_root is None or run.damaged):
+                        or local_root is None or run.damaged or remote.contested_paths):
                     forget_synced(synced_path)
                 else:
                     write_synced(synced_path, SyncedState(remote.etag, root_digest(local_root),
@@ -536,6 +541,7 @@ async def sync_to_store(
             if old is not None:
                 old.close()
             summary.requests = dict(store.requests)
+            summary.notices.extend(remote.notices)
             summary.manifest_bytes_uploaded = remote.bytes_uploaded
             summary.manifest_bytes_downloaded = remote.bytes_downloaded
             summary.seconds["total"] = time.perf_counter() - started

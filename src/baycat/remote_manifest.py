@@ -31,17 +31,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import __version__, segment
 from .entry import Entry, path_key
 from .errors import ConflictError, ManifestError
+from .keys import object_key
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
+from .rebase import Resolution, resolve, settle
 from .rebuild import Change, rebuild_with_changes
 from .root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
-from .store.base import NotFound, NotModified, ObjectStore, PreconditionFailed
+from .store.base import NotFound, NotModified, ObjectInfo, ObjectStore, PreconditionFailed
 
 ROOT_KEY = ".baycat/root"
 PACK_PREFIX = ".baycat/packs/"
+# Written (at most twice, once per destination) to learn whether the store honours
+# If-None-Match; the answer is then kept in the root's info.
+PROBE_KEY = ".baycat/probe"
+CONDITIONAL_INFO = "conditional_writes"
 DEFAULT_HISTORY = 30
 COMMIT_ATTEMPTS = 5
 
@@ -136,8 +143,13 @@ class RemoteManifest:
         self._damaged_etag: str | None = None
         self._cached: dict[str, SegmentRef] = {}  # segment hash -> ref in the cache file
         self._own_generation: Generation | None = None  # what this run last committed
+        self._conditional: bool | None = store.conditional_writes
         self.bytes_downloaded = 0
         self.bytes_uploaded = 0
+        # Paths another writer had also changed when this run committed (see rebase.py):
+        # while nonzero, the next run must not trust the no-change shortcut.
+        self.contested_paths = 0
+        self.notices: list[str] = []
 
     # ---- reading -------------------------------------------------------------------
 
@@ -311,7 +323,7 @@ class RemoteManifest:
     # ---- committing ----------------------------------------------------------------
 
     def _build(self, base: Root | None, changes: Sequence[Change], template: Root,
-               now_ns: int) -> tuple[str, bytearray, Root]:
+               now_ns: int, info: Mapping[str, Any]) -> tuple[str, bytearray, Root]:
         """Blocking: the pack and the new root for `changes` applied to `base`.
 
         Streams: each new run is encoded as soon as the rebuild hands it over and only
@@ -342,7 +354,8 @@ class RemoteManifest:
             # committed before (unless another writer committed since), so a long run
             # does not push earlier nights out of --keep-generations.
             history = history[1:]
-        root = replace(template, created_ns=now_ns, history=()).with_segments(tuple(new_refs))
+        root = replace(template, created_ns=now_ns, history=(),
+                       info={**template.info, **info}).with_segments(tuple(new_refs))
         copy = root.to_bytes()
         generation = Generation(now_ns, pack, len(body), len(copy), root.files,
                                 root.file_bytes)
@@ -350,22 +363,49 @@ class RemoteManifest:
         body += copy
         return pack, body, root  # not bytes(body): that would hold the pack twice
 
-    async def commit(self, changes: Sequence[Change], template: Root) -> bool:
-        """Apply `changes` and commit; False when there was nothing to commit."""
+    async def commit(self, changes: Sequence[Change], template: Root,
+                     bases: Mapping[bytes, Entry | None] | None = None) -> bool:
+        """Apply `changes` and commit; False when there was nothing to commit.
+
+        `bases` holds, per changed path, the remote entry the change was decided against
+        (absent: none); when another writer committed first, only what this run changed
+        is applied on top of its root (rebase.py)."""
         if not changes:
             return False
+        bases = bases or {}
+        conditional = await self._conditional_writes()
+        refused_unchanged = 0  # 412s although the root had not changed
+        seen: list[str] = []  # root ETags other writers committed meanwhile
         for _ in range(COMMIT_ATTEMPTS):
             now_ns = time.time_ns()
-            pack, body, root = await asyncio.to_thread(self._build, self.root, changes,
-                                                       template, now_ns)
+            pack, body, root = await asyncio.to_thread(
+                self._build, self.root, changes, template, now_ns,
+                {CONDITIONAL_INFO: conditional})
             await self.store.put(PACK_PREFIX + pack, body, md5=hashlib.md5(body).digest())
+            # Without conditional writes, look just before writing (the window left open
+            # is this GET's round trip) and read back just after.
+            if not conditional and not await self._still_current():
+                raise self._unsafe_conflict("committed to it during this run")
             data = root.to_bytes()
+            previous = self.etag
             try:
                 stored = await self.store.put(
-                    ROOT_KEY, data, md5=hashlib.md5(data).digest(), if_match=self.etag,
-                    if_none_match_any=self.etag is None)
+                    ROOT_KEY, data, md5=hashlib.md5(data).digest(),
+                    if_match=self.etag if conditional else None,
+                    if_none_match_any=conditional and self.etag is None)
             except PreconditionFailed:
                 await self._refresh_after_conflict()
+                if self.etag == previous:
+                    refused_unchanged += 1
+                    if refused_unchanged >= 2:
+                        raise ConflictError(
+                            f"{self.store.url}: the store refused the conditional write of "
+                            f"the manifest root {refused_unchanged} times (412 Precondition "
+                            f"Failed) although the root had not changed (ETag {previous}); "
+                            "the server or a proxy in between mishandles If-Match") from None
+                else:
+                    seen.append(str(self.etag))
+                    changes = await self._rebase(changes, bases)
                 continue
             self.bytes_uploaded += len(body) + len(data)
             # Some servers answer a PUT without an ETag; a single PUT's ETag is its MD5.
@@ -377,12 +417,84 @@ class RemoteManifest:
             # The new root is the base of the next commit (a checkpoint, then the last).
             self.root, self.etag = root, etag
             self._own_generation = root.history[0]
-            if self.verify_commits and not await self._still_ours(etag):
+            if (self.verify_commits or not conditional) and not await self._still_ours(etag):
+                if not conditional:
+                    raise self._unsafe_conflict("replaced this run's commit")
                 self.commits_verified_lost += 1
+                seen.append(str(self.etag))
+                changes = await self._rebase(changes, bases)
                 continue  # someone overwrote it: our changes go again, on their root
             return True
         raise ConflictError(
-            f"gave up committing to {self.store.url}: other writers kept committing first")
+            f"gave up committing to {self.store.url} after {COMMIT_ATTEMPTS} attempts: "
+            f"another writer committed first each time (roots {', '.join(seen)})")
+
+    def _unsafe_conflict(self, what: str) -> ConflictError:
+        return ConflictError(
+            f"another writer {what} at {self.store.url}, and this store ignores "
+            "conditional writes (If-Match), so merging is not safe: nothing more was "
+            "committed; run one writer at a time on this store")
+
+    async def _conditional_writes(self) -> bool:
+        """Whether the store honours If-Match / If-None-Match: known for some stores,
+        recorded in the root once learnt, else probed (at most two PUTs, once)."""
+        if self._conditional is None and self.root is not None:
+            recorded = self.root.info.get(CONDITIONAL_INFO)
+            if isinstance(recorded, bool):
+                self._conditional = recorded
+        if self._conditional is None:
+            self._conditional = await self._probe_conditional()
+        if not self._conditional:
+            self.notices.append(
+                f"{self.store.url} ignores conditional writes (If-Match/If-None-Match): "
+                "baycat reads the manifest root before and after each commit to detect "
+                "another writer, but cannot exclude a race; run one writer at a time")
+        return self._conditional
+
+    async def _probe_conditional(self) -> bool:
+        data = b"baycat: does this store honour If-None-Match?\n"
+        md5 = hashlib.md5(data).digest()
+        for _ in range(2):
+            try:
+                await self.store.put(PROBE_KEY, data, md5=md5, if_none_match_any=True)
+            except PreconditionFailed:
+                return True  # the object exists and the store said so
+        return False  # written twice over "If-None-Match: *": the condition is ignored
+
+    async def _still_current(self) -> bool:
+        """Before a commit without conditional writes: is the root still the one this
+        run read? (One conditional GET.)"""
+        try:
+            fetched = await self.store.get(ROOT_KEY, if_none_match=self.etag)
+        except NotFound:
+            return self.etag is None
+        return isinstance(fetched, NotModified)
+
+    async def _rebase(self, changes: Sequence[Change],
+                      bases: Mapping[bytes, Entry | None]) -> list[Change]:
+        """Our changes, re-applied on the root another writer committed (rebase.py)."""
+        theirs = await asyncio.to_thread(self.lookup, [path for _, path, _ in changes])
+        out: list[Change] = []
+        for key, path, ours in changes:
+            current = theirs.get(path)
+            resolution = resolve(ours, bases.get(path), current)
+            if resolution is not Resolution.OURS:
+                self.contested_paths += 1
+            if resolution is Resolution.CHECK:
+                entry = ours if ours is not None else current
+                assert entry is not None
+                try:
+                    info: ObjectInfo | None = await self.store.head(object_key(entry))
+                except NotFound:
+                    info = None
+                settled = settle(ours, current, info)
+                if settled is Resolution.THEIRS:
+                    continue
+                assert not isinstance(settled, Resolution)
+                out.append((key, path, settled))
+            elif resolution is Resolution.OURS:
+                out.append((key, path, ours))
+        return out
 
     async def _still_ours(self, etag: str) -> bool:
         """After a commit: is the root still the one we wrote? If not, adopt the one

@@ -52,7 +52,10 @@ NOT_MODIFIED = NotModified()
 
 class ObjectStore(Protocol):
     requests: Counter[str]
-    supports_conditional_put: bool
+    # Whether If-Match / If-None-Match writes are honoured: True, False, or None when
+    # only a probe can tell (S3-compatible servers differ; rclone's `serve s3` ignores
+    # them). See remote_manifest.RemoteManifest.
+    conditional_writes: bool | None
     # True when a single-part object's ETag is the MD5 of its bytes (S3 without SSE-KMS),
     # so what a write answers can be checked against what was sent.
     content_etags: bool
@@ -69,6 +72,10 @@ class ObjectStore(Protocol):
                   byte_range: tuple[int, int] | None = None,
                   version_id: str = "") -> Fetched | NotModified:
         """Whole object, or bytes [start, end) of it. Raises NotFound."""
+        ...
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Size and ETag of the current object at `key`. Raises NotFound."""
         ...
 
     def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:

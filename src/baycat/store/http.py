@@ -46,7 +46,7 @@ def key_url_path(key: str) -> str:
 class HttpStore:
     """Read-only store at `base_url` (ends with "/"). Writes raise UsageError."""
 
-    supports_conditional_put = False
+    conditional_writes: bool | None = False
     content_etags = True
 
     def __init__(self, base_url: str, *, max_connections: int = 32,
@@ -132,6 +132,18 @@ class HttpStore:
         if len(data) > limit:
             raise RemoteError(f"{self.base_url}{key}: larger than {MAX_GET_BYTES} bytes")
         return Fetched(data, etag)
+
+    async def head(self, key: str) -> ObjectInfo:
+        self.requests["HEAD"] += 1
+        try:
+            async with self._http().head(self._url(key),
+                                         headers={"Accept-Encoding": "identity"}) as response:
+                if response.status != 200:
+                    raise self._status_error(key, response.status, response.reason)
+                return ObjectInfo(key, int(response.headers.get("Content-Length", "0")),
+                                  response.headers.get("ETag", ""))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RemoteError(f"{self.base_url}{key}: {exc}") from None
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         self.requests["GET"] += 1

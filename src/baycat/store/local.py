@@ -41,7 +41,7 @@ def _etag(md5: bytes) -> str:
 
 
 class LocalStore:
-    supports_conditional_put = True
+    conditional_writes: bool | None = True
     content_etags = True
 
     def __init__(self, root: Path, create: bool = True) -> None:
@@ -97,6 +97,19 @@ class LocalStore:
         if if_none_match is not None and etag == if_none_match:
             return NOT_MODIFIED
         return Fetched(data, etag)
+
+    async def head(self, key: str) -> ObjectInfo:
+        self.requests["HEAD"] += 1
+        return await asyncio.to_thread(self._head, key)
+
+    def _head(self, key: str) -> ObjectInfo:
+        try:
+            with open(self._path(key), "rb") as f:
+                md5 = hashlib.file_digest(f, "md5").digest()
+                size = os.fstat(f.fileno()).st_size
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"{key}: not found") from None
+        return ObjectInfo(key, size, _etag(md5))
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         self.requests["GET"] += 1

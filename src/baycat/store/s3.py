@@ -99,7 +99,7 @@ def _code(exc: Any) -> str:
 
 
 class S3Store:
-    supports_conditional_put = True
+    conditional_writes: bool | None = None
 
     def __init__(self, bucket: str, prefix: str, options: S3Options) -> None:
         self.bucket = bucket
@@ -301,6 +301,15 @@ class S3Store:
                 return NOT_MODIFIED
             raise self._error(exc, key) from None
         return Fetched(data, response.get("ETag", ""))
+
+    async def head(self, key: str) -> ObjectInfo:
+        reply = await self._on_fast(key, lambda fast: fast.head_object(self._key(key)))
+        if reply is not None:
+            return ObjectInfo(key, int(reply.headers.get("Content-Length", "0")),
+                              _quoted(reply.headers.get("ETag", "")))
+        response = await self._call("head_object", key, Key=self._key(key))
+        return ObjectInfo(key, int(response.get("ContentLength", 0)),
+                          _quoted(response.get("ETag", "")))
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         if self._fast is not None:

@@ -272,6 +272,10 @@ class FastS3:
         reply, _ = await self._request("GET", key, query, headers, b"", read=True)
         return reply
 
+    async def head_object(self, key: str) -> Reply:
+        reply, _ = await self._request("HEAD", key, {}, {}, b"", read=True)
+        return reply
+
     async def stream_object(self, key: str, version_id: str = "") -> AsyncGenerator[bytes, None]:
         """The body in chunks of up to 1 MiB. Errors before the first byte are retried;
         a body cut later raises the transport's error."""
