@@ -47,8 +47,9 @@ from .stop import StopRequest
 from .store.base import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, Stored
 from .summary import SyncSummary
 from .synced import SyncedState, forget_synced, read_synced, root_digest, write_synced
-from .transfer import TransferConfig, Uploader, file_etag
+from .transfer import TransferConfig, Uploader, abort_leftover_uploads, file_etag
 from .transfer_plan import CopyReaders, Job, order_jobs
+from .upload_journal import UploadJournal
 from .walker import STATE_DIRNAME
 
 # Uploads at least this big get their own line in the live display.
@@ -415,6 +416,13 @@ async def sync_to_store(
         await store.check()
         cache = cache_path(Path(scratch) if options.dry_run else state_dir, store.url)
         remote = RemoteManifest(store, cache, options.history, options.verify_commits)
+        if not options.dry_run:
+            journal = UploadJournal(cache.with_name(cache.name + ".uploads"))
+            run.uploader.journal = journal
+            aborted = await abort_leftover_uploads(store, journal)
+            if aborted:
+                summary.notices.append(f"aborted {aborted} incomplete multipart uploads "
+                                       "that an interrupted run had left")
         old = open_manifest(manifest_path)
         sink = LocalManifestSink(manifest_path, old)
         filters = resolve_filters(options.filters, old.root if old else None)

@@ -23,7 +23,8 @@ from .entry import Entry
 from .errors import BaycatError, Interrupted, first_of
 from .ratelimit import TokenBucket
 from .stop import StopRequest
-from .store.base import ObjectStore, Stored
+from .store.base import NotFound, ObjectStore, Stored
+from .upload_journal import UploadJournal
 
 MiB = 1 << 20
 MAX_PARTS = 10_000
@@ -159,8 +160,10 @@ class Uploader:
     """Uploads files to one store within the byte budget and the request limit."""
 
     def __init__(self, store: ObjectStore, config: TransferConfig, root: bytes,
-                 stop: StopRequest | None = None) -> None:
+                 stop: StopRequest | None = None,
+                 journal: UploadJournal | None = None) -> None:
         self.store = store
+        self.journal = journal  # where started multipart uploads are written down
         self.stop = stop
         self.config = config
         self.root = root
@@ -229,6 +232,8 @@ class Uploader:
             before = os.fstat(fd)
             async with self.requests:
                 upload_id = await self.store.create_multipart(key)
+            if self.journal is not None:
+                await asyncio.to_thread(self.journal.add, key, upload_id)
             try:
                 digest = xxhash.xxh3_128()
                 parts: dict[int, str] = {}
@@ -289,11 +294,37 @@ class Uploader:
                 async with self.requests:
                     await asyncio.shield(self._abort(key, upload_id))
                 raise
+            else:
+                self._forget(upload_id)
         finally:
             os.close(fd)
         return Uploaded(_with_stat(entry, after, digest.digest()), stored, sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        # Best effort: an unfinished upload is invisible and expires by lifecycle rules.
+        # Best effort: what could not be aborted now stays in the journal, and the next
+        # run aborts it (or a lifecycle rule expires it).
         with contextlib.suppress(BaycatError):
             await self.store.abort_multipart(key, upload_id)
+            self._forget(upload_id)
+
+    def _forget(self, upload_id: str) -> None:
+        if self.journal is not None:
+            self.journal.remove(upload_id)
+
+
+async def abort_leftover_uploads(store: ObjectStore, journal: UploadJournal) -> int:
+    """Abort the multipart uploads an interrupted run left (those its journal still
+    lists); returns how many were aborted. One that can't be aborted now is kept for
+    the next run; one the store no longer knows is struck out."""
+    aborted = 0
+    for pending in await asyncio.to_thread(journal.pending):
+        try:
+            await store.abort_multipart(pending.key, pending.upload_id)
+        except NotFound:
+            pass  # completed, aborted or expired meanwhile
+        except BaycatError:
+            continue
+        else:
+            aborted += 1
+        journal.remove(pending.upload_id)
+    return aborted

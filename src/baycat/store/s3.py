@@ -233,7 +233,7 @@ class S3Store:
         return RemoteError(f"{where}: {exc}")
 
     def _coded(self, code: str, message: str, where: str) -> Exception:
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in ("NoSuchKey", "404", "NotFound", "NoSuchUpload"):
             return NotFound(f"{where}: not found")
         if code == "NoSuchBucket":
             return BucketMissingError(f"bucket {self.bucket!r} does not exist")

@@ -1,0 +1,70 @@
+"""The multipart uploads a run has started and not yet finished, kept on disk.
+
+An interrupted large upload (kill -9, power loss) leaves an incomplete multipart upload
+that S3 keeps, and bills, until it is aborted. Its id is known only to the run that
+started it, so each one is written down here when it starts and struck out when it
+completes or is aborted; the next run to the same destination aborts what is left.
+
+    <state dir>/remote/<destination id>.uploads/<sha256(upload id)[:32]>
+        {"key": "...", "upload_id": "..."}
+
+One small file per upload (created 0600 in a 0700 directory): adding and removing are
+one create and one unlink, and a torn write can only lose that one record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    key: str
+    upload_id: str
+
+
+class UploadJournal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, upload_id: str) -> Path:
+        return self.directory / hashlib.sha256(upload_id.encode()).hexdigest()[:32]
+
+    def add(self, key: str, upload_id: str) -> None:
+        """Blocking: record a started upload (durably enough: it is rare and small)."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = json.dumps({"key": key, "upload_id": upload_id}).encode()
+        fd = os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                     | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(upload_id).unlink()
+
+    def pending(self) -> list[PendingUpload]:
+        """Blocking: the uploads recorded and not struck out (unreadable records are
+        dropped: without an id nothing can be aborted)."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found: list[PendingUpload] = []
+        for name in names:
+            path = self.directory / name
+            try:
+                doc = json.loads(path.read_bytes())
+                found.append(PendingUpload(str(doc["key"]), str(doc["upload_id"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        return found
