@@ -126,19 +126,28 @@ def test_exit_3_remote_and_no_secret_anywhere(s3: Target, tmp_path: Path) -> Non
 
 def test_exit_130_on_sigint_and_bwlimit_paces_uploads(tmp_path: Path) -> None:
     src = tree(tmp_path / "data", files=40, size=64 << 10)  # 2.5 MiB at 256 KiB/s: ~10 s
+    backup = tmp_path / "backup"
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "baycat", "sync", "--json", "--bwlimit",
-                             "256K", "--transfers", "2", src, tmp_path / "backup"],
+                             "256K", "--transfers", "2", src, backup],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.0)
+    # Signal once uploads are under way (not after a fixed delay: start-up time varies
+    # with the machine's load), then after one more second of uploading.
+    while not (backup / "d").exists():
+        assert proc.poll() is None and time.monotonic() - started < 30
+        time.sleep(0.02)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
+    elapsed = time.monotonic() - started
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     doc = one_json(out)
     assert doc["interrupted"] is True
     sent = doc["operations"]["uploaded"]["bytes"]
-    # 256 KiB/s with a 1 s burst: in ~2 s no more than ~3 × 256 KiB (plus one in flight).
-    assert 0 < sent <= 4 * (256 << 10) + (128 << 10), sent
+    # 256 KiB/s with a 1 s burst, over at most `elapsed` seconds (plus one file in flight
+    # per transfer) — far below the 2.5 MiB an unpaced upload sends at once.
+    assert 0 < sent <= (elapsed + 1) * (256 << 10) + 2 * (64 << 10), (sent, elapsed)
+    assert sent < 40 * (64 << 10)
     assert time.monotonic() - started < 30
 
 

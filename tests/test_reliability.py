@@ -131,7 +131,11 @@ def test_sigint_commits_what_completed_and_exits_130(
             [sys.executable, "-m", "baycat", "sync", "--json", "--transfers", "4",
              src, s3.url], env={**os.environ, **env}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
-        time.sleep(2.0)
+        # Signal once some uploads went through (start-up time varies with load).
+        deadline = time.monotonic() + 30
+        while len(slow.history()) < 20:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
