@@ -38,6 +38,7 @@ from .local_manifest import (
     open_manifest,
 )
 from .lock import TreeLock
+from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import sorted_changes
 from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
@@ -396,7 +397,7 @@ async def sync_to_store(
     state_dir = source / STATE_DIRNAME.decode()
     manifest_path = default_manifest_path(source)
     try:
-        state_dir.mkdir(exist_ok=True)
+        mkdir_private(state_dir)
     except OSError as exc:
         raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
     summary_box: list[SyncSummary] = []

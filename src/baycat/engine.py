@@ -19,6 +19,7 @@ from .local_manifest import (
     open_manifest,
 )
 from .lock import TreeLock
+from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
@@ -103,7 +104,7 @@ async def build_manifest(
     manifest = manifest or default_manifest_path(root)
     progress = progress or Progress()
     try:
-        manifest.parent.mkdir(parents=True, exist_ok=True)
+        mkdir_private(manifest.parent, parents=True)
     except OSError as exc:
         raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
     if not os.access(manifest.parent, os.W_OK):

@@ -44,6 +44,7 @@ from .keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
 from .local_manifest import default_manifest_path, entries_of, lock_path, open_manifest
 from .lock import TreeLock
 from .manifest_file import ManifestReader, ManifestWriter
+from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import rebuild_with_changes, sorted_changes
 from .remote_manifest import MAX_MANIFEST_ENTRIES, RemoteManifest
@@ -421,7 +422,7 @@ def _prepare_dest(dest: Path) -> tuple[DirFds, Path]:
         raise UsageError(f"cannot open {dest}: {exc.strerror}") from None
     state_dir = dest / STATE_DIRNAME.decode()
     try:
-        state_dir.mkdir(exist_ok=True)
+        mkdir_private(state_dir)
     except OSError as exc:
         fds.close()
         raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
