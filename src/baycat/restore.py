@@ -44,16 +44,15 @@ from .keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
 from .local_manifest import default_manifest_path, entries_of, lock_path, open_manifest
 from .lock import TreeLock
 from .manifest_file import ManifestReader, ManifestWriter
-from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import rebuild_with_changes, sorted_changes
 from .remote_manifest import MAX_MANIFEST_ENTRIES, RemoteManifest
 from .root import Root, SegmentRef
 from .safepath import checked, validate
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .statedir import ensure_state_dir
 from .store.base import NotModified, ObjectInfo, ObjectStore
 from .summary import SyncSummary
-from .walker import STATE_DIRNAME
 
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
 # Objects up to this size are fetched whole (one GET, one write) rather than streamed.
@@ -406,7 +405,7 @@ def _write_local_manifest(path: Path, old: ManifestReader | None,
 
 def _prepare_dest(dest: Path) -> tuple[DirFds, Path]:
     """Create DST if needed and open it (never through a symlink), and its state
-    directory."""
+    directory (statedir.py)."""
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"{dest}: exists and is not a directory")
     try:
@@ -420,13 +419,11 @@ def _prepare_dest(dest: Path) -> tuple[DirFds, Path]:
                          "to (a restore never writes through a link)") from None
     except OSError as exc:
         raise UsageError(f"cannot open {dest}: {exc.strerror}") from None
-    state_dir = dest / STATE_DIRNAME.decode()
     try:
-        mkdir_private(state_dir)
-    except OSError as exc:
+        return fds, ensure_state_dir(dest)
+    except BaseException:
         fds.close()
-        raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
-    return fds, state_dir
+        raise
 
 
 async def restore_from_store(
