@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from baycat.transfer import TransferConfig
 from tests.cli_helpers import NOBODY, run_baycat
 from tests.targets import Target
 from tests.trees import Symlink, make_tree
@@ -137,6 +138,8 @@ def _assert_private(root: Path) -> None:
 def test_state_and_local_backup_files_are_private_under_umask_000(
         tmp_path: Path, target: Target) -> None:
     src, dst = _tree(tmp_path / "src"), tmp_path / "dst"
+    # Multipart: part files, their directory, the upload journal.
+    (src / "big").write_bytes(os.urandom(TransferConfig().multipart_threshold + 1))
     run_baycat("sync", src, target.url, env=target.env, preexec_fn=_umask_000)
     (src / "d" / "b.txt").write_bytes(b"changed")
     (src / "new.txt").write_bytes(b"new")
