@@ -9,20 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import xxhash
 
+import baycat
+from baycat import hooks
 from baycat.entry import DIR, FILE, SYMLINK, Entry
+from baycat.errors import ExitCode
 from baycat.keys import escaped_key
 from baycat.remote_manifest import MAX_SEGMENT_ENTRIES, fetch_spans
+from baycat.restore import SMALL_DOWNLOAD
 from baycat.root import Generation, Root, SegmentRef
 from baycat.segment import MAX_DECODED_BYTES, encode, segment_hash
 from tests.cli_helpers import run_baycat
+from tests.trees import Symlink, make_tree, read_tree
 
 
 def file_entry(path: bytes, data: bytes, *, key: str = "", mode: int = 0o644,
@@ -237,3 +243,100 @@ def test_owner_and_setuid_bits(places: tuple[Path, Path, Path]) -> None:
         assert st.st_uid == os.getuid()
     run_baycat("restore", "--keep-setuid", backup, tmp := dst.with_name("dst2"))
     assert stat.S_IMODE(os.lstat(tmp / "tool").st_mode) == 0o6755 or os.geteuid() != 0
+
+
+# ---- DST changing under the restore (TOCTOU) -------------------------------------------
+# A racer who can write DST swaps a directory for a symlink to a directory outside, at
+# the exact moment given by a hook (baycat.hooks) rather than by winning a timing race.
+
+OLD_MTIME_NS = 1_500_000_000 * 10**9
+OTHER_OWNER = 12345
+
+
+@dataclass
+class Racer:
+    """Replaces DST/`victim` by a symlink to `outside` when the hook fires for `when`."""
+
+    dst: Path
+    outside: Path
+    victim: str
+    when: bytes
+    fired: int = 0
+
+    def __call__(self, path: bytes) -> None:
+        if path == self.when:
+            self.fired += 1
+            moved = self.dst / (self.victim + ".moved")
+            os.rename(self.dst / self.victim, moved)
+            shutil.rmtree(moved)
+            os.symlink(self.outside, self.dst / self.victim)
+
+
+def outside_state(outside: Path) -> tuple[int, int, int, int, list[str]]:
+    st = os.lstat(outside)
+    return st.st_mode, st.st_mtime_ns, st.st_uid, st.st_gid, sorted(os.listdir(outside))
+
+
+@pytest.fixture
+def race(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(backup, dst, outside): a backup of d/ (mode 0777, owned by another user when
+    root) holding a small file, a large one and a symlink; and a directory outside DST
+    with a mode, mtime (and owner) to keep."""
+    src = tmp_path / "src"
+    make_tree(src, {"a": b"top", "d": {"x": b"small", "big": b"B" * (SMALL_DOWNLOAD + 1),
+                                      "l": Symlink(b"x")}})
+    os.chmod(src / "d", 0o777)
+    if os.geteuid() == 0:
+        os.chown(src / "d", OTHER_OWNER, OTHER_OWNER)
+    backup = tmp_path / "backup"
+    assert baycat.sync_blocking(src, str(backup)).exit_code is ExitCode.OK
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o750)
+    os.chmod(outside, 0o750)
+    os.utime(outside, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+    return backup, tmp_path / "dst", outside
+
+
+@pytest.mark.parametrize("victim_file", [b"d/x", b"d/big", b"d/l"])
+def test_a_directory_swapped_for_a_symlink_before_a_write_redirects_nothing(
+        race: tuple[Path, Path, Path], victim_file: bytes) -> None:
+    backup, dst, outside = race
+    before = outside_state(outside)
+    racer = Racer(dst, outside, "d", victim_file)
+    with hooks.registered("restore.before_write", racer):
+        summary = baycat.restore_blocking(str(backup), dst, baycat.RestoreOptions(transfers=1))
+    assert racer.fired == 1
+    assert outside_state(outside) == before  # nothing written there, nothing changed
+    failed = {e.path for e in summary.errors}
+    assert victim_file.decode() in failed
+    assert summary.exit_code is ExitCode.PARTIAL
+    assert (dst / "a").read_bytes() == b"top"  # the rest of the restore went on
+
+
+def test_a_directory_swapped_before_the_metadata_pass_is_not_chmodded(
+        race: tuple[Path, Path, Path]) -> None:
+    backup, dst, outside = race
+    before = outside_state(outside)
+    racer = Racer(dst, outside, "d", b"d")
+    with hooks.registered("restore.before_dir_metadata", racer):
+        summary = baycat.restore_blocking(str(backup), dst)
+    assert racer.fired == 1
+    assert outside_state(outside) == before  # mode, mtime and owner as they were
+    assert [e.path for e in summary.errors] == ["d"]
+    assert "not a real directory" in summary.errors[0].message
+    assert summary.exit_code is ExitCode.PARTIAL
+
+
+def test_restore_into_many_directories_stays_within_the_fd_cache(tmp_path: Path) -> None:
+    """More directories than the cache holds: each file still lands in its own one."""
+    src = tmp_path / "src"
+    make_tree(src, {f"d{i:03}": {"sub": {"f": b"%d" % i}} for i in range(300)})
+    backup, dst = tmp_path / "backup", tmp_path / "dst"
+    baycat.sync_blocking(src, str(backup))
+    open_fds: list[int] = []
+    with hooks.registered("restore.before_write",
+                          lambda path: open_fds.append(len(os.listdir("/proc/self/fd")))):
+        summary = baycat.restore_blocking(str(backup), dst)
+    assert summary.exit_code is ExitCode.OK
+    assert read_tree(dst) == read_tree(src)
+    assert len(open_fds) == 300 and max(open_fds) < min(open_fds) + 200  # bounded

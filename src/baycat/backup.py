@@ -27,7 +27,7 @@ from . import __version__
 from .differ import Action, Decision, Differ, as_remote
 from .engine import check_source_dir, resolve_filters
 from .entry import FILE, Entry, as_text, path_key
-from .errors import BaycatError, BucketMissingError, CredentialsError, UsageError
+from .errors import BaycatError, BucketMissingError, CredentialsError
 from .filters import FilterSpec, read_ignore_files
 from .keys import ESCAPED_PREFIX, STATE_PREFIX, key_for_path, object_key, stored_key
 from .local_manifest import (
@@ -43,6 +43,7 @@ from .rebuild import sorted_changes
 from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .statedir import ensure_state_dir
 from .stop import StopRequest
 from .store.base import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, Stored
 from .summary import SyncSummary
@@ -50,7 +51,6 @@ from .synced import SyncedState, forget_synced, read_synced, root_digest, write_
 from .transfer import TransferConfig, Uploader, abort_leftover_uploads, file_etag
 from .transfer_plan import CopyReaders, Job, order_jobs
 from .upload_journal import UploadJournal
-from .walker import STATE_DIRNAME
 
 # Uploads at least this big get their own line in the live display.
 LARGE_FILE = 32 << 20
@@ -393,12 +393,8 @@ async def sync_to_store(
     progress = progress or Progress()
     started = time.perf_counter()
     source = check_source_dir(source)
-    state_dir = source / STATE_DIRNAME.decode()
+    state_dir = ensure_state_dir(source)
     manifest_path = default_manifest_path(source)
-    try:
-        state_dir.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {state_dir}: {exc.strerror}") from None
     summary_box: list[SyncSummary] = []
 
     def note(notice: Notice) -> None:

@@ -19,9 +19,11 @@ from .local_manifest import (
     open_manifest,
 )
 from .lock import TreeLock
+from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .statedir import ensure_state_dir, state_dir_of
 from .walker import PathFilter, SkipFunc
 
 
@@ -102,10 +104,13 @@ async def build_manifest(
     root = check_source_dir(root)
     manifest = manifest or default_manifest_path(root)
     progress = progress or Progress()
-    try:
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
+    if manifest.absolute().parent == state_dir_of(root):
+        ensure_state_dir(root)
+    else:  # a place the user chose (-o/-m)
+        try:
+            mkdir_private(manifest.parent, parents=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
     if not os.access(manifest.parent, os.W_OK):
         raise UsageError(f"cannot write manifest in {manifest.parent}: permission denied")
     with TreeLock(lock_path(manifest), str(root)):

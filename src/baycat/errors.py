@@ -9,6 +9,7 @@
     │   ├── BucketMissingError       3  the bucket does not exist
     │   └── ConflictError            3  another writer committed first and merging failed
     ├── LockedError                  3  another baycat holds the tree's lock
+    ├── StateDirError                3  DIR/.baycat is a symlink, not a directory, or not ours
     └── Interrupted                  130  SIGINT / SIGTERM
 
 Exit code 1 is not an exception: it means the run completed but some files failed
@@ -26,7 +27,7 @@ class ExitCode(IntEnum):
     OK = 0
     PARTIAL = 1  # completed, but some files failed (listed in the summary)
     USAGE = 2
-    REMOTE = 3  # remote, credential, manifest or conflict error
+    REMOTE = 3  # remote, credential, manifest, lock, state directory or conflict error
     INTERRUPTED = 130
 
 
@@ -65,6 +66,12 @@ class ConflictError(RemoteError):
 
 
 class LockedError(BaycatError):
+    exit_code = ExitCode.REMOTE
+
+
+class StateDirError(BaycatError):
+    """baycat's state directory can't be trusted (see statedir.py)."""
+
     exit_code = ExitCode.REMOTE
 
 

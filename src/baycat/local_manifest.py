@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .entry import Entry
 from .manifest_file import DEFAULT_DIRNAME, DEFAULT_FILENAME, ManifestReader, ManifestWriter
+from .private import mkdir_private
 from .rebuild import Output, StreamRebuilder
 from .root import Root, SegmentRef
 from .scan import ScanItem
@@ -71,7 +72,7 @@ class LocalManifestSink:
                 [it.old for it in items[run_start:]]))  # type: ignore[misc]
 
     def _start_writer(self) -> ManifestWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mkdir_private(self.path.parent, parents=True)
         writer = ManifestWriter(self.path)
         for ref in self._reused:
             self._copy(writer, ref)

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import LockedError
+from .private import open_private
 
 
 class TreeLock:
@@ -20,7 +21,7 @@ class TreeLock:
         self._fd: int | None = None
 
     def __enter__(self) -> TreeLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_private(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from . import segment
 from .entry import FILE, Entry
 from .errors import ManifestError
+from .private import open_private
 from .root import MAX_ROOT_BYTES, Root, SegmentRef
 
 MAGIC = b"BAYCATM1"
@@ -113,7 +114,9 @@ class ManifestWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self._file: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        # Mode 0600 whatever the umask: a manifest lists every name of the tree.
+        fd = open_private(self._tmp, os.O_WRONLY | os.O_TRUNC)
+        self._file: BinaryIO = os.fdopen(fd, "wb")  # closed by commit/abort
         self._file.write(MAGIC)
         self._offset = len(MAGIC)
         self.refs: list[SegmentRef] = []

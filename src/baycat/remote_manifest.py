@@ -38,6 +38,7 @@ from .entry import Entry, path_key
 from .errors import ConflictError, ManifestError
 from .keys import object_key
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
+from .private import mkdir_private
 from .rebase import Resolution, resolve, settle
 from .rebuild import Change, rebuild_with_changes
 from .root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
@@ -237,7 +238,7 @@ class RemoteManifest:
 
     def _write_cache(self, root: Root, etag: str,
                      fetched: Mapping[str, bytes | memoryview]) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        mkdir_private(self.cache_path.parent, parents=True)
         writer = ManifestWriter(self.cache_path)
         try:
             for ref in root.segments:

@@ -8,6 +8,11 @@ mode, owner (as root) and mtime, and is then renamed into place. Directory mtime
 last, deepest first. The manifest is untrusted input: it is checked whole
 (safepath.validate) before anything is written, and again while writing (see safepath.py).
 
+DST is not trusted either: another process may swap a directory for a symlink while the
+restore runs. So nothing below DST is ever written by path: every create, rename, chmod,
+chown and utime goes through directory fds opened O_NOFOLLOW from DST down (dirfd.py),
+and metadata is set through an fd of the file or directory itself.
+
 `--at TIME` restores an earlier generation (generations.py). Entries carry the VersionId
 of their object when the bucket is versioned, and those versions are read. Entries
 without one (no versioning) are checked against one LIST of the store first: an object
@@ -29,8 +34,9 @@ from pathlib import Path
 
 import xxhash
 
-from . import __version__
+from . import __version__, hooks
 from .backup import ActionFunc, cache_path
+from .dirfd import DirFds, open_node
 from .entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from .errors import BaycatError, ManifestError, RemoteError, UsageError
 from .generations import format_time, load_generation
@@ -42,11 +48,11 @@ from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import rebuild_with_changes, sorted_changes
 from .remote_manifest import MAX_MANIFEST_ENTRIES, RemoteManifest
 from .root import Root, SegmentRef
-from .safepath import ParentGuard, checked, validate
+from .safepath import checked, validate
 from .scan import ScanConfig, ScanItem, default_pool_size, scan
+from .statedir import ensure_state_dir
 from .store.base import NotModified, ObjectInfo, ObjectStore
 from .summary import SyncSummary
-from .walker import STATE_DIRNAME
 
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
 # Objects up to this size are fetched whole (one GET, one write) rather than streamed.
@@ -65,18 +71,17 @@ class RestoreOptions:
 
 
 class _Restore:
-    def __init__(self, store: ObjectStore, dest: Path, options: RestoreOptions,
+    def __init__(self, store: ObjectStore, dest: Path, fds: DirFds, options: RestoreOptions,
                  progress: Progress, warn: NoticeFunc, on_action: ActionFunc | None) -> None:
         self.store = store
         self.dest = dest
-        self.root = os.fsencode(dest)
+        self.fds = fds  # every write below DST goes through these (see dirfd.py)
         self.options = options
         self.progress = progress
         self.warn = warn
         self.on_action = on_action
         self.summary = SyncSummary(source=store.url, destination=str(dest),
                                    dry_run=options.dry_run)
-        self.guard = ParentGuard(self.root)
         self.as_root = os.geteuid() == 0
         self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(options.transfers * 4)
         self.dirs: list[Entry] = []  # directory metadata, applied at the end
@@ -85,9 +90,6 @@ class _Restore:
         self.listing: dict[str, ObjectInfo] | None = None
         self.generation = ""
         self.gone_since = 0
-
-    def _full(self, path: bytes) -> bytes:
-        return self.root + b"/" + path
 
     def fail(self, path: bytes, message: str, size: int = 0) -> None:
         self.summary.fail(as_text(path), message, size)
@@ -111,16 +113,20 @@ class _Restore:
 
     async def plan(self, remote: Entry, local: Entry | None) -> None:
         path = remote.path
-        if not self.guard.parent_is_safe(path) and not self.options.dry_run:
-            self.fail(path, "a parent directory is missing or is not a real directory")
-            return
+        if not self.options.dry_run:
+            try:
+                self.fds.check(path)
+            except OSError as exc:
+                self.fail(path, exc.strerror or str(exc))
+                return
         if remote.kind == DIR:
             if local is not None and local.kind != DIR:
                 self.fail(path, "exists locally and is not a directory")
                 return
             if local is None and not self.options.dry_run:
                 try:
-                    os.mkdir(self._full(path), 0o700)
+                    with self.fds.parent(path) as (dir_fd, name):
+                        os.mkdir(name, 0o700, dir_fd=dir_fd)
                 except OSError as exc:
                     self.fail(path, f"cannot create directory: {exc.strerror}")
                     return
@@ -132,8 +138,7 @@ class _Restore:
         if remote.kind == FILE and local is not None and local.kind == FILE \
                 and local.xxh == remote.xxh and local.size == remote.size:
             if self._meta_differs(remote, local):
-                self.apply_meta(remote)
-                self.summary.metadata.add(0)
+                self.refresh_meta(remote)
             else:
                 self.summary.unchanged.add(remote.size)
             return
@@ -172,37 +177,58 @@ class _Restore:
         return (stat.S_IMODE(local.mode) != self._mode(remote) or local.mtime_ns != remote.mtime_ns
                 or (self.as_root and (local.uid, local.gid) != (remote.uid, remote.gid)))
 
-    def apply_meta(self, remote: Entry, full: bytes | None = None) -> None:
-        full = full or self._full(remote.path)
-        if self.options.dry_run:
-            return
-        if self.as_root:
-            os.chown(full, remote.uid, remote.gid, follow_symlinks=False)
-        if remote.kind != SYMLINK:
-            os.chmod(full, self._mode(remote))
-        os.utime(full, ns=(remote.mtime_ns, remote.mtime_ns), follow_symlinks=False)
+    def set_meta(self, node: int | bytes, remote: Entry) -> None:
+        """Owner (as root), mode and mtime of a file or directory, given an fd of it (or
+        its /proc/self/fd link: dirfd.open_node): never through a path."""
+        if self.as_root:  # before the mode: chown clears setuid/setgid bits
+            os.chown(node, remote.uid, remote.gid)
+        os.chmod(node, self._mode(remote))
+        os.utime(node, ns=(remote.mtime_ns, remote.mtime_ns))
+
+    def _set_meta_at(self, path: bytes, remote: Entry, directory: bool) -> None:
+        with self.fds.parent(path) as (dir_fd, name):
+            fd, node = open_node(name, dir_fd, directory)
+            try:
+                self.set_meta(node, remote)
+            finally:
+                os.close(fd)
+
+    def refresh_meta(self, remote: Entry) -> None:
+        """A file already restored whose owner, mode or mtime differ."""
+        if not self.options.dry_run:
+            try:
+                self._set_meta_at(remote.path, remote, directory=False)
+            except OSError as exc:
+                self.fail(remote.path, f"cannot set metadata: {exc.strerror}")
+                return
+        self.summary.metadata.add(0)
 
     def make_symlink(self, remote: Entry) -> None:
         self.report("symlink", remote.path, 0)
-        self.summary.downloaded.add(0)
         if self.options.dry_run:
+            self.summary.downloaded.add(0)
             return
-        full = self._full(remote.path)
-        tmp = self._tmp_name(full)
+        hooks.fire("restore.before_write", remote.path)
         try:
-            os.symlink(remote.target, tmp)
-            self.apply_meta(remote, tmp)
-            os.replace(tmp, full)
+            with self.fds.parent(remote.path) as (dir_fd, name):
+                tmp = _tmp_name(name)
+                try:
+                    os.symlink(remote.target, tmp, dir_fd=dir_fd)
+                    # A symlink has no mode of its own; owner and mtime are the link's.
+                    if self.as_root:
+                        os.chown(tmp, remote.uid, remote.gid, dir_fd=dir_fd,
+                                 follow_symlinks=False)
+                    os.utime(tmp, ns=(remote.mtime_ns, remote.mtime_ns), dir_fd=dir_fd,
+                             follow_symlinks=False)
+                    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except BaseException:
+                    _unlink(tmp, dir_fd)
+                    raise
         except OSError as exc:
-            _unlink(tmp)
             self.fail(remote.path, f"cannot create symlink: {exc.strerror}")
             return
+        self.summary.downloaded.add(0)
         self.local_changes[remote.path] = None  # rescanned next time
-
-    @staticmethod
-    def _tmp_name(full: bytes) -> bytes:
-        head, _, name = full.rpartition(b"/")
-        return head + b"/." + name[:200] + b".baycat-tmp-" + secrets.token_hex(4).encode()
 
     # ---- downloads ----------------------------------------------------------------------
 
@@ -226,35 +252,38 @@ class _Restore:
                                "(overwritten, and no version of it to read)")
         return RemoteError("downloaded bytes do not match the manifest's hash")
 
-    def _recorded(self, remote: Entry, full: bytes) -> Entry:
-        """DST's stat-cache entry for a file just restored."""
-        st = os.lstat(full)
+    @staticmethod
+    def _recorded(remote: Entry, st: os.stat_result) -> Entry:
+        """DST's stat-cache entry for a file just restored (`st`: its fstat)."""
         return remote._replace(
             size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
             dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, etag="", key="",
             version_id="", deleted_ns=0, flags=0)
 
+    def _finish_file(self, fd: int, remote: Entry, dir_fd: int, tmp: bytes,
+                     name: bytes) -> Entry:
+        """Dress the written temp file through its fd, rename it into place, and return
+        its stat-cache entry (fstat after the rename, which changes its ctime)."""
+        self.set_meta(fd, remote)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return self._recorded(remote, os.fstat(fd))
+
     def _write_small(self, remote: Entry, data: bytes) -> Entry:
         """Blocking: check, write, dress and rename a small file in one thread hop."""
         if len(data) != remote.size or xxhash.xxh3_128_digest(data) != remote.xxh:
             raise self._mismatch()
-        full = self._full(remote.path)
-        tmp = self._tmp_name(full)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                         | os.O_NOFOLLOW, 0o600)
+        hooks.fire("restore.before_write", remote.path)
+        with self.fds.parent(remote.path) as (dir_fd, name):
+            tmp = _tmp_name(name)
+            fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, data)
+                return self._finish_file(fd, remote, dir_fd, tmp, name)
+            except BaseException:
+                _unlink(tmp, dir_fd)
+                raise
             finally:
                 os.close(fd)
-            self.apply_meta(remote, tmp)
-            os.replace(tmp, full)
-        except BaseException:
-            _unlink(tmp)
-            raise
-        return self._recorded(remote, full)
 
     async def download(self, remote: Entry) -> None:
         if remote.size <= SMALL_DOWNLOAD:
@@ -266,36 +295,55 @@ class _Restore:
             self.progress.transfer.bytes += len(got.data)
             self.local_changes[remote.path] = entry
             return
-        full = self._full(remote.path)
-        tmp = self._tmp_name(full)
+        hooks.fire("restore.before_write", remote.path)
         digest = xxhash.xxh3_128()
         size = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600)
-        try:
+        # The directory's fd stays pinned for the whole download: the rename at the end
+        # goes into the directory the temp file was created in, whatever its name is then.
+        with self.fds.parent(remote.path) as (dir_fd, name):
+            tmp = _tmp_name(name)
+            fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
             try:
                 async for chunk in self.store.stream(object_key(remote), remote.version_id):
                     digest.update(chunk)
                     size += len(chunk)
-                    await asyncio.to_thread(os.write, fd, chunk)
+                    await asyncio.to_thread(_write_all, fd, chunk)
                     self.progress.transfer.bytes += len(chunk)
+                if size != remote.size or digest.digest() != remote.xxh:
+                    raise self._mismatch()
+                self.local_changes[remote.path] = self._finish_file(fd, remote, dir_fd, tmp,
+                                                                    name)
+            except BaseException:
+                _unlink(tmp, dir_fd)
+                raise
             finally:
                 os.close(fd)
-            if size != remote.size or digest.digest() != remote.xxh:
-                raise self._mismatch()
-            self.apply_meta(remote, tmp)
-            os.replace(tmp, full)
-        except BaseException:
-            _unlink(tmp)
-            raise
-        self.local_changes[remote.path] = self._recorded(remote, full)
 
     def finish_dirs(self) -> None:
-        for remote in reversed(self.dirs):  # children before parents
+        """Directory metadata, children before parents. Each directory is opened
+        O_NOFOLLOW|O_DIRECTORY below its parent's fd and set through that fd: a directory
+        swapped for a symlink since it was made fails here and the link's target is never
+        touched."""
+        for remote in reversed(self.dirs):
+            hooks.fire("restore.before_dir_metadata", remote.path)
             try:
-                self.apply_meta(remote)
+                self._set_meta_at(remote.path, remote, directory=True)
             except OSError as exc:
                 self.fail(remote.path, f"cannot set directory metadata: {exc.strerror}")
+
+
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _tmp_name(name: bytes) -> bytes:
+    """A temp file's name beside `name`, in the same directory."""
+    return b"." + name[:200] + b".baycat-tmp-" + secrets.token_hex(4).encode()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _validate(entries: Iterator[Entry]) -> int:
@@ -326,9 +374,9 @@ async def _listing(store: ObjectStore) -> dict[str, ObjectInfo] | None:
     return found
 
 
-def _unlink(path: bytes) -> None:
+def _unlink(name: bytes, dir_fd: int) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
 
 
 def _write_local_manifest(path: Path, old: ManifestReader | None,
@@ -337,7 +385,6 @@ def _write_local_manifest(path: Path, old: ManifestReader | None,
     if not changes:
         return
     ordered = sorted_changes(changes)
-    path.parent.mkdir(parents=True, exist_ok=True)
     writer = ManifestWriter(path)
     try:
         refs = old.root.segments if old is not None else ()
@@ -356,6 +403,29 @@ def _write_local_manifest(path: Path, old: ManifestReader | None,
         raise
 
 
+def _prepare_dest(dest: Path) -> tuple[DirFds, Path]:
+    """Create DST if needed and open it (never through a symlink), and its state
+    directory (statedir.py)."""
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest}: exists and is not a directory")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {dest}: {exc.strerror}") from None
+    try:
+        fds = DirFds(os.fsencode(dest))
+    except NotADirectoryError:  # O_NOFOLLOW: DST itself is a symlink
+        raise UsageError(f"{dest} is a symlink: restore into the directory it points "
+                         "to (a restore never writes through a link)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot open {dest}: {exc.strerror}") from None
+    try:
+        return fds, ensure_state_dir(dest)
+    except BaseException:
+        fds.close()
+        raise
+
+
 async def restore_from_store(
     store: ObjectStore,
     dest: Path,
@@ -370,21 +440,15 @@ async def restore_from_store(
     progress = progress or Progress()
     started = time.perf_counter()
     dest = dest.absolute()
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"{dest}: exists and is not a directory")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / STATE_DIRNAME.decode()).mkdir(exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {dest}: {exc.strerror}") from None
+    fds, state_dir = _prepare_dest(dest)
     manifest_path = default_manifest_path(dest)
-    run = _Restore(store, dest, options, progress, warn, on_action)
-    with TreeLock(lock_path(manifest_path), str(dest)), \
+    run = _Restore(store, dest, fds, options, progress, warn, on_action)
+    with contextlib.closing(fds), TreeLock(lock_path(manifest_path), str(dest)), \
             tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
         await store.check()
         # An earlier generation gets a cache of its own: DST's cache follows the latest.
         cache = Path(scratch) / "generation" if options.at_ns is not None else \
-            cache_path(dest / STATE_DIRNAME.decode(), store.url)
+            cache_path(state_dir, store.url)
         remote = RemoteManifest(store, cache)
         old = open_manifest(manifest_path)
         try:

@@ -7,14 +7,14 @@ never follows links it (or anyone) placed there.
 
 `validate` checks a whole manifest before a restore writes anything, including what can
 only be seen across entries: a live path below a live symlink or file (the restore would
-create the link, then write through it). `ParentGuard` checks again while writing.
+create the link, then write through it). While writing, the restore reaches every path
+through directory fds opened O_NOFOLLOW from DST down (dirfd.py), so a symlink swapped in
+during the restore can't redirect a write either.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 
 from .entry import DIR, FILE, SYMLINK, Entry, path_key
@@ -85,27 +85,3 @@ def checked(entries: Iterable[Entry]) -> Iterator[Entry]:
             raise _unsafe("manifest not in order or duplicate path", entry.path)
         previous = key
         yield entry
-
-
-class ParentGuard:
-    """Knows which directories below DST are real (not symlinks), checking each once."""
-
-    def __init__(self, root: bytes) -> None:
-        self.root = root
-        self._verified: set[bytes] = {b""}
-
-    def parent_is_safe(self, path: bytes) -> bool:
-        """True when every directory above `path` (below root) is a real directory."""
-        parent = path.rpartition(b"/")[0]
-        if parent in self._verified:
-            return True
-        if not self.parent_is_safe(parent):
-            return False
-        try:
-            st = os.lstat(self.root + b"/" + parent)
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISDIR(st.st_mode):
-            return False
-        self._verified.add(parent)
-        return True

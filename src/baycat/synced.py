@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .private import write_private
 from .root import Root
 
 
@@ -43,7 +44,7 @@ def read_synced(path: Path) -> SyncedState | None:
 
 def write_synced(path: Path, state: SyncedState) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(state)))
+    write_private(tmp, json.dumps(asdict(state)).encode())
     os.replace(tmp, path)
 
 

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .private import mkdir_private, open_private
+
 
 @dataclass(frozen=True, slots=True)
 class PendingUpload:
@@ -37,10 +39,9 @@ class UploadJournal:
 
     def add(self, key: str, upload_id: str) -> None:
         """Blocking: record a started upload (durably enough: it is rare and small)."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(self.directory, parents=True)  # and remote/, whatever the umask
         data = json.dumps({"key": key, "upload_id": upload_id}).encode()
-        fd = os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                     | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = open_private(self._path(upload_id), os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, data)
             os.fsync(fd)

@@ -4,6 +4,10 @@ Objects are ordinary files (`DIR/a/b.txt` for key `a/b.txt`), so a backup is a b
 mirror of the tree. Every write goes to a temporary file and is renamed into place, and
 `put` verifies the MD5 it is given, like S3 does with Content-MD5. Conditional writes are
 made atomic by an flock on `DIR/.baycat/store.lock`. ETags are quoted MD5 hex, as S3's.
+
+Whatever the umask, objects are created 0600 and directories 0700 (private.py): a backup
+never lets more users read a file than could before. (`_write` takes the mode, so data
+objects can later keep their source's permission bits.)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..errors import BucketMissingError, RemoteError
+from ..private import FILE_MODE, mkdir_private, open_private
 from .base import (
     NOT_MODIFIED,
     Fetched,
@@ -70,7 +75,7 @@ class LocalStore:
             if not self.create:
                 raise BucketMissingError(f"{self.root}: no such directory")
             try:
-                self.root.mkdir(parents=True, exist_ok=True)  # another run may race us
+                mkdir_private(self.root, parents=True)  # another run may race us
             except OSError as exc:
                 raise RemoteError(f"cannot create {self.root}: {exc.strerror}") from None
 
@@ -123,11 +128,12 @@ class LocalStore:
         finally:
             f.close()
 
-    def _write(self, path: Path, chunks: list[bytes] | bytes | bytearray) -> None:
+    def _write(self, path: Path, chunks: list[bytes] | bytes | bytearray,
+               mode: int = FILE_MODE) -> None:
         tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            mkdir_private(path.parent, parents=True)
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_EXCL, mode), "wb") as f:
                 if isinstance(chunks, (bytes, bytearray)):
                     f.write(chunks)
                 else:
@@ -146,8 +152,8 @@ class LocalStore:
 
     def _lock(self) -> int:
         lock_path = self.root / ".baycat" / "store.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        mkdir_private(lock_path.parent, parents=True)
+        fd = open_private(lock_path, os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
@@ -188,7 +194,7 @@ class LocalStore:
         self.requests["POST"] += 1
         self._path(key)
         upload_id = secrets.token_hex(8)
-        await asyncio.to_thread(self._parts_dir(upload_id).mkdir, parents=True)
+        await asyncio.to_thread(mkdir_private, self._parts_dir(upload_id), parents=True)
         return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
@@ -208,9 +214,9 @@ class LocalStore:
         directory = self._parts_dir(upload_id)
         digests = b"".join(bytes.fromhex(etag.strip('"')) for _, etag in parts)
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        mkdir_private(path.parent, parents=True)
         tmp = path.with_name(f".{path.name[:200]}{_TMP_MARK}{secrets.token_hex(4)}")
-        with open(tmp, "wb") as out:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_EXCL), "wb") as out:
             for number, _ in parts:
                 with open(directory / str(number), "rb") as part:
                     shutil.copyfileobj(part, out, CHUNK)
