@@ -154,3 +154,12 @@ def test_state_and_local_backup_files_are_private_under_umask_000(
     if target.root is not None:
         _assert_private(target.root)
         assert (target.root / ".baycat" / "store.lock").exists()
+
+
+def test_a_symlink_given_as_the_source_is_followed(tmp_path: Path) -> None:
+    real = tmp_path / "disk1"
+    make_tree(real, {"f": b"data"})
+    (tmp_path / "data").symlink_to(real)
+    run_baycat("sync", tmp_path / "data", tmp_path / "backup")
+    assert (tmp_path / "backup" / "f").read_bytes() == b"data"
+    assert (real / ".baycat" / "manifest").exists()

@@ -47,11 +47,14 @@ class ManifestSummary:
 
 
 def check_source_dir(root: Path) -> Path:
+    """The source directory as an absolute path. A symlink given as the source is
+    followed (the walk itself never follows links): `sync /data` with /data a link to
+    /mnt/disk1 backs up /mnt/disk1, as cp -r, tar and rsync `data/` do."""
     if not root.exists():
         raise UsageError(f"{root}: no such directory")
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
-    return root.absolute()
+    return root.resolve() if root.is_symlink() else root.absolute()
 
 
 class _ManifestInTree:
