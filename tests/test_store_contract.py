@@ -49,6 +49,7 @@ from tests.support._forwarding import FORWARD, Exchange, ForwardingProxy, Plan
 from tests.support.counting_proxy import CountingProxy
 from tests.support.seaweed import SeaweedServer
 from tests.support.static_http import StaticServer
+from tests.support.tables import row
 from tests.trees import NFC, NFD, WEIRD_NAMES
 
 PREFIX = "some/prefix/"  # S3 kinds keep their keys under it
@@ -85,16 +86,6 @@ def _weird_keys() -> list[str]:
 
 
 WEIRD_KEYS = _weird_keys()
-
-
-@contextlib.contextmanager
-def row(name: str) -> Iterator[None]:
-    """One row of a table test: a failure's report names it."""
-    try:
-        yield
-    except BaseException as exc:
-        exc.add_note(f"in table row: {name}")
-        raise
 
 
 # ---- the backends -----------------------------------------------------------------------
