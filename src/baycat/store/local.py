@@ -241,7 +241,7 @@ class LocalStore:
                 while chunk := f.read(CHUNK):
                     digest.update(chunk)
                     chunks.append(chunk)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{source_key}: not found") from None
         etag = _etag(digest.digest())
         if if_match is not None and etag != if_match:
@@ -258,6 +258,8 @@ class LocalStore:
         for key in keys:
             try:
                 self._path(key).unlink(missing_ok=True)
+            except NotADirectoryError:
+                pass  # below a file: no such key either
             except OSError as exc:
                 failed.append((key, exc.strerror or str(exc)))
         return failed
