@@ -394,7 +394,8 @@ class RemoteManifest:
                     ROOT_KEY, data, md5=hashlib.md5(data).digest(),
                     if_match=self.etag if conditional else None,
                     if_none_match_any=conditional and self.etag is None)
-            except PreconditionFailed:
+            except (PreconditionFailed, NotFound):
+                # AWS answers If-Match on a root deleted meanwhile with 404, not 412.
                 await self._refresh_after_conflict()
                 if self.etag == previous:
                     refused_unchanged += 1

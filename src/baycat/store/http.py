@@ -47,7 +47,7 @@ class HttpStore:
     """Read-only store at `base_url` (ends with "/"). Writes raise UsageError."""
 
     conditional_writes: bool | None = False
-    content_etags = True
+    content_etags = False  # a web server's ETags are its own (mtime-size), not MD5s
 
     def __init__(self, base_url: str, *, max_connections: int = 32,
                  connect_timeout: float = 10, read_timeout: float = 60) -> None:
