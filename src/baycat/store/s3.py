@@ -22,6 +22,7 @@ sync (one conditional GET) never loads it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import Counter
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ..errors import BucketMissingError, CredentialsError, RemoteError
+from ..logs import remember_secrets
 from .base import (
     NOT_MODIFIED,
     Fetched,
@@ -96,6 +98,18 @@ def _code(exc: Any) -> str:
     """A botocore ClientError's error code ("" for any other exception)."""
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+async def _remember_credentials(client: Any, errors: tuple[type[Exception], ...]) -> None:
+    """Have the logs scrub the keys botocore resolved (a profile, SSO, a role: not only
+    the environment's), wherever they turn up. Resolving them can't fail a run here: a
+    source that fails now fails the first request, which reports it."""
+    credentials = client._get_credentials()
+    if credentials is None:
+        return
+    with contextlib.suppress(*errors):
+        frozen = await credentials.get_frozen_credentials()
+        remember_secrets((frozen.access_key, frozen.secret_key, frozen.token))
 
 
 class S3Store:
@@ -185,6 +199,7 @@ class S3Store:
             self._context = None
             raise RemoteError(f"cannot set up S3 client: {exc}") from None
         client.meta.events.register("before-send.s3", self._count)
+        await _remember_credentials(client, self._errors)
         return client
 
     def _count(self, request: Any, **_: Any) -> None:
