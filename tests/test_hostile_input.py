@@ -8,7 +8,11 @@ a root nested too deeply for the JSON parser, or with fields of the wrong type."
 from __future__ import annotations
 
 import json
+import socket
 import stat
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +128,110 @@ def test_a_sync_onto_a_hostile_root_stops_with_one_line(places: tuple[Path, Path
     assert "--scan-remote" in doc["fatal_error"]
     root = json.loads((backup / ".baycat" / "root").read_bytes())
     assert root["history"][0]["time_ns"] == 10 ** 30  # left as it was: not ours to fix
+
+
+# ---- item 10: malformed endpoints, and a server that never answers -----------------------
+
+BAD_ENDPOINTS = ["http://[::1", "http://127.0.0.1:99999", "http://user:pw-secret@127.0.0.1:9",
+                 "ftp://127.0.0.1:9", "localhost:8333", "http://", "http://host:port"]
+
+
+@pytest.fixture
+def keys() -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-example",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.mark.parametrize("url", BAD_ENDPOINTS)
+def test_a_malformed_endpoint_is_a_usage_error(tmp_path: Path, keys: dict[str, str],
+                                               url: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    proc = run_baycat("sync", "--json", "--endpoint-url", url, src, "s3://bucket/p/",
+                      env=keys, check=None)
+    doc = fatal_json(proc, 2)
+    assert "endpoint URL" in doc["fatal_error"]
+    assert b"pw-secret" not in proc.stdout + proc.stderr
+    # the same check, from the environment, for every command that talks to a store
+    env = {**keys, "AWS_ENDPOINT_URL": url}
+    for args in (["restore", "s3://bucket/p/", tmp_path / "dst"], ["verify", "s3://bucket/p/"],
+                 ["history", "s3://bucket/p/"], ["gc", "s3://bucket/p/"]):
+        proc = run_baycat(*args, env=env, check=None)
+        assert "endpoint URL" in error_line(proc, 2)
+        assert b"pw-secret" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "dst").exists()
+
+
+@pytest.mark.parametrize("url", ["http://[::1/backup/", "http://127.0.0.1:99999/b/",
+                                 "https://user:pw-secret@127.0.0.1:9/b/"])
+def test_a_malformed_http_backup_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    proc = run_baycat("restore", "--json", url, tmp_path / "dst", check=None)
+    assert "backup URL" in fatal_json(proc, 2)["fatal_error"]
+    assert b"pw-secret" not in proc.stdout + proc.stderr
+
+
+def test_the_api_checks_the_endpoint_too(tmp_path: Path) -> None:
+    import baycat
+    from baycat.store.s3_options import S3Options
+
+    with pytest.raises(baycat.UsageError, match="endpoint URL"):
+        baycat.sync_blocking(tmp_path, "s3://bucket/p/",
+                             s3=S3Options(endpoint_url="http://[::1", region="us-east-1"))
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A loopback TCP server that accepts every connection and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_a_silent_endpoint_fails_within_the_timeout_saying_what_it_waited_for(
+        tmp_path: Path, keys: dict[str, str], silent_server: str, fast: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    started = time.monotonic()
+    proc = run_baycat("sync", "--json", "--timeout", "1", "--retries", "1", "--endpoint-url",
+                      silent_server, src, "s3://bucket/p/",
+                      env={**keys, "BAYCAT_S3_FAST": fast}, check=None)
+    elapsed = time.monotonic() - started
+    doc = fatal_json(proc, 3)
+    assert f"no answer from {silent_server} within 1 s (" in doc["fatal_error"]
+    assert "p/.baycat/root" in doc["fatal_error"]
+    assert elapsed < 10, elapsed
+
+
+def test_a_silent_http_backup_fails_within_the_timeout(tmp_path: Path,
+                                                      silent_server: str) -> None:
+    proc = run_baycat("restore", "--json", "--timeout", "1", silent_server + "/b/",
+                      tmp_path / "dst", check=None)
+    doc = fatal_json(proc, 3)
+    assert doc["fatal_error"] == \
+        f"no answer from {silent_server}/b/ within 1 s (GET .baycat/root)"
+
+
+def test_timeout_is_documented() -> None:
+    for command in ("sync", "restore", "verify", "history", "gc"):
+        help_text = run_baycat(command, "--help").stdout.decode()
+        assert "--timeout" in help_text and "Example: --timeout" in help_text

@@ -77,3 +77,10 @@ def test_names_of_things_are_not_secrets() -> None:
     for text in ("access denied to s3://b/ (InvalidAccessKeyId); check the credentials",
                  "AuthorizationHeaderMalformed", "no AWS credentials found"):
         assert redact(text) == text
+
+
+def test_credentials_in_a_url_are_redacted() -> None:
+    from baycat.logs import redact
+
+    assert redact("https://user:pw-secret@example.org/b/") == "https://<redacted>@example.org/b/"
+    assert redact("s3://bucket/a@b") == "s3://bucket/a@b"

@@ -42,6 +42,8 @@ _PATTERNS = [
     re.compile(r"(<(AWSAccessKeyId|AccessKeyId|SecretAccessKey|SessionToken|Signature"
                r"|SignatureProvided|StringToSign(?:Bytes)?|CanonicalRequest(?:Bytes)?)>)"
                r"[^<]*(?=</\2>)"),
+    # a user name and password in a URL: scheme://user:password@host
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+(?=@)", re.I),
     # AWS access key ids
     re.compile(r"()\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
 ]

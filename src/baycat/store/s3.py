@@ -28,6 +28,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -36,11 +37,13 @@ from ..logs import remember_secrets
 from .base import (
     NOT_MODIFIED,
     Fetched,
+    NoAnswer,
     NotFound,
     NotModified,
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    no_answer,
 )
 from .local import content_md5
 from .s3_fast import (
@@ -50,6 +53,7 @@ from .s3_fast import (
     NoCredentials,
     S3HttpError,
     StaticCredentials,
+    TimedOut,
     WrongRegion,
 )
 from .s3_options import S3Options
@@ -230,6 +234,8 @@ class S3Store:
         where = f"s3://{self.bucket}/{self.prefix}{key}"
         if isinstance(exc, S3HttpError):
             return self._coded(exc.code, exc.message, where)
+        if isinstance(exc, TimedOut):
+            return NoAnswer(str(exc))
         if isinstance(exc, NoCredentials):
             return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
         botocore = sys.modules.get("botocore.exceptions")  # loaded if it could have raised
@@ -239,6 +245,14 @@ class S3Store:
                                    exc.response.get("Error", {}).get("Message", ""), where)
             if isinstance(exc, botocore.NoCredentialsError):
                 return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
+            if isinstance(exc, (botocore.ReadTimeoutError, botocore.ConnectTimeoutError)):
+                connecting = isinstance(exc, botocore.ConnectTimeoutError)
+                url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+                return no_answer(f"{url.scheme}://{url.netloc}",
+                                 self.options.connect_timeout if connecting
+                                 else self.options.read_timeout,
+                                 f"{self.prefix}{key}" if key else f"s3://{self.bucket}/",
+                                 connecting)
             if isinstance(exc, botocore.EndpointConnectionError):
                 return RemoteError(
                     f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
