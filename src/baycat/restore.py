@@ -513,6 +513,7 @@ async def restore_from_store(
             remote.close()
             if old is not None:
                 old.close()
+            run.summary.notices.extend(remote.notices)
             run.summary.requests = dict(store.requests)
             run.summary.manifest_bytes_downloaded = remote.bytes_downloaded
             run.summary.seconds["total"] = time.perf_counter() - started
