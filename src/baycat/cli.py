@@ -4,7 +4,8 @@ Exit codes (also in README.md):
   0   success
   1   completed, but some files failed (they are listed; they are retried next run)
   2   usage error: bad arguments, missing or unusable source
-  3   remote, credential, manifest, lock or conflict error
+  3   remote, credential, manifest, lock or conflict error, or baycat's own state
+      (DIR/.baycat) can't be written (disk full, read-only)
   130 interrupted (SIGINT/SIGTERM)
 """
 
@@ -49,7 +50,8 @@ from .verify import VerifyOptions, VerifySummary
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
-    "3 remote, credential, manifest, lock or conflict error; 130 interrupted."
+    "3 remote, credential, manifest, lock or conflict error, or DIR/.baycat can't be "
+    "written; 130 interrupted."
 )
 
 app = typer.Typer(

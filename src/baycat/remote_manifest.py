@@ -37,7 +37,7 @@ from typing import Any
 
 from . import __version__, segment
 from .entry import Entry, path_key
-from .errors import ConflictError, ManifestError
+from .errors import ConflictError, ManifestError, StateWriteError
 from .keys import object_key
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
 from .private import mkdir_private
@@ -271,7 +271,10 @@ class RemoteManifest:
 
     def _write_cache(self, root: Root, etag: str,
                      fetched: Mapping[str, bytes | memoryview]) -> None:
-        mkdir_private(self.cache_path.parent, parents=True)
+        try:
+            mkdir_private(self.cache_path.parent, parents=True)
+        except OSError as exc:
+            raise StateWriteError.of("create", self.cache_path.parent, exc) from None
         writer = ManifestWriter(self.cache_path)
         try:
             for ref in root.segments:
