@@ -182,6 +182,31 @@ def test_a_read_only_state_dir_stops_a_sync(target: Target, tmp_path: Path) -> N
     assert read_tree(tmp_path / "out") == read_tree(src)
 
 
+def test_a_local_manifest_that_cannot_be_written_after_the_commit(
+        target: Target, tmp_path: Path) -> None:
+    src = make_data(tmp_path / "src")
+    target.sync(src)
+    manifest = src / ".baycat" / "manifest"
+    before = manifest.read_bytes()
+    (src / "b.txt").write_bytes(b"second version")
+    (src / ".baycat").chmod(0o500)  # the caches' directory stays writable
+    try:
+        proc = run_baycat("sync", "--json", src, target.url, env=target.env,
+                          preexec_fn=drop_dac_override, check=None)
+    finally:
+        (src / ".baycat").chmod(0o700)
+    doc = fatal_json(proc, 3)
+    assert doc["fatal_error"] == f"cannot write {manifest}: Permission denied"
+    assert target.objects()["b.txt"] == b"second version"  # committed before that
+    assert manifest.read_bytes() == before and temps(src) == []
+    assert not list((src / ".baycat" / "remote").glob("*.synced"))
+    again = target.sync(src)  # re-hashes b.txt, finds it backed up already
+    assert again["operations"]["uploaded"]["files"] == 0 and again["errors"] == []
+    assert manifest.read_bytes() != before
+    target.restore(tmp_path / "out")
+    assert read_tree(tmp_path / "out") == read_tree(src)
+
+
 def test_a_state_dir_without_a_lock_that_cannot_be_created(tmp_path: Path) -> None:
     src = make_data(tmp_path / "src")
     (src / ".baycat").mkdir(mode=0o500)
