@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from .backup import ActionFunc, SyncOptions, sync_to_store
 from .cost import PriceTable, TreeCostEstimate, estimate_tree
-from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, parse_endpoint
+from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, check_http_url, parse_endpoint
 from .engine import ManifestSummary, build_manifest
 from .entry import FILE
 from .errors import UsageError
@@ -57,6 +57,8 @@ def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
     if isinstance(endpoint, S3Endpoint):
         from .store.s3 import S3Store  # botocore loads only when S3 is used
 
+        if s3.endpoint_url is not None:
+            check_http_url(s3.endpoint_url)
         return S3Store(endpoint.bucket, endpoint.prefix, s3)
     if isinstance(endpoint, LocalEndpoint):
         return LocalStore(endpoint.path.absolute(), create=create)

@@ -38,6 +38,7 @@ from .local_manifest import (
     open_manifest,
 )
 from .lock import TreeLock
+from .manifest_file import remove_stale_temps
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .rebuild import sorted_changes
 from .remote_manifest import DEFAULT_HISTORY, RemoteManifest
@@ -89,6 +90,13 @@ ActionFunc = Callable[[str, str, int], None]
 
 def cache_path(state_dir: Path, url: str) -> Path:
     return state_dir / "remote" / hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
+def remove_stale_state(state_dir: Path) -> None:
+    """Blocking: the temp files killed runs left in a tree's state directory and in its
+    caches' directory. Only under the tree's lock (no other baycat writes there)."""
+    remove_stale_temps(state_dir)
+    remove_stale_temps(cache_path(state_dir, "").parent)
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -409,8 +417,11 @@ async def sync_to_store(
                     baycat_version=__version__)
     with TreeLock(lock_path(manifest_path), str(source)), \
             tempfile.TemporaryDirectory(prefix="baycat-dry-") as scratch:
+        if not options.dry_run:
+            remove_stale_state(state_dir)
         await store.check()
         cache = cache_path(Path(scratch) if options.dry_run else state_dir, store.url)
+        synced_path = cache.with_name(cache.name + ".synced")
         remote = RemoteManifest(store, cache, options.history, options.verify_commits)
         if not options.dry_run:
             journal = UploadJournal(cache.with_name(cache.name + ".uploads"))
@@ -433,7 +444,6 @@ async def sync_to_store(
             pool = options.pool_size or (old.root.pool_size if old else None) or \
                 default_pool_size()
 
-            synced_path = cache.with_name(cache.name + ".synced")
             synced = None if options.scan_remote else read_synced(synced_path)
             # Fast path (see synced.py): only changed paths meet the remote manifest.
             fast_changed: list[ScanItem] | None = None
@@ -537,6 +547,9 @@ async def sync_to_store(
             summary.seconds["commit"] = time.perf_counter() - commit_started
         except BaseException:
             sink.abort()
+            # After a commit, the marker no longer matches the remote root anyway; after a
+            # failure, say plainly that the last sync was not clean.
+            forget_synced(synced_path)
             raise
         finally:
             if not load_task.done():

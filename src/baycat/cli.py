@@ -4,7 +4,8 @@ Exit codes (also in README.md):
   0   success
   1   completed, but some files failed (they are listed; they are retried next run)
   2   usage error: bad arguments, missing or unusable source
-  3   remote, credential, manifest, lock or conflict error
+  3   remote, credential, manifest, lock or conflict error, or baycat's own state
+      (DIR/.baycat) can't be written (disk full, read-only)
   130 interrupted (SIGINT/SIGTERM)
 """
 
@@ -27,7 +28,7 @@ from typer.core import TyperCommand
 from . import __version__, api
 from .backup import ActionFunc, SyncOptions
 from .cost import STORAGE_CLASSES, PriceTable, load_prices
-from .endpoints import LocalEndpoint, parse_endpoint
+from .endpoints import LocalEndpoint, check_http_url, parse_endpoint
 from .engine import ManifestSummary
 from .entry import DIR, FILE, SYMLINK, Entry
 from .errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
@@ -49,7 +50,8 @@ from .verify import VerifyOptions, VerifySummary
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
-    "3 remote, credential, manifest, lock or conflict error; 130 interrupted."
+    "3 remote, credential, manifest, lock or conflict error, or DIR/.baycat can't be "
+    "written; 130 interrupted."
 )
 
 app = typer.Typer(
@@ -402,12 +404,20 @@ def _print_json(doc: dict[str, Any]) -> None:
 # ---- sync and restore ----------------------------------------------------------------
 
 
+# --timeout: seconds of silence from the store before an attempt is given up.
+DEFAULT_TIMEOUT = 30.0
+MAX_CONNECT_TIMEOUT = 10.0
+
+
 def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
                 transfers: int, storage_class: str | None = None, sse: str | None = None,
-                sse_kms_key_id: str | None = None, retries: int = 5) -> S3Options:
+                sse_kms_key_id: str | None = None, retries: int = 5,
+                timeout: float = DEFAULT_TIMEOUT) -> S3Options:
     env = os.environ
     endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") \
         or None
+    if endpoint is not None:
+        check_http_url(endpoint)
     if sse_kms_key_id and sse not in (None, "aws:kms"):
         raise UsageError("--sse-kms-key-id needs --sse aws:kms")
     # What botocore itself would take first: its region from AWS_DEFAULT_REGION, keys
@@ -423,6 +433,7 @@ def _s3_options(endpoint_url: str | None, region: str | None, profile: str | Non
                      max_connections=max(transfers + 8, 16), storage_class=storage_class,
                      sse="aws:kms" if sse_kms_key_id and not sse else sse,
                      sse_kms_key_id=sse_kms_key_id, attempts=retries,
+                     connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT), read_timeout=timeout,
                      fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
 
 
@@ -503,6 +514,12 @@ PriceFile = Annotated[Path | None, typer.Option(
     "--price-file", metavar="FILE", dir_okay=False,
     help="JSON price table overriding the built-in S3 list prices used for the cost "
     "estimate (also BAYCAT_PRICE_FILE; format in README). Example: --price-file wasabi.json")]
+Timeout = Annotated[float, typer.Option(
+    "--timeout", metavar="SECONDS", min=0.1, max=3600.0,
+    help="Wait at most SECONDS for the store's next bytes on each attempt (and at most "
+    f"{MAX_CONNECT_TIMEOUT:g} s, or SECONDS if less, for a connection); then the request "
+    "is retried (--retries) and finally fails with what was waited for (exit code 3). "
+    "Example: --timeout 120")]
 Retries = Annotated[int, typer.Option(
     "--retries", min=1, max=100, metavar="N",
     help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
@@ -572,6 +589,7 @@ def sync_command(
         help="Keep the last K manifest generations (commits) in the backup, for "
         "`baycat history` and `restore --at`. Example: --keep-generations 90")] = 30,
     retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
@@ -597,7 +615,7 @@ def sync_command(
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = _s3_options(endpoint_url, region, profile, transfers,
                          storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
-                         retries)
+                         retries, timeout)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
@@ -677,6 +695,8 @@ def restore_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
@@ -700,7 +720,8 @@ def restore_command(
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
         parse_endpoint(source)
-        s3 = _s3_options(endpoint_url, region, profile, transfers)
+        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries,
+                         timeout=timeout)
         prices = _prices(price_file)
         at_ns = parse_time(at) if at is not None else None
     except BaycatError as exc:
@@ -812,6 +833,7 @@ def verify_command(
     region: Region = None,
     profile: Profile = None,
     retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
@@ -842,7 +864,8 @@ def verify_command(
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
             raise UsageError("--deep and --sample check a backup, not --local")
-        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries)
+        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries,
+                         timeout=timeout)
         prices = _prices(price_file)
     except BaycatError as exc:
         on_fatal(exc)
@@ -871,6 +894,8 @@ def history_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: the generations, newest first.")] = False,
 ) -> None:
@@ -884,7 +909,7 @@ def history_command(
     """
     _start_logging(False)
     try:
-        s3 = _s3_options(endpoint_url, region, profile, 4)
+        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     found = _run(api.history(source, s3=s3))
@@ -910,6 +935,7 @@ def gc_command(
     region: Region = None,
     profile: Profile = None,
     retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Quiet = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: packs kept and deleted, bytes freed, requests.")
@@ -929,7 +955,7 @@ def gc_command(
     _start_logging(quiet)
     try:
         grace_s = parse_duration(grace)
-        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries)
+        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     summary = _run(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))

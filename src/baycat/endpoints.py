@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from .errors import UsageError
 
@@ -46,7 +47,52 @@ def parse_endpoint(text: str) -> Endpoint:
         return LocalEndpoint(Path(os.fsdecode(unquote(parsed.path).encode(
             "utf-8", "surrogateescape"))))
     if text.startswith(("http://", "https://")):
+        check_http_url(text, "backup URL")
         return HttpEndpoint(text if text.endswith("/") else text + "/")
     if "://" in text.split("/", 1)[0]:
         raise UsageError(f"{text}: unsupported URL scheme (use a path, file://, s3://)")
     return LocalEndpoint(Path(text))
+
+
+_USERINFO = re.compile(r"(://)[^/?#]*@")
+
+
+def _shown(url: str) -> str:
+    """`url` as messages may show it: never a user name or password it carries."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def check_http_url(url: str, what: str = "endpoint URL") -> str:
+    """`url` when it can name a server: http(s)://host[:port][/path], no user name or
+    password (signing carries the credentials; one in the URL would be echoed in every
+    message), no query or fragment. Otherwise a UsageError that says what is wrong and
+    never repeats credentials. The one check for --endpoint-url, AWS_ENDPOINT_URL, the
+    API's S3Options.endpoint_url and http(s):// backups.
+
+    >>> check_http_url("http://localhost:8333")
+    'http://localhost:8333'
+    """
+    shown = _shown(url)
+
+    def bad(problem: str) -> UsageError:
+        return UsageError(f"{what} {shown!r}: {problem}")
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise bad("contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise bad(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise bad("expected http://host[:port] or https://host[:port]")
+    if "@" in parts.netloc:
+        raise bad("a user name or password in the URL is not supported (S3 keys come "
+                  "from the environment, ~/.aws or --profile)")
+    if not parts.hostname:
+        raise bad("no host name")
+    if port == 0:
+        raise bad("port 0")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise bad("a query or fragment is not supported")
+    return url

@@ -19,6 +19,7 @@ from .local_manifest import (
     open_manifest,
 )
 from .lock import TreeLock
+from .manifest_file import remove_stale_temps
 from .private import mkdir_private
 from .progress import Notice, NoticeFunc, Progress, ignore_notice
 from .root import Root
@@ -117,6 +118,7 @@ async def build_manifest(
     if not os.access(manifest.parent, os.W_OK):
         raise UsageError(f"cannot write manifest in {manifest.parent}: permission denied")
     with TreeLock(lock_path(manifest), str(root)):
+        remove_stale_temps(manifest.parent, manifest.name)
         old = None if create else open_manifest(manifest)
         try:
             saved_pool = old.root.pool_size if old is not None else None

@@ -10,6 +10,8 @@
     │   └── ConflictError            3  another writer committed first and merging failed
     ├── LockedError                  3  another baycat holds the tree's lock
     ├── StateDirError                3  DIR/.baycat is a symlink, not a directory, or not ours
+    ├── StateWriteError              3  baycat's own state (DIR/.baycat: manifest, cache, lock,
+    │                                   markers) can't be written: disk full, read-only, denied
     └── Interrupted                  130  SIGINT / SIGTERM
 
 Exit code 1 is not an exception: it means the run completed but some files failed
@@ -27,7 +29,8 @@ class ExitCode(IntEnum):
     OK = 0
     PARTIAL = 1  # completed, but some files failed (listed in the summary)
     USAGE = 2
-    REMOTE = 3  # remote, credential, manifest, lock, state directory or conflict error
+    REMOTE = 3  # remote, credential, manifest, lock, state directory or conflict error,
+    #             or local state that can't be written
     INTERRUPTED = 130
 
 
@@ -73,6 +76,19 @@ class StateDirError(BaycatError):
     """baycat's state directory can't be trusted (see statedir.py)."""
 
     exit_code = ExitCode.REMOTE
+
+
+class StateWriteError(BaycatError):
+    """Writing the local manifest, the remote-manifest cache, the lock or a marker failed
+    (the message names the file and the reason). What was committed to the store stays
+    committed; the old local files are intact."""
+
+    exit_code = ExitCode.REMOTE
+
+    @classmethod
+    def of(cls, doing: str, path: object, exc: OSError) -> StateWriteError:
+        """`of("write", path, exc)`: "cannot write PATH: No space left on device"."""
+        return cls(f"cannot {doing} {path}: {exc.strerror or exc}")
 
 
 class Interrupted(BaycatError):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LockedError
+from .errors import LockedError, StateWriteError
 from .private import open_private
 
 
@@ -21,7 +21,10 @@ class TreeLock:
         self._fd: int | None = None
 
     def __enter__(self) -> TreeLock:
-        fd = open_private(self.path, os.O_RDWR)
+        try:
+            fd = open_private(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise StateWriteError.of("open the lock", self.path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -3,8 +3,11 @@
 `--log-level` (or `BAYCAT_LOGLEVEL`) sets the level of baycat's and botocore's loggers;
 records go to stderr, or to `--log-file`. At DEBUG botocore logs request headers and
 URLs: every record, error message and `--json` string passes through `redact`, which
-removes access keys, secret keys, session tokens, request signatures and the query
-strings of pre-signed URLs.
+removes access keys, secret keys, session tokens, request signatures, Authorization
+headers and the query strings of pre-signed URLs: by value for the keys in use (from the
+environment, and whatever botocore resolved: `remember_secrets`), and by pattern in
+every form botocore prints them (header dicts with bytes values, `name: value` lines,
+config text, XML error bodies).
 """
 
 from __future__ import annotations
@@ -19,16 +22,28 @@ from typing import Any
 LEVELS = ("debug", "info", "warning", "error", "critical")
 REDACTED = "<redacted>"
 
+# What may stand between a secret's name and its value: the quote closing the name, `=`
+# or `:`, and the quote opening the value, maybe a bytes repr's (botocore logs signed
+# headers as `{'X-Amz-Security-Token': b'...', 'Authorization': b'...'}`).
+_SEP = r"""['"]?\s*[=:]\s*(?:b?['"])?"""
 _PATTERNS = [
-    # Authorization: AWS4-HMAC-SHA256 Credential=AKIA.../..., SignedHeaders=..., Signature=...
+    # Authorization headers in every form: the whole value, to the closing quote or EOL.
+    re.compile(rf"(\bAuthorization{_SEP})[^'\"\n]+", re.I),
+    # the signature schemes wherever they appear on their own
     re.compile(r"(AWS4-HMAC-SHA256\s+)[^'\"\n]*", re.I),
     re.compile(r"(AWS\s+)[A-Z0-9]{16,}:[A-Za-z0-9+/=]+"),
-    # pre-signed URLs and headers
-    re.compile(r"((?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId"
-               r"|x-amz-security-token)[=:]\s*['\"]?)[^&\s'\",}]+", re.I),
-    # names of secrets followed by a value: aws_secret_access_key = ..., "SessionToken": "..."
-    re.compile(r"((?:aws_)?(?:secret_access_key|session_token|security_token"
-               r"|SecretAccessKey|SessionToken)['\"]?\s*[=:]\s*['\"]?)[^\s'\",}]+", re.I),
+    # headers, canonical-request lines and pre-signed URL parameters
+    re.compile(rf"(\b(?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|Credential"
+               rf"|AWSAccessKeyId){_SEP})[^&\s'\",}}]+", re.I),
+    # names of secrets followed by a value: aws_session_token = ..., "SessionToken": "..."
+    re.compile(rf"(\b(?:aws_)?(?:secret_access_key|session_token|security_token|access_key_id"
+               rf"|SecretAccessKey|SessionToken|AccessKeyId){_SEP})[^\s'\",}}]+", re.I),
+    # the same in XML (S3 error bodies echo the key id, the string to sign...)
+    re.compile(r"(<(AWSAccessKeyId|AccessKeyId|SecretAccessKey|SessionToken|Signature"
+               r"|SignatureProvided|StringToSign(?:Bytes)?|CanonicalRequest(?:Bytes)?)>)"
+               r"[^<]*(?=</\2>)"),
+    # a user name and password in a URL: scheme://user:password@host
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+(?=@)", re.I),
     # AWS access key ids
     re.compile(r"()\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
 ]

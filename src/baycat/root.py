@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,50 @@ FORMAT_VERSION = 1
 HASH_ALGORITHM = "xxh3-128"
 # Cap on a root's size when read from an untrusted place.
 MAX_ROOT_BYTES = 256 << 20
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_POOL_SIZE = 1024
+# What a pack name may be: one path component (baycat writes `<ns>-<16 hex>`).
+_PACK_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
+
+
+def _corrupt(detail: str) -> ManifestError:
+    return ManifestError(f"corrupt manifest root: {detail}")
+
+
+def _int(value: Any, what: str, low: int = 0, high: int = INT64_MAX) -> int:
+    """`value` if it is an integer (not a bool, a float or a string) in [low, high]."""
+    if type(value) is not int:
+        raise _corrupt(f"{what} is not an integer")
+    if not low <= value <= high:
+        raise _corrupt(f"{what} out of range")
+    return value
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise _corrupt(f"{what} is not a string")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _corrupt(f"{what} is not a list")
+    return value
+
+
+def _dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _corrupt(f"{what} is not an object")
+    return value
+
+
+def _pack_name(value: Any, what: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or not (
+            _PACK_NAME.fullmatch(value) or (allow_empty and value == "")):
+        raise _corrupt(f"bad pack name in a {what} reference")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +89,13 @@ class SegmentRef:
         try:
             hash_, count, first, pack, offset, length, files, size = raw
         except (TypeError, ValueError):
-            raise ManifestError("corrupt manifest root: bad segment reference") from None
-        ints = (count, offset, length, files, size)
-        if not (isinstance(hash_, str) and isinstance(first, str) and isinstance(pack, str)
-                and all(isinstance(v, int) and v >= 0 for v in ints)) or count == 0:
-            raise ManifestError("corrupt manifest root: bad segment reference")
-        return cls(hash_, count, os.fsencode(first), pack, offset, length, files, size)
+            raise _corrupt("bad segment reference") from None
+        if not (isinstance(hash_, str) and isinstance(first, str)):
+            raise _corrupt("bad segment reference")
+        return cls(hash_, _int(count, "segment entry count", low=1), os.fsencode(first),
+                   _pack_name(pack, "segment", allow_empty=True),
+                   _int(offset, "segment offset"), _int(length, "segment length"),
+                   _int(files, "segment file count"), _int(size, "segment byte count"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +115,16 @@ class Generation:
 
     @classmethod
     def from_json(cls, raw: Any) -> Generation:
+        if not isinstance(raw, dict):
+            raise _corrupt("bad history entry")
         try:
-            return cls(int(raw["time_ns"]), str(raw["pack"]), int(raw["offset"]),
-                       int(raw["length"]), int(raw["files"]), int(raw["bytes"]))
-        except (KeyError, TypeError, ValueError):
-            raise ManifestError("corrupt manifest root: bad history entry") from None
+            return cls(_int(raw["time_ns"], "history time", low=INT64_MIN),
+                       _pack_name(raw["pack"], "history"), _int(raw["offset"], "history offset"),
+                       _int(raw["length"], "history length"),
+                       _int(raw["files"], "history file count"),
+                       _int(raw["bytes"], "history byte count"))
+        except KeyError:
+            raise _corrupt("bad history entry") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +169,19 @@ class Root:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Root:
+        """Parse a root, refusing anything baycat would not have written: every field of
+        its type and in its range (roots come from untrusted stores)."""
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            raise ManifestError("corrupt manifest root: not valid JSON") from None
+            raise _corrupt("not valid JSON") from None
+        except RecursionError:
+            raise _corrupt("nested too deeply") from None
         if not isinstance(doc, dict):
-            raise ManifestError("corrupt manifest root: not an object")
+            raise _corrupt("not an object")
         version = doc.get("format_version")
-        if not isinstance(version, int):
-            raise ManifestError("corrupt manifest root: no format version")
+        if type(version) is not int or version < 1:
+            raise _corrupt("no format version")
         if version > FORMAT_VERSION:
             raise ManifestFormatError(
                 f"manifest format {version} is newer than this baycat understands "
@@ -135,22 +190,26 @@ class Root:
         try:
             pool = doc.get("pool_size")
             return cls(
-                created_ns=int(doc["created_ns"]),
-                source=str(doc["source"]),
-                baycat_version=str(doc["baycat_version"]),
-                pool_size=None if pool is None else int(pool),
-                filters=tuple(str(f) for f in doc.get("filters", [])),
-                segments=tuple(SegmentRef.from_json(r) for r in doc["segments"]),
-                files=int(doc["files"]),
-                file_bytes=int(doc["bytes"]),
-                entries=int(doc["entries"]),
-                history=tuple(Generation.from_json(g) for g in doc.get("history", [])),
+                created_ns=_int(doc["created_ns"], "creation time", low=INT64_MIN),
+                source=_str(doc["source"], "source"),
+                baycat_version=_str(doc["baycat_version"], "baycat version"),
+                pool_size=None if pool is None else _int(pool, "pool size", low=1,
+                                                          high=MAX_POOL_SIZE),
+                filters=tuple(_str(f, "filter") for f in _list(doc.get("filters", []),
+                                                               "filters")),
+                segments=tuple(SegmentRef.from_json(r) for r in _list(doc["segments"],
+                                                                      "segments")),
+                files=_int(doc["files"], "file count"),
+                file_bytes=_int(doc["bytes"], "byte count"),
+                entries=_int(doc["entries"], "entry count"),
+                history=tuple(Generation.from_json(g) for g in _list(doc.get("history", []),
+                                                                     "history")),
                 format_version=version,
-                hash_algorithm=str(doc["hash_algorithm"]),
-                info=dict(doc.get("info", {})),
+                hash_algorithm=_str(doc["hash_algorithm"], "hash algorithm"),
+                info=_dict(doc.get("info", {}), "info"),
             )
-        except (KeyError, TypeError, ValueError):
-            raise ManifestError("corrupt manifest root: missing or invalid fields") from None
+        except KeyError as exc:
+            raise _corrupt(f"no {exc.args[0]!r}") from None
 
     def with_segments(self, segments: tuple[SegmentRef, ...]) -> Root:
         """A copy listing `segments`, with the totals recomputed from them."""

@@ -15,12 +15,19 @@ during the restore can't redirect a write either.
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable, Iterator
 
 from .entry import DIR, FILE, SYMLINK, Entry, path_key
 from .errors import ManifestError
+from .segment import HASH_SIZE
 
 MAX_PATH_BYTES = 4096
+MAX_MODE = 0o177777  # st_mode: file type and permission bits
+MAX_ID = (1 << 32) - 2  # uid_t/gid_t; (uid_t)-1 tells chown "leave it unchanged"
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_FILE_TYPES = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
+_S_IFMT = 0o170000  # stat.S_IFMT's mask: the C function raises on huge values
 _STATE_DIR = b".baycat"
 _ESCAPED_KEY = re.compile(r"\.baycat/escaped/[0-9a-f]{64}")
 
@@ -40,19 +47,34 @@ def check_path(path: bytes) -> None:
 
 
 def check_entry(entry: Entry) -> None:
-    """What an entry claims beyond its path: a known kind, and an object key that is the
-    path itself or an escaped key (never another object of the bucket)."""
-    if entry.kind not in (FILE, DIR, SYMLINK):
-        raise _unsafe(f"unknown entry type {entry.kind!r}", entry.path)
-    if entry.key:
-        if not _ESCAPED_KEY.fullmatch(entry.key):
-            raise _unsafe(f"unexpected object key {entry.key!r}", entry.path)
-    elif entry.kind == FILE:
+    """What an entry claims beyond its path: a known kind with a mode of that type,
+    values in the ranges the system calls of a restore take (a uid beyond uid_t makes
+    os.chown raise, a mode beyond mode_t makes stat.S_IMODE raise), and an object key
+    that is the path itself or an escaped key (never another object of the bucket)."""
+    (path, kind, size, mtime_ns, _, _, _, mode, uid, gid, target, xxh, _, key, _, deleted_ns,
+     _) = entry  # one unpacking: this runs for every entry of a restore
+    file_type = _FILE_TYPES.get(kind)
+    if file_type is None:
+        raise _unsafe(f"unknown entry type {kind!r}", path)
+    if not (0 <= mode <= MAX_MODE and mode & _S_IFMT == file_type):
+        raise _unsafe(f"mode {mode:#o} of an entry of type {kind!r}", path)
+    if not (0 <= uid <= MAX_ID and 0 <= gid <= MAX_ID):
+        raise _unsafe(f"owner {uid}:{gid} out of range", path)
+    if not (0 <= size <= INT64_MAX and 0 <= deleted_ns <= INT64_MAX
+            and INT64_MIN <= mtime_ns <= INT64_MAX):
+        raise _unsafe("size or time out of range", path)
+    if len(xxh) not in (0, HASH_SIZE):
+        raise _unsafe("content hash of the wrong length", path)
+    if kind == SYMLINK and not 0 < len(target) <= MAX_PATH_BYTES:
+        raise _unsafe("symlink target empty or too long", path)
+    if key:
+        if not _ESCAPED_KEY.fullmatch(key):
+            raise _unsafe(f"unexpected object key {key!r}", path)
+    elif kind == FILE:
         try:
-            entry.path.decode("utf-8")
+            path.decode("utf-8")
         except UnicodeDecodeError:
-            raise _unsafe("a name that is not UTF-8 without an escaped key",
-                          entry.path) from None
+            raise _unsafe("a name that is not UTF-8 without an escaped key", path) from None
 
 
 def validate(entries: Iterable[Entry], max_entries: int) -> int:

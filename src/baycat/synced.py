@@ -19,6 +19,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import StateWriteError
+from .manifest_file import temp_path
 from .private import write_private
 from .root import Root
 
@@ -43,11 +45,19 @@ def read_synced(path: Path) -> SyncedState | None:
 
 
 def write_synced(path: Path, state: SyncedState) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write_private(tmp, json.dumps(asdict(state)).encode())
-    os.replace(tmp, path)
+    """Raises StateWriteError when the marker can't be written (no temp file is left)."""
+    tmp = temp_path(path)
+    try:
+        write_private(tmp, json.dumps(asdict(state)).encode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StateWriteError.of("write", path, exc) from None
 
 
 def forget_synced(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Best effort (a marker that can't be removed claims nothing: it names the remote
+    root and local manifest of its clean sync, and a run that commits changes both)."""
+    with contextlib.suppress(OSError):
         path.unlink()

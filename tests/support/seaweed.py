@@ -45,6 +45,11 @@ _SERVICES = ("s3", "master", "volume", "filer", "admin")
 _READY_TIMEOUT_S = 30.0
 _STOP_GRACE_S = 5.0
 _LOG_TAIL_BYTES = 4000
+# Every bucket is a collection that takes several volumes. Left to itself, `weed mini`
+# allows free disk / 128 MB volumes: 76 buckets with 77 GB free (measured), fewer as the
+# disk fills, and the suite creates more ("No writable volumes and no free volumes left":
+# InternalError on every PUT). Volumes are sparse files: 400 buckets took a few MB.
+_MAX_VOLUMES = 4000
 
 
 class SeaweedError(RuntimeError):
@@ -178,6 +183,7 @@ class SeaweedServer:
             f"-s3.config={identities_path}",
             f"-master.port={p['master']}",
             f"-volume.port={p['volume']}",
+            f"-volume.max={_MAX_VOLUMES}",
             f"-filer.port={p['filer']}",
             f"-admin.port={p['admin']}",
         ]

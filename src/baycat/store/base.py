@@ -24,6 +24,21 @@ class PreconditionFailed(RemoteError):
     """A conditional write lost: someone else changed the object first."""
 
 
+class NoAnswer(RemoteError):
+    """The store did not answer a request in time, on any attempt."""
+
+
+def no_answer(server: str, seconds: float, request: str, connecting: bool = False
+              ) -> NoAnswer:
+    """The error for a request that timed out: who, how long, waiting for what.
+
+    >>> str(no_answer("http://127.0.0.1:9000", 30, "GET .baycat/root"))
+    'no answer from http://127.0.0.1:9000 within 30 s (GET .baycat/root)'
+    """
+    what = "could not connect to" if connecting else "no answer from"
+    return NoAnswer(f"{what} {server} within {seconds:g} s ({request})")
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     data: bytes

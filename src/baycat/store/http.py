@@ -27,7 +27,15 @@ from urllib.parse import quote
 import aiohttp
 
 from ..errors import RemoteError, UsageError
-from .base import NOT_MODIFIED, Fetched, NotFound, NotModified, ObjectInfo, Stored
+from .base import (
+    NOT_MODIFIED,
+    Fetched,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    Stored,
+    no_answer,
+)
 
 CHUNK = 1 << 20
 # A whole-object GET (the manifest root) holds the body in memory: at most this much.
@@ -54,6 +62,8 @@ class HttpStore:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.requests: Counter[str] = Counter()
         self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -96,6 +106,13 @@ class HttpStore:
             return NotFound(f"{self.base_url}{key}: HTTP {status} (not found or not public)")
         return RemoteError(f"{self.base_url}{key}: HTTP {status} {reason or ''}".strip())
 
+    def _transport_error(self, exc: BaseException, key: str, what: str = "") -> RemoteError:
+        if isinstance(exc, TimeoutError):
+            connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+            return no_answer(self.base_url, self._connect_timeout if connecting
+                             else self._read_timeout, f"GET {key}", connecting)
+        return RemoteError(f"{self.base_url}{key}: {what}{exc}")
+
     async def get(self, key: str, *, if_none_match: str | None = None,
                   byte_range: tuple[int, int] | None = None,
                   version_id: str = "") -> Fetched | NotModified:
@@ -120,7 +137,7 @@ class HttpStore:
                 etag = response.headers.get("ETag", "")
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RemoteError(f"{self.base_url}{key}: {exc}") from None
+            raise self._transport_error(exc, key) from None
         if byte_range is not None:
             if status == 200 and (byte_range[0] != 0 or len(data) > limit):
                 raise RemoteError(f"{self.base_url}{key}: the server ignores Range "
@@ -155,7 +172,7 @@ class HttpStore:
                 async for chunk in response.content.iter_chunked(CHUNK):
                     yield chunk
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RemoteError(f"{self.base_url}{key}: download failed: {exc}") from None
+            raise self._transport_error(exc, key, "download failed: ") from None
 
     # ---- the write side: not available ------------------------------------------------
 

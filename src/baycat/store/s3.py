@@ -22,23 +22,28 @@ sync (one conditional GET) never loads it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from ..errors import BucketMissingError, CredentialsError, RemoteError
+from ..logs import remember_secrets
 from .base import (
     NOT_MODIFIED,
     Fetched,
+    NoAnswer,
     NotFound,
     NotModified,
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    no_answer,
 )
 from .local import content_md5
 from .s3_fast import (
@@ -48,6 +53,7 @@ from .s3_fast import (
     NoCredentials,
     S3HttpError,
     StaticCredentials,
+    TimedOut,
     WrongRegion,
 )
 from .s3_options import S3Options
@@ -96,6 +102,18 @@ def _code(exc: Any) -> str:
     """A botocore ClientError's error code ("" for any other exception)."""
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+async def _remember_credentials(client: Any, errors: tuple[type[Exception], ...]) -> None:
+    """Have the logs scrub the keys botocore resolved (a profile, SSO, a role: not only
+    the environment's), wherever they turn up. Resolving them can't fail a run here: a
+    source that fails now fails the first request, which reports it."""
+    credentials = client._get_credentials()
+    if credentials is None:
+        return
+    with contextlib.suppress(*errors):
+        frozen = await credentials.get_frozen_credentials()
+        remember_secrets((frozen.access_key, frozen.secret_key, frozen.token))
 
 
 class S3Store:
@@ -185,6 +203,7 @@ class S3Store:
             self._context = None
             raise RemoteError(f"cannot set up S3 client: {exc}") from None
         client.meta.events.register("before-send.s3", self._count)
+        await _remember_credentials(client, self._errors)
         return client
 
     def _count(self, request: Any, **_: Any) -> None:
@@ -215,6 +234,8 @@ class S3Store:
         where = f"s3://{self.bucket}/{self.prefix}{key}"
         if isinstance(exc, S3HttpError):
             return self._coded(exc.code, exc.message, where)
+        if isinstance(exc, TimedOut):
+            return NoAnswer(str(exc))
         if isinstance(exc, NoCredentials):
             return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
         botocore = sys.modules.get("botocore.exceptions")  # loaded if it could have raised
@@ -224,6 +245,14 @@ class S3Store:
                                    exc.response.get("Error", {}).get("Message", ""), where)
             if isinstance(exc, botocore.NoCredentialsError):
                 return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
+            if isinstance(exc, (botocore.ReadTimeoutError, botocore.ConnectTimeoutError)):
+                connecting = isinstance(exc, botocore.ConnectTimeoutError)
+                url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+                return no_answer(f"{url.scheme}://{url.netloc}",
+                                 self.options.connect_timeout if connecting
+                                 else self.options.read_timeout,
+                                 f"{self.prefix}{key}" if key else f"s3://{self.bucket}/",
+                                 connecting)
             if isinstance(exc, botocore.EndpointConnectionError):
                 return RemoteError(
                     f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")

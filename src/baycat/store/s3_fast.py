@@ -27,8 +27,10 @@ RequestTimeout, InternalError and throttling codes; exponential backoff with ful
 jitter (base 0.1 s, cap 20 s). A whole-object GET reads its body inside the retry loop,
 so a body cut mid-way is retried too. Every attempt is counted in `requests` by type.
 
-Errors leave as `S3HttpError` (status, S3 error code, message; never a credential) or
-as the transport's own exception once retries are spent; the store maps both.
+Errors leave as `S3HttpError` (status, S3 error code, message; never a credential),
+`TimedOut` (what was asked, of whom, for how long; each earlier timed-out attempt is a
+warning) or as the transport's own exception once retries are spent; the store maps
+them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
+
+from .base import no_answer
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,14 @@ class WrongRegion(S3HttpError):
 
 class NoCredentials(Exception):
     """botocore found no credentials."""
+
+
+class TimedOut(TimeoutError):
+    """The last attempt of a request timed out: what was asked (`request`, e.g.
+    "GET prefix/.baycat/root"), of which server, and the timeout that expired."""
+
+    def __init__(self, server: str, request: str, seconds: float, connecting: bool) -> None:
+        super().__init__(str(no_answer(server, seconds, request, connecting)))
 
 
 def encode_key(key: str) -> str:
@@ -227,6 +239,8 @@ class FastS3:
         self._static_checked = False
         self._attempts = max(1, attempts)
         self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._sleep = sleep
@@ -380,6 +394,15 @@ class FastS3:
             return await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
         return hashlib.sha256(body).hexdigest()
 
+    def _timed_out(self, exc: BaseException, request: str, key: str) -> TimedOut | None:
+        """A TimedOut for `exc` when it is a timeout (None for any other error)."""
+        if not isinstance(exc, asyncio.TimeoutError):
+            return None
+        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+        return TimedOut(self._origin, f"{request} {key}",
+                        self._connect_timeout if connecting else self._read_timeout,
+                        connecting)
+
     async def _request(self, method: str, key: str, query: Mapping[str, str],
                        headers: dict[str, str], body: bytes | bytearray, *, read: bool,
                        kind: str = "") -> tuple[Reply, aiohttp.ClientResponse | None]:
@@ -416,9 +439,16 @@ class FastS3:
                 finally:
                     response.release()
             except _TRANSPORT_ERRORS as exc:
+                timed_out = self._timed_out(exc, kind or method, key)
                 if attempt >= self._attempts:
+                    if timed_out is not None:
+                        raise timed_out from exc
                     raise
-                log.debug("%s %s: %r; retrying (attempt %d)", method, key, exc, attempt)
+                if timed_out is not None:  # a silent server: say so while waiting again
+                    log.warning("%s; retrying (attempt %d of %d)", timed_out, attempt + 1,
+                                self._attempts)
+                else:
+                    log.debug("%s %s: %r; retrying (attempt %d)", method, key, exc, attempt)
                 await self._sleep(backoff(attempt))
                 continue
             code, message = parse_error(status, data)

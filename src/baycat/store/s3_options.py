@@ -15,8 +15,10 @@ class S3Options:
     profile: str | None = None
     max_connections: int = 64
     attempts: int = 5
+    # Seconds to wait for a connection, and for the server's next bytes (every attempt;
+    # `baycat --timeout`). A silent server costs at most attempts × read_timeout.
     connect_timeout: float = 10
-    read_timeout: float = 60
+    read_timeout: float = 30
     # Explicit keys (the CLI fills them from AWS_ACCESS_KEY_ID/..., as botocore would;
     # the Python API, tests); None: botocore's credential chain.
     access_key_id: str | None = field(default=None, repr=False)
