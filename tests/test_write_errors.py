@@ -270,3 +270,23 @@ def test_a_full_disk_under_manifest_create(small_fs: Path) -> None:
     assert temps(src) == [] and not (src / ".baycat" / "manifest").exists()
     filler.unlink()
     run_baycat("manifest", "create", src)
+
+
+def test_an_unwritable_upload_journal_fails_the_large_file_not_the_run(
+        s3: Target, tmp_path: Path) -> None:
+    """The journal of started multipart uploads can't be written: the large file fails
+    (one line, exit 1; its upload is aborted), the rest is backed up."""
+    from baycat.backup import cache_path
+
+    src = tmp_path / "data"
+    make_tree(src, {"small": b"s", "big": os.urandom(17 << 20)})
+    journal = cache_path(src / ".baycat", s3.url)
+    journal = journal.with_name(journal.name + ".uploads")
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(b"not a directory")
+    proc = run_baycat("sync", src, s3.url, env=s3.env, check=1)
+    assert b"Traceback" not in proc.stderr
+    assert re.search(rb"big: not backed up: cannot write .*uploads", proc.stderr), proc.stderr
+    assert set(s3.objects()) == {"small"}
+    journal.unlink()
+    assert s3.sync(src)["uploaded"]["files"] == 1

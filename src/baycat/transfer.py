@@ -232,9 +232,9 @@ class Uploader:
             before = os.fstat(fd)
             async with self.requests:
                 upload_id = await self.store.create_multipart(key)
-            if self.journal is not None:
-                await asyncio.to_thread(self.journal.add, key, upload_id)
             try:
+                if self.journal is not None:
+                    await asyncio.to_thread(self.journal.add, key, upload_id)
                 digest = xxhash.xxh3_128()
                 parts: dict[int, str] = {}
                 part_md5s: dict[int, bytes] = {}

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StateWriteError
 from .private import mkdir_private, open_private
 
 
@@ -38,18 +39,24 @@ class UploadJournal:
         return self.directory / hashlib.sha256(upload_id.encode()).hexdigest()[:32]
 
     def add(self, key: str, upload_id: str) -> None:
-        """Blocking: record a started upload (durably enough: it is rare and small)."""
-        mkdir_private(self.directory, parents=True)  # and remote/, whatever the umask
-        data = json.dumps({"key": key, "upload_id": upload_id}).encode()
-        fd = open_private(self._path(upload_id), os.O_WRONLY | os.O_TRUNC)
+        """Blocking: record a started upload (durably enough: it is rare and small).
+        Raises StateWriteError when the record can't be written."""
+        path = self._path(upload_id)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            mkdir_private(self.directory, parents=True)  # and remote/, whatever the umask
+            data = json.dumps({"key": key, "upload_id": upload_id}).encode()
+            fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StateWriteError.of("write", path, exc) from None
 
     def remove(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        # Best effort: a record left behind only costs one DELETE of the next run.
+        with contextlib.suppress(OSError):
             self._path(upload_id).unlink()
 
     def pending(self) -> list[PendingUpload]:
@@ -59,6 +66,8 @@ class UploadJournal:
             names = sorted(os.listdir(self.directory))
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise StateWriteError.of("read", self.directory, exc) from None
         found: list[PendingUpload] = []
         for name in names:
             path = self.directory / name
