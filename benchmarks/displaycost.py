@@ -14,9 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from baycat.engine import build_manifest
+from baycat.cli.display import LiveDisplay
+from baycat.ops.manifest import build_manifest
 from baycat.progress import Progress
-from baycat.ui import LiveDisplay
 
 FILES = 20_000
 

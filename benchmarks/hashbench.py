@@ -65,7 +65,7 @@ def make_files(directory: Path, files: int, file_mib: int) -> list[Path]:
 
 def pool_rate(paths: list[Path], pool: int, repeats: int) -> float:
     from baycat.entry import FILE, entry_from_stat
-    from baycat.hasher import hash_file
+    from baycat.scan.hasher import hash_file
 
     jobs = [(os.fsencode(p), entry_from_stat(os.fsencode(p.name), FILE, p.stat()))
             for p in paths]

@@ -9,8 +9,8 @@ from pathlib import Path
 import xxhash
 
 from baycat.entry import FILE, Entry
-from baycat.keys import object_key
-from baycat.remote_manifest import RemoteManifest
+from baycat.manifest.keys import object_key
+from baycat.manifest.remote import RemoteManifest
 from baycat.store.base import NotFound, NotModified
 from baycat.store.s3 import S3Options, S3Store
 from tests.support.seaweed import SeaweedServer

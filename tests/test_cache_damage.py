@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from baycat.manifest_file import ManifestReader
+from baycat.manifest.file import ManifestReader
 from tests.targets import Target
 from tests.trees import make_tree, read_tree
 

@@ -19,7 +19,7 @@ import jsonschema
 import pexpect
 import pytest
 
-from baycat.cost import PriceTable
+from baycat.ops.cost import PriceTable
 from tests.cli_helpers import drop_dac_override, lock_out, run_baycat
 from tests.targets import Target
 from tests.trees import make_tree
@@ -229,9 +229,9 @@ def test_display_redraws_from_counters_not_per_file(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from baycat.engine import build_manifest
+    from baycat.cli.display import REFRESH_PER_SECOND, LiveDisplay
+    from baycat.ops.manifest import build_manifest
     from baycat.progress import Progress
-    from baycat.ui import REFRESH_PER_SECOND, LiveDisplay
 
     src = tmp_path / "data"
     make_tree(src, {f"d{d}": {f"f{f}": b"x" * 100 for f in range(1000)} for d in range(20)})
@@ -309,7 +309,7 @@ def test_manifest_estimate_cost(tmp_path: Path) -> None:
     '{"SessionToken": "FQoGZXIvYXdzEJrTOKEN"}',
 ])
 def test_redact_table(text: str) -> None:
-    from baycat.logs import redact
+    from baycat.redact import redact
     out = redact(text)
     for secret in ("AKIAABCDEFGHIJKLMNOP", "a" * 64, "b" * 64, "FQoGZXIvYXdzEJr",
                    "wJalrXUtnFEMI", "EJrTOKEN"):
@@ -322,8 +322,8 @@ def test_redact_table(text: str) -> None:
 def test_display_renders_large_files_with_bars() -> None:
     from rich.console import Console
 
+    from baycat.cli.display import LiveDisplay
     from baycat.progress import Progress
-    from baycat.ui import LiveDisplay
     p = Progress()
     p.scan_done = True
     p.transfer.total_files, p.transfer.files = 3, 1
@@ -337,7 +337,7 @@ def test_display_renders_large_files_with_bars() -> None:
 
 
 async def test_token_bucket_paces_to_the_rate() -> None:
-    from baycat.ratelimit import TokenBucket, parse_rate
+    from baycat.ops.ratelimit import TokenBucket, parse_rate
     assert parse_rate("10M") == 10 << 20 and parse_rate("512K") == 512 << 10
     assert parse_rate("1000") == 1000
     bucket = TokenBucket(400_000)

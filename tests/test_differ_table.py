@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-# The code under test: every baycat import of this file is here.
-from baycat.differ import Action, Decision, Differ, decide
 from baycat.entry import DIR, FILE, FLAG_INCOMPLETE, FLAG_RACY, SYMLINK, Entry, path_key
-from baycat.scan import ScanItem
+
+# The code under test: every baycat import of this file is here.
+from baycat.ops.differ import Action, Decision, Differ, decide
+from baycat.scan.pipeline import ScanItem
 
 T0 = 1_700_000_000_123_456_789
 XXH_A, XXH_B = bytes(range(16)), bytes(range(1, 17))

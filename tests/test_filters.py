@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from baycat.errors import UsageError
-from baycat.filters import FilterSpec, Rule, rules_from_file
-from baycat.walker import SkipFunc, walk
+from baycat.scan.filters import FilterSpec, Rule, rules_from_file
+from baycat.scan.walker import SkipFunc, walk
 from tests.cli_helpers import manifest_json, run_baycat
 from tests.trees import make_tree
 

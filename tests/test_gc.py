@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from baycat.errors import UsageError
-from baycat.gc import pack_time_ns, parse_duration
+from baycat.ops.gc import pack_time_ns, parse_duration
 from tests.cli_helpers import run_baycat
 from tests.targets import Target
 from tests.test_point_in_time import files_of, history

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baycat.entry import Entry
-from baycat.segment import encode
+from baycat.manifest.segment import encode
 from tests.cli_helpers import run_baycat
 from tests.fatal import error_line, fatal_json
 from tests.test_restore_safety import crafted, dir_entry, file_entry, link_entry, write_backup

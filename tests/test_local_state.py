@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from baycat.transfer import TransferConfig
+from baycat.ops.transfer import TransferConfig
 from tests.cli_helpers import NOBODY, run_baycat
 from tests.targets import Target
 from tests.trees import Symlink, make_tree

@@ -64,7 +64,7 @@ def test_a_session_token_from_a_profile_never_reaches_the_log(
     ("<SignatureProvided>0a1b2c3d4e</SignatureProvided>", "0a1b2c3d4e"),
 ])
 def test_every_form_botocore_prints_is_redacted(text: str, secret: str) -> None:
-    from baycat.logs import redact
+    from baycat.redact import redact
 
     out = redact(text)
     assert secret not in out, out
@@ -72,7 +72,7 @@ def test_every_form_botocore_prints_is_redacted(text: str, secret: str) -> None:
 
 
 def test_names_of_things_are_not_secrets() -> None:
-    from baycat.logs import redact
+    from baycat.redact import redact
 
     for text in ("access denied to s3://b/ (InvalidAccessKeyId); check the credentials",
                  "AuthorizationHeaderMalformed", "no AWS credentials found"):
@@ -80,7 +80,7 @@ def test_names_of_things_are_not_secrets() -> None:
 
 
 def test_credentials_in_a_url_are_redacted() -> None:
-    from baycat.logs import redact
+    from baycat.redact import redact
 
     assert redact("https://user:pw-secret@example.org/b/") == "https://<redacted>@example.org/b/"
     assert redact("s3://bucket/a@b") == "s3://bucket/a@b"

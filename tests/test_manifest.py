@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from baycat.entry import FILE, Entry
-from baycat.hasher import hash_file
-from baycat.manifest_file import ManifestReader, ManifestWriter
-from baycat.root import Root
+from baycat.manifest.file import ManifestReader, ManifestWriter
+from baycat.manifest.root import Root
+from baycat.scan.hasher import hash_file
 from tests.cli_helpers import (
     drop_dac_override,
     lock_out,
@@ -291,7 +291,7 @@ def test_kill_during_update_leaves_a_valid_manifest(tmp_path: Path) -> None:
 
 
 def test_second_update_of_the_same_tree_is_refused_while_one_runs(tmp_path: Path) -> None:
-    from baycat.lock import TreeLock
+    from baycat.scan.lock import TreeLock
     make_tree(tmp_path / "t", {"f": b"x"})
     run_baycat("manifest", "create", tmp_path / "t")
     with TreeLock(tmp_path / "t" / ".baycat" / "manifest.lock", "test"):

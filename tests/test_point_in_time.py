@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from baycat.errors import UsageError
-from baycat.generations import format_time, parse_time, pick
-from baycat.root import Generation
+from baycat.manifest.generations import format_time, parse_time, pick
+from baycat.manifest.root import Generation
 from tests.cli_helpers import run_baycat
 from tests.remote_check import manifest_entries
 from tests.support.counting_proxy import CountingProxy

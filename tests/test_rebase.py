@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from baycat.entry import DIR, FILE, Entry
-from baycat.rebase import Resolution, resolve, settle
+from baycat.manifest.rebase import Resolution, resolve, settle
 from baycat.store.base import ObjectInfo
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from baycat.entry import FILE, Entry
-from baycat.lock import TreeLock
+from baycat.scan.lock import TreeLock
 from tests.cli_helpers import run_baycat
 from tests.remote_check import deep_check, manifest_entries
 from tests.support.counting_proxy import CountingProxy
@@ -187,10 +187,10 @@ def test_commit_conflict_merges_instead_of_dropping(
     """Deterministic: writer B commits between A's read and A's commit."""
     import asyncio
 
-    from baycat.differ import as_remote
     from baycat.entry import path_key
-    from baycat.remote_manifest import RemoteManifest
-    from baycat.root import Root
+    from baycat.manifest.remote import RemoteManifest
+    from baycat.manifest.root import Root
+    from baycat.ops.differ import as_remote
     from baycat.store.s3 import S3Options, S3Store
 
     bucket = "conflict"
@@ -317,8 +317,8 @@ def test_scan_remote_adopts_uploads_that_never_reached_the_manifest(
 def test_file_changing_during_multipart_upload_is_not_recorded(tmp_path: Path) -> None:
     import asyncio
 
+    from baycat.ops.transfer import FileChanged, TransferConfig, Uploader
     from baycat.store.local import LocalStore
-    from baycat.transfer import FileChanged, TransferConfig, Uploader
 
     path = tmp_path / "src" / "big"
     path.parent.mkdir()

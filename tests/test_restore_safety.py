@@ -22,11 +22,11 @@ import baycat
 from baycat import hooks
 from baycat.entry import DIR, FILE, SYMLINK, Entry
 from baycat.errors import ExitCode
-from baycat.keys import escaped_key
-from baycat.remote_manifest import MAX_SEGMENT_ENTRIES, fetch_spans
-from baycat.restore import SMALL_DOWNLOAD
-from baycat.root import Generation, Root, SegmentRef
-from baycat.segment import MAX_DECODED_BYTES, encode, segment_hash
+from baycat.manifest.keys import escaped_key
+from baycat.manifest.remote import MAX_SEGMENT_ENTRIES, fetch_spans
+from baycat.manifest.root import Generation, Root, SegmentRef
+from baycat.manifest.segment import MAX_DECODED_BYTES, encode, segment_hash
+from baycat.ops.restore import SMALL_DOWNLOAD
 from tests.cli_helpers import run_baycat
 from tests.trees import Symlink, make_tree, read_tree
 
@@ -208,8 +208,8 @@ def test_a_root_over_the_size_cap_is_refused(places: tuple[Path, Path, Path],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from baycat import remote_manifest
     from baycat.errors import ManifestError
+    from baycat.manifest import remote as remote_manifest
     from baycat.store.local import LocalStore
 
     backup, dst, _ = places

@@ -35,8 +35,8 @@ from baycat.entry import (
     path_key,
 )
 from baycat.progress import Notice
-from baycat.scan import ScanConfig, ScanItem, scan
-from baycat.walker import SkipFunc
+from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.walker import SkipFunc
 from tests.cli_helpers import drop_dac_override, lock_out
 from tests.inotify import OpenWatch
 from tests.support.tables import row

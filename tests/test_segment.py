@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baycat import segment
 from baycat.entry import DIR, FILE, SYMLINK, Entry, path_key
 from baycat.errors import ManifestError
-from baycat.rebuild import Change, StreamRebuilder, rebuild_with_changes
-from baycat.root import SegmentRef
+from baycat.manifest import segment
+from baycat.manifest.rebuild import Change, StreamRebuilder, rebuild_with_changes
+from baycat.manifest.root import SegmentRef
 from tests.trees import WEIRD_NAMES
 
 

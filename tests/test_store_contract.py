@@ -32,7 +32,7 @@ import pytest
 
 # The store layer under test: every baycat import of this file is here.
 from baycat.errors import RemoteError, UsageError
-from baycat.keys import key_for_path
+from baycat.manifest.keys import key_for_path
 from baycat.store.base import (
     NOT_MODIFIED,
     Fetched,

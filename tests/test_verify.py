@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from baycat.entry import FILE, Entry
-from baycat.scan import ScanItem
+from baycat.ops.verify import check_listed, compare
+from baycat.scan.pipeline import ScanItem
 from baycat.store.base import ObjectInfo
-from baycat.verify import check_listed, compare
 from tests.cli_helpers import run_baycat
 from tests.targets import Target
 from tests.trees import make_tree

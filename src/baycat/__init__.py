@@ -7,9 +7,7 @@ The public Python API (see `baycat.api` for the details and an example)::
     print(summary.exit_code, summary.uploaded.files, summary.request_cost_usd)
 """
 
-__version__ = "0.1.0"
-
-from .api import (
+from baycat.api import (
     estimate_cost,
     gc,
     gc_blocking,
@@ -26,10 +24,7 @@ from .api import (
     verify_local,
     verify_local_blocking,
 )
-from .backup import SyncOptions
-from .cost import PriceTable, TreeCostEstimate, load_prices
-from .engine import ManifestSummary
-from .errors import (
+from baycat.errors import (
     BaycatError,
     CredentialsError,
     ExitCode,
@@ -37,15 +32,19 @@ from .errors import (
     RemoteError,
     UsageError,
 )
-from .filters import FilterSpec, Rule
-from .gc import GcSummary
-from .generations import History
-from .progress import Notice, Progress
-from .restore import RestoreOptions
-from .store.s3_options import S3Options
-from .summary import FileError, OpCount, SyncSummary
-from .transfer import TransferConfig
-from .verify import Problem, VerifyOptions, VerifySummary
+from baycat.manifest.generations import History
+from baycat.ops.backup import SyncOptions
+from baycat.ops.cost import PriceTable, TreeCostEstimate, load_prices
+from baycat.ops.gc import GcSummary
+from baycat.ops.manifest import ManifestSummary
+from baycat.ops.restore import RestoreOptions
+from baycat.ops.summary import FileError, OpCount, SyncSummary
+from baycat.ops.transfer import TransferConfig
+from baycat.ops.verify import Problem, VerifyOptions, VerifySummary
+from baycat.progress import Notice, Progress
+from baycat.scan.filters import FilterSpec, Rule
+from baycat.store.s3_options import S3Options
+from baycat.version import __version__
 
 __all__ = [
     "BaycatError",

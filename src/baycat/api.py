@@ -26,56 +26,30 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from .backup import ActionFunc, SyncOptions, sync_to_store
-from .cost import PriceTable, TreeCostEstimate, estimate_tree
-from .endpoints import Endpoint, LocalEndpoint, S3Endpoint, check_http_url, parse_endpoint
-from .engine import ManifestSummary, build_manifest
-from .entry import FILE
-from .errors import UsageError
-from .filters import FilterSpec
-from .gc import DEFAULT_GRACE_S, GcSummary, collect
-from .generations import History
-from .generations import history as read_history
-from .local_manifest import default_manifest_path
-from .manifest_file import ManifestReader
-from .progress import NoticeFunc, Progress, ignore_notice
-from .restore import RestoreOptions, restore_from_store
-from .store.base import ObjectStore
-from .store.local import LocalStore
-from .store.s3_options import S3Options
-from .summary import SyncSummary
-from .transfer import TransferConfig
-from .verify import VerifyOptions, VerifySummary, verify_store, verify_tree
+from baycat.entry import FILE
+from baycat.errors import UsageError
+from baycat.manifest.file import ManifestReader
+from baycat.manifest.generations import History
+from baycat.manifest.generations import history as read_history
+from baycat.ops.backup import ActionFunc, SyncOptions, sync_to_store
+from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
+from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
+from baycat.ops.manifest import ManifestSummary, build_manifest
+from baycat.ops.prepare import check_apart
+from baycat.ops.restore import RestoreOptions, restore_from_store
+from baycat.ops.summary import SyncSummary
+from baycat.ops.transfer import TransferConfig
+from baycat.ops.verify import VerifyOptions, VerifySummary, verify_store, verify_tree
+from baycat.progress import NoticeFunc, Progress, ignore_notice
+from baycat.scan.filters import FilterSpec
+from baycat.scan.local_manifest import default_manifest_path
+from baycat.store.base import ObjectStore
+from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+from baycat.store.s3_options import S3Options
 
 T = TypeVar("T")
 P = ParamSpec("P")
 PathLike = str | os.PathLike[str]
-
-
-def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
-    """The store behind a parsed endpoint (S3 needs `await store.open()`)."""
-    if isinstance(endpoint, S3Endpoint):
-        from .store.s3 import S3Store  # botocore loads only when S3 is used
-
-        if s3.endpoint_url is not None:
-            check_http_url(s3.endpoint_url)
-        return S3Store(endpoint.bucket, endpoint.prefix, s3)
-    if isinstance(endpoint, LocalEndpoint):
-        return LocalStore(endpoint.path.absolute(), create=create)
-    if create:
-        raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
-    from .store.http import HttpStore  # aiohttp loads only when HTTP is used
-
-    return HttpStore(endpoint.url, max_connections=s3.max_connections,
-                     connect_timeout=s3.connect_timeout, read_timeout=s3.read_timeout)
-
-
-def check_apart(source: Path, dest: Path) -> None:
-    """Refuse a local backup inside its own source (or the reverse)."""
-    src, dst = source.absolute().resolve(), dest.absolute().resolve()
-    if src == dst or src in dst.parents or dst in src.parents:
-        raise UsageError(f"source {source} and destination {dest} overlap; "
-                         "the backup must live outside the tree (and not contain it)")
 
 
 async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:

@@ -8,12 +8,13 @@ and the benchmarks can report what a run cost.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import RemoteError
+from baycat.errors import RemoteError
 
 
 class NotFound(RemoteError):
@@ -136,3 +137,8 @@ class ObjectStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def content_md5(md5: bytes) -> str:
+    """The Content-MD5 header value of a body with this MD5."""
+    return base64.b64encode(md5).decode()

@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import RemoteError, UsageError
-from .base import (
+from baycat.errors import RemoteError, UsageError
+from baycat.store.base import (
     NOT_MODIFIED,
     Fetched,
     NotFound,

@@ -13,7 +13,6 @@ objects can later keep their source's permission bits.)
 from __future__ import annotations
 
 import asyncio
-import base64
 import builtins
 import contextlib
 import fcntl
@@ -25,9 +24,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ..errors import BucketMissingError, RemoteError
-from ..private import FILE_MODE, mkdir_private, open_private
-from .base import (
+from baycat.errors import BucketMissingError, RemoteError
+from baycat.private import FILE_MODE, mkdir_private, open_private
+from baycat.store.base import (
     NOT_MODIFIED,
     Fetched,
     NotFound,
@@ -295,6 +294,3 @@ class LocalStore:
     async def close(self) -> None:
         pass
 
-
-def content_md5(md5: bytes) -> str:
-    return base64.b64encode(md5).decode()

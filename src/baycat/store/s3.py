@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import BucketMissingError, CredentialsError, RemoteError
-from ..logs import remember_secrets
-from .base import (
+from baycat.errors import BucketMissingError, CredentialsError, RemoteError
+from baycat.redact import remember_secrets
+from baycat.store.base import (
     NOT_MODIFIED,
     Fetched,
     NoAnswer,
@@ -43,10 +43,10 @@ from .base import (
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    content_md5,
     no_answer,
 )
-from .local import content_md5
-from .s3_fast import (
+from baycat.store.s3_fast import (
     CredentialSource,
     FastS3,
     FrozenCredentials,
@@ -56,7 +56,7 @@ from .s3_fast import (
     TimedOut,
     WrongRegion,
 )
-from .s3_options import S3Options
+from baycat.store.s3_options import S3Options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

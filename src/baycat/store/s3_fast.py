@@ -54,7 +54,7 @@ import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
-from .base import no_answer
+from baycat.store.base import no_answer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The manifest format: segments, roots, files, the remote manifest."""

@@ -1,0 +1,1 @@
+"""Operations: backup, restore, verify, gc, and what they share."""

@@ -1,0 +1,140 @@
+"""`manifest create` / `manifest update`: the scan of a tree written to its local manifest."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from baycat.entry import DIR, FILE, SYMLINK
+from baycat.errors import UsageError
+from baycat.manifest.file import remove_stale_temps
+from baycat.manifest.root import Root
+from baycat.ops.prepare import (
+    check_source_dir,
+    choose_pool_size,
+    default_pool_size,
+    resolve_filters,
+    skip_manifest,
+)
+from baycat.private import mkdir_private
+from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
+from baycat.scan.filters import FilterSpec, combine, read_ignore_files
+from baycat.scan.local_manifest import (
+    LocalManifestSink,
+    default_manifest_path,
+    entries_of,
+    lock_path,
+    open_manifest,
+)
+from baycat.scan.lock import TreeLock
+from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.statedir import ensure_state_dir, state_dir_of
+from baycat.version import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSummary:
+    """What `manifest create/update` did."""
+
+    manifest: Path
+    entries: int
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+    hashed_files: int
+    hashed_bytes: int
+    changed_entries: int
+    errors: int
+    written: bool
+    pool_size: int
+    seconds: float
+
+
+async def build_manifest(
+    root: Path,
+    *,
+    manifest: Path | None = None,
+    create: bool,
+    pool_size: int | None = None,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    filters: FilterSpec | None = None,
+) -> ManifestSummary:
+    """Create (hash everything) or update (hash only what changed) the local manifest.
+
+    `filters` None: those recorded in the manifest (none for a new one); they are recorded
+    in the new manifest's header either way, so `sync` and `manifest update` agree.
+    """
+    started = time.perf_counter()
+    root = check_source_dir(root)
+    manifest = manifest or default_manifest_path(root)
+    progress = progress or Progress()
+    if manifest.absolute().parent == state_dir_of(root):
+        ensure_state_dir(root)
+    else:  # a place the user chose (-o/-m)
+        try:
+            mkdir_private(manifest.parent, parents=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {manifest.parent}: {exc.strerror}") from None
+    if not os.access(manifest.parent, os.W_OK):
+        raise UsageError(f"cannot write manifest in {manifest.parent}: permission denied")
+    with TreeLock(lock_path(manifest), str(root)):
+        remove_stale_temps(manifest.parent, manifest.name)
+        old = None if create else open_manifest(manifest)
+        try:
+            saved_pool = old.root.pool_size if old is not None else None
+            filters = resolve_filters(filters, old.root if old is not None else None)
+            run_pool = choose_pool_size(pool_size, old.root if old is not None else None)
+            sink = LocalManifestSink(manifest, old)
+            counts = {FILE: 0, DIR: 0, SYMLINK: 0}
+            totals = {"bytes": 0, "errors": 0}
+
+            def note(notice: Notice) -> None:
+                totals["errors"] += notice.failure
+                warn(notice)
+
+            async def on_batch(items: list[ScanItem]) -> None:
+                for item in items:
+                    if item.entry is not None:
+                        counts[item.entry.kind] += 1
+                        if item.entry.kind == FILE:
+                            totals["bytes"] += item.entry.size
+                sink.add_items(items)
+
+            try:
+                await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
+                           on_batch, progress=progress, warn=note,
+                           path_filter=combine(skip_manifest(root, manifest),
+                                               filters.matcher(read_ignore_files(root))))
+                template = Root(
+                    created_ns=time.time_ns(),
+                    source=str(root),
+                    baycat_version=__version__,
+                    pool_size=(pool_size or default_pool_size()) if create else saved_pool,
+                    filters=filters.to_header(),
+                )
+                written = sink.finish(template, force=create or old is None)
+            except BaseException:
+                sink.abort()
+                raise
+        finally:
+            if old is not None:
+                old.close()
+    return ManifestSummary(
+        manifest=manifest,
+        entries=sum(counts.values()),
+        files=counts[FILE],
+        dirs=counts[DIR],
+        symlinks=counts[SYMLINK],
+        bytes=totals["bytes"],
+        hashed_files=progress.hash.files,
+        hashed_bytes=progress.hash.bytes,
+        changed_entries=sink.changed_entries,
+        errors=totals["errors"],
+        written=written is not None,
+        pool_size=run_pool,
+        seconds=time.perf_counter() - started,
+    )

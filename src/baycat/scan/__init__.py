@@ -1,0 +1,1 @@
+"""Reading the local tree: walk, hash, filters, the local manifest."""

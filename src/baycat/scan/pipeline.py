@@ -1,0 +1,219 @@
+"""The scanning pipeline: walk ⋈ old local manifest → hash what changed → ordered batches.
+
+    walker thread ──Q(batches)──► hash dispatch ──Q(batches + pending hashes)──► on_batch
+     (sorted walk, merged            (jobs of bounded bytes                  (in path order)
+      with the old manifest)          to the hasher pool)
+
+A file whose (size, mtime, ctime, inode) equals its old manifest entry takes the old hash
+and is never opened. Output is in path_key order, one `ScanItem` per path that is in the
+tree or in the old manifest, so a consumer can merge it with other sorted streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
+from typing import NamedTuple
+
+from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
+from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
+from baycat.scan.hasher import HashResult, hash_file
+from baycat.scan.walker import PathFilter, walk
+from baycat.stop import StopRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ScanConfig:
+    """Bounds of the scan. Peak memory is about
+    (2 × queue_batches + 1) × batch_entries entries (~300 bytes each) plus
+    pool_size × 1 MiB of read buffers: ~10 MB with the defaults.
+    """
+
+    pool_size: int
+    batch_entries: int = 1000
+    queue_batches: int = 4
+    job_bytes: int = 32 << 20  # a hash job (one thread hop) reads at most this much...
+    job_files: int = 128  # ...or this many files
+
+
+class ScanItem(NamedTuple):
+    """One path: its current entry (None: gone) and its old manifest entry (None: new).
+
+    `error` is set when the file could not be read; `entry` is then the old entry carried
+    over (or None), so nothing about it changes this run.
+    """
+
+    path: bytes
+    entry: Entry | None
+    old: Entry | None
+    error: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.entry != self.old
+
+
+
+# The stat fields an entry records, fetched by C code in one call each (the hot loop).
+_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_dev", "st_uid",
+                      "st_gid")
+_entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode, dev, uid, gid
+
+
+_new_item = tuple.__new__
+
+
+class _WalkMerge:
+    """Blocking: the sorted walk merged with the old manifest (runs in a thread).
+
+    The hot loop of a no-change run: an unchanged path reuses its old Entry object as it
+    is (no new object, and `entry is old` tells every later stage it is unchanged).
+    """
+
+    def __init__(self, root: bytes, old: Iterator[Entry], cfg: ScanConfig,
+                 warn: NoticeFunc, path_filter: PathFilter | None) -> None:
+        self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
+                          path_filter=path_filter)
+        self._old = old
+        self._old_next: Entry | None = None
+        self._old_key = b""
+        self._take_old()
+        self._incomplete: bytes | None = None  # "dir/" whose children are unknown
+
+    def _take_old(self) -> Entry | None:
+        entry = self._old_next
+        self._old_next = nxt = next(self._old, None)
+        if nxt is not None:
+            self._old_key = nxt.path.replace(b"/", b"\0")
+        return entry
+
+    def _gone(self, old: Entry) -> ScanItem:
+        if self._incomplete is not None and old.path.startswith(self._incomplete):
+            return ScanItem(old.path, old, old)  # not seen, not deleted: carry over
+        return ScanItem(old.path, None, old)
+
+    def next_batch(self) -> list[ScanItem] | None:
+        batch = next(self._walk, None)
+        out: list[ScanItem] = []
+        if batch is None:
+            while self._old_next is not None and len(out) < 1000:
+                out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            return out or None
+        for path, st, target, incomplete in batch:
+            key = path.replace(b"/", b"\0")
+            while self._old_next is not None and self._old_key < key:
+                out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            old = self._old_next
+            if old is not None and old.path == path:
+                self._take_old()
+                if (_entry_stat(old) == _stat_of(st) and old.target == target
+                        and not old.flags and not incomplete
+                        and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
+                    out.append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
+                    continue
+            else:
+                old = None
+            kind = kind_of_mode(st.st_mode)
+            assert kind is not None
+            entry = entry_from_stat(path, kind, st, target)
+            if incomplete:
+                entry = entry._replace(flags=FLAG_INCOMPLETE)
+                self._incomplete = path + b"/"
+            elif (kind == FILE and old is not None and old.kind == FILE and old.xxh
+                    and same_stat(entry, old)):
+                entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
+            out.append(ScanItem(path, entry, old))
+        return out
+
+
+# Indexes of a batch being hashed, and the future of their results (in that order).
+_Pending = tuple[list[int], "asyncio.Future[list[list[HashResult]]]"]
+
+
+def _needs_hash(item: ScanItem) -> bool:
+    return item.entry is not None and item.entry.kind == FILE and not item.entry.xxh
+
+
+def _hash_job(root: bytes, items: list[ScanItem]) -> list[HashResult]:
+    return [hash_file(root + b"/" + item.path, item.entry) for item in items
+            if item.entry is not None]
+
+
+async def scan(
+    root: bytes,
+    old: Iterator[Entry],
+    cfg: ScanConfig,
+    on_batch: Callable[[list[ScanItem]], Awaitable[None]],
+    *,
+    progress: Progress | None = None,
+    warn: NoticeFunc = ignore_notice,
+    path_filter: PathFilter | None = None,
+    stop: StopRequest | None = None,
+) -> bool:
+    """Scan `root` against the `old` manifest stream, calling `on_batch` in path order.
+
+    Returns False when `stop` cut the scan short (the items seen were complete, but the
+    rest of the tree was not seen: nothing may be concluded about it)."""
+    progress = progress or Progress()
+    loop = asyncio.get_running_loop()
+    merger = _WalkMerge(root, old, cfg, warn, path_filter)
+    ready: asyncio.Queue[tuple[list[ScanItem], _Pending] | None] = asyncio.Queue(
+        cfg.queue_batches)
+
+    with ThreadPoolExecutor(cfg.pool_size, thread_name_prefix="baycat-hash") as pool:
+
+        def dispatch(batch: list[ScanItem]) -> _Pending:
+            """Start hashing what needs it; returns the indexes and their results."""
+            # `entry is old` first: the common, unchanged case decides in one comparison.
+            todo = [i for i, item in enumerate(batch)
+                    if item.entry is not item.old and _needs_hash(item)]
+            jobs: list[asyncio.Future[list[HashResult]]] = []
+            job: list[ScanItem] = []
+            job_bytes = 0
+            for i in todo:
+                item = batch[i]
+                job.append(item)
+                job_bytes += item.entry.size  # type: ignore[union-attr]
+                if job_bytes >= cfg.job_bytes or len(job) >= cfg.job_files:
+                    jobs.append(loop.run_in_executor(pool, _hash_job, root, job))
+                    job, job_bytes = [], 0
+            if job:
+                jobs.append(loop.run_in_executor(pool, _hash_job, root, job))
+            return todo, asyncio.gather(*jobs)
+
+        async def produce() -> None:
+            try:
+                while True:
+                    if stop is not None and stop.requested:
+                        break
+                    batch = await asyncio.to_thread(merger.next_batch)
+                    if batch is None:
+                        break
+                    progress.scan.files += len(batch)
+                    await ready.put((batch, dispatch(batch)))
+            finally:
+                progress.scan_done = True
+            await ready.put(None)
+
+        async def consume() -> None:
+            while (job := await ready.get()) is not None:
+                batch, (todo, pending) = job
+                results = [r for rs in await pending for r in rs]
+                for i, result in zip(todo, results, strict=True):
+                    item = batch[i]
+                    progress.hash.files += 1
+                    progress.hash.bytes += result.bytes_read
+                    if result.entry is None:
+                        warn(Notice(item.path, result.error))
+                        batch[i] = ScanItem(item.path, item.old, item.old, result.error)
+                    else:
+                        batch[i] = item._replace(entry=result.entry)
+                await on_batch(batch)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            group.create_task(consume())
+    return not (stop is not None and stop.requested)
