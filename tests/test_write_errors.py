@@ -276,7 +276,7 @@ def test_an_unwritable_upload_journal_fails_the_large_file_not_the_run(
         s3: Target, tmp_path: Path) -> None:
     """The journal of started multipart uploads can't be written: the large file fails
     (one line, exit 1; its upload is aborted), the rest is backed up."""
-    from baycat.ops.backup import cache_path
+    from baycat.scan.statedir import remote_cache_path as cache_path
 
     src = tmp_path / "data"
     make_tree(src, {"small": b"s", "big": os.urandom(17 << 20)})

@@ -31,7 +31,7 @@ from baycat.errors import UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import History
 from baycat.manifest.generations import history as read_history
-from baycat.ops.backup import ActionFunc, SyncOptions, sync_to_store
+from baycat.ops.backup import SyncOptions, sync_to_store
 from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
 from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
 from baycat.ops.manifest import ManifestSummary, build_manifest
@@ -40,7 +40,7 @@ from baycat.ops.restore import RestoreOptions, restore_from_store
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import VerifyOptions, VerifySummary, verify_store, verify_tree
-from baycat.progress import NoticeFunc, Progress, ignore_notice
+from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
 from baycat.scan.filters import FilterSpec
 from baycat.scan.local_manifest import default_manifest_path
 from baycat.store.base import ObjectStore

@@ -44,3 +44,8 @@ NoticeFunc = Callable[[Notice], None]
 
 def ignore_notice(_: Notice) -> None:
     pass
+
+
+# on_action(kind, path, bytes): one call per operation ("upload", "copy", "delete", ...),
+# for `-v` output.
+ActionFunc = Callable[[str, str, int], None]

@@ -32,7 +32,7 @@ from baycat.entry import DIR, FILE, SYMLINK, Entry
 from baycat.errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import format_time, parse_time
-from baycat.ops.backup import ActionFunc, SyncOptions
+from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
 from baycat.ops.gc import GcSummary, parse_duration
 from baycat.ops.manifest import ManifestSummary
@@ -41,7 +41,7 @@ from baycat.ops.restore import RestoreOptions
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import VerifyOptions, VerifySummary
-from baycat.progress import Notice, Progress
+from baycat.progress import ActionFunc, Notice, Progress
 from baycat.redact import redact, redact_json
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.local_manifest import default_manifest_path

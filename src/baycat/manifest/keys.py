@@ -23,6 +23,12 @@ ESCAPED_PREFIX = ".baycat/escaped/"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
+def is_state_key(key: str) -> bool:
+    """Is `key` one of baycat's own objects (root, packs, probe), not a data object?
+    Escaped-name data objects live under `.baycat/escaped/` and are data."""
+    return key.startswith(STATE_PREFIX) and not key.startswith(ESCAPED_PREFIX)
+
+
 def escaped_key(path: bytes) -> str:
     return ESCAPED_PREFIX + hashlib.sha256(path).hexdigest()
 

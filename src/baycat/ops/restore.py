@@ -44,15 +44,14 @@ from baycat.manifest.rebuild import rebuild_with_changes, sorted_changes
 from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root, SegmentRef
 from baycat.manifest.validate import checked, validate
-from baycat.ops.backup import ActionFunc, cache_path, remove_stale_state
 from baycat.ops.dirfd import DirFds, open_node
 from baycat.ops.prepare import choose_pool_size
 from baycat.ops.summary import SyncSummary
-from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
+from baycat.progress import ActionFunc, Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.local_manifest import default_manifest_path, entries_of, lock_path, open_manifest
 from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
-from baycat.scan.statedir import ensure_state_dir
+from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
 from baycat.store.base import NotModified, ObjectInfo, ObjectStore
 from baycat.version import __version__
 
@@ -452,7 +451,7 @@ async def restore_from_store(
         await store.check()
         # An earlier generation gets a cache of its own: DST's cache follows the latest.
         cache = Path(scratch) / "generation" if options.at_ns is not None else \
-            cache_path(state_dir, store.url)
+            remote_cache_path(state_dir, store.url)
         remote = RemoteManifest(store, cache)
         old = open_manifest(manifest_path)
         try:

@@ -15,11 +15,13 @@ permission bits (state is 0600 in 0700 directories: private.py).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
 from baycat.errors import StateDirError, UsageError
+from baycat.manifest.file import remove_stale_temps
 from baycat.ops.dirfd import NotReal, open_node
 from baycat.private import mkdir_private
 from baycat.scan.walker import STATE_DIRNAME
@@ -57,3 +59,16 @@ def ensure_state_dir(tree: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def remote_cache_path(state_dir: Path, url: str) -> Path:
+    """Where the cache of the remote manifest at `url` lives; its `.synced` marker and
+    `.uploads` journal sit beside it."""
+    return state_dir / "remote" / hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
+def remove_stale_state(state_dir: Path) -> None:
+    """Blocking: the temp files killed runs left in a tree's state directory and in its
+    caches' directory. Only under the tree's lock (no other baycat writes there)."""
+    remove_stale_temps(state_dir)
+    remove_stale_temps(remote_cache_path(state_dir, "").parent)

@@ -1,0 +1,80 @@
+"""What every part of a backup run shares: its options, and the facts of the run.
+
+A run (ops/backup.py) is made of parts that each keep their own state — the differ
+feed (sync_diff.py), the transfers (sync_transfers.py), the change set and its commits
+(sync_changes.py) — and share one `SyncContext`: where from and to, the options, the
+summary being filled in, the progress counters and the callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baycat.entry import as_text
+from baycat.errors import BucketMissingError, CredentialsError
+from baycat.manifest.remote import DEFAULT_HISTORY
+from baycat.ops.summary import SyncSummary
+from baycat.ops.transfer import TransferConfig
+from baycat.progress import ActionFunc, Notice, NoticeFunc, Progress
+from baycat.scan.filters import FilterSpec
+from baycat.stop import StopRequest
+from baycat.store.base import ObjectStore
+
+# Errors that mean the whole run can't go on (not one file's problem).
+FATAL = (CredentialsError, BucketMissingError)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    delete: bool = False  # remove objects of files deleted locally (default: keep, mark)
+    max_delete: int | None = None  # refuse the delete step when more would go
+    dry_run: bool = False
+    pool_size: int | None = None
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    history: int = DEFAULT_HISTORY
+    # Commit the remote manifest during long runs, so a crash loses at most this much.
+    checkpoint_seconds: float = 60.0
+    checkpoint_bytes: int = 1 << 30
+    # List the bucket once and adopt objects that already hold a file's content
+    # (uploads that never reached the manifest; a lost or corrupt remote manifest).
+    scan_remote: bool = False
+    # Re-read the root after each commit: several writers on a server whose conditional
+    # PUT is not atomic (see manifest/remote.py).
+    verify_commits: bool = False
+    stop: StopRequest | None = None
+    # What to leave out (None: the filters recorded in the local manifest). Paths a
+    # filter excludes are left alone in the backup unless delete_excluded.
+    filters: FilterSpec | None = None
+    delete_excluded: bool = False
+
+
+class SyncContext:
+    """The facts of one run, shared by its parts. `warn` records a failure notice in the
+    summary (exit code 1) before passing it on."""
+
+    def __init__(self, source: Path, store: ObjectStore, options: SyncOptions,
+                 progress: Progress, warn: NoticeFunc, on_action: ActionFunc | None) -> None:
+        self.source = source
+        self.root_bytes = os.fsencode(source)
+        self.store = store
+        self.options = options
+        self.progress = progress
+        self.summary = SyncSummary(source=str(source), destination=store.url,
+                                   dry_run=options.dry_run)
+        self._warn = warn
+        self._on_action = on_action
+
+    def warn(self, notice: Notice) -> None:
+        if notice.failure:
+            self.summary.fail(as_text(notice.path), notice.message)
+        self._warn(notice)
+
+    def report(self, what: str, path: bytes, size: int) -> None:
+        if self._on_action is not None:
+            self._on_action(what, as_text(path), size)
+
+    def stop_requested(self) -> bool:
+        stop = self.options.stop
+        return stop is not None and stop.requested
