@@ -26,7 +26,7 @@ from baycat.manifest.keys import escaped_key
 from baycat.manifest.remote import MAX_SEGMENT_ENTRIES, fetch_spans
 from baycat.manifest.root import Generation, Root, SegmentRef
 from baycat.manifest.segment import MAX_DECODED_BYTES, encode, segment_hash
-from baycat.ops.restore import SMALL_DOWNLOAD
+from baycat.ops.restore_writer import SMALL_DOWNLOAD
 from tests.cli_helpers import run_baycat
 from tests.trees import Symlink, make_tree, read_tree
 

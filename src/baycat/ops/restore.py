@@ -1,22 +1,20 @@
-"""Wiring of a restore: object store → local tree, verified byte for byte.
+"""A restore: object store → local tree, verified byte for byte.
 
-The backup's manifest says what the tree was. DST is scanned like a source (its own
-stat cache in DST/.baycat/ means files already restored are not even read again), merged
-with the remote manifest, and only what differs is fetched. Each download goes to a
-temporary file beside its target, is checked against the manifest's xxh3-128, gets its
-mode, owner (as root) and mtime, and is then renamed into place. Directory mtimes are set
-last, deepest first. The manifest is untrusted input: it is checked whole
-(safepath.validate) before anything is written, and again while writing (see safepath.py).
+    remote manifest (latest, or --at a generation) ─► validate whole ─┐
+    scan of DST (its own stat cache in DST/.baycat) ──────────────────┴► RemoteMerge
+        ─► RestoreWriter.plan (dirs, symlinks, metadata) ─► download workers
+    ... then directory metadata (deepest first), then DST's local manifest.
 
-DST is not trusted either: another process may swap a directory for a symlink while the
-restore runs. So nothing below DST is ever written by path: every create, rename, chmod,
-chown and utime goes through directory fds opened O_NOFOLLOW from DST down (dirfd.py),
-and metadata is set through an fd of the file or directory itself.
+The backup's manifest says what the tree was. DST is scanned like a source (files
+already restored are not even read again), merged with the remote manifest, and only
+what differs is fetched (restore_writer.py writes it). The manifest is untrusted input:
+it is checked whole (manifest/validate.py) before anything is written, and again while
+writing.
 
-`--at TIME` restores an earlier generation (generations.py). Entries carry the VersionId
-of their object when the bucket is versioned, and those versions are read. Entries
-without one (no versioning) are checked against one LIST of the store first: an object
-overwritten or removed since that generation is reported, not downloaded.
+`--at TIME` restores an earlier generation (manifest/generations.py). Entries carry the
+VersionId of their object when the bucket is versioned, and those versions are read.
+Entries without one (no versioning) are checked against one LIST of the store first: an
+object overwritten or removed since that generation is reported, not downloaded.
 """
 
 from __future__ import annotations
@@ -24,343 +22,177 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
-import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import xxhash
-
-from baycat import hooks
-from baycat.entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
-from baycat.errors import BaycatError, ManifestError, RemoteError, UsageError
-from baycat.manifest.file import ManifestReader, ManifestWriter
+from baycat.entry import FILE, Entry, path_key
+from baycat.errors import ManifestError, UsageError
+from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import format_time, load_generation
-from baycat.manifest.keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
-from baycat.manifest.rebuild import rebuild_with_changes, sorted_changes
+from baycat.manifest.keys import is_state_key
 from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
-from baycat.manifest.root import Root, SegmentRef
+from baycat.manifest.root import Root
 from baycat.manifest.validate import checked, validate
-from baycat.ops.dirfd import DirFds, open_node
+from baycat.ops.dirfd import DirFds
 from baycat.ops.prepare import choose_pool_size
+from baycat.ops.restore_writer import RestoreOptions, RestoreWriter
 from baycat.ops.summary import SyncSummary
-from baycat.progress import ActionFunc, Notice, NoticeFunc, Progress, ignore_notice
-from baycat.scan.local_manifest import default_manifest_path, entries_of, lock_path, open_manifest
+from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
+from baycat.scan.local_manifest import (
+    default_manifest_path,
+    entries_of,
+    lock_path,
+    open_manifest,
+    record_changes,
+)
 from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
-from baycat.store.base import NotModified, ObjectInfo, ObjectStore
+from baycat.store.base import ObjectInfo, ObjectStore
 from baycat.version import __version__
 
-SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
-# Objects up to this size are fetched whole (one GET, one write) rather than streamed.
-SMALL_DOWNLOAD = 8 << 20
+__all__ = ["RestoreOptions", "RestoreRun", "restore_from_store"]
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreOptions:
-    transfers: int = 32
-    pool_size: int | None = None
-    dry_run: bool = False
-    keep_setuid: bool = False  # restore setuid/setgid bits (off: a backup could plant them)
-    include_deleted: bool = False  # also restore entries kept as deleted
-    paths: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns; () = all
-    at_ns: int | None = None  # restore the generation current at this time (ns)
+class RemoteMerge:
+    """The remote manifest's entries, merged in path order with DST's scan items: each
+    entry is handed to `plan` with the local entry at its path (or None)."""
+
+    def __init__(self, entries: Iterator[Entry], writer: RestoreWriter) -> None:
+        self._entries = entries
+        self._writer = writer
+        self._next: Entry | None = None  # read from the manifest, not yet planned
+
+    async def on_batch(self, items: list[ScanItem]) -> None:
+        for item in items:
+            if item.changed and item.error == "":
+                self._writer.local_changes[item.path] = item.entry
+            await self.until(path_key(item.path), item)
+
+    async def until(self, key: bytes | None, item: ScanItem | None) -> None:
+        """Plan every remote entry up to `key` (None: all that are left); the one at
+        `key` itself with `item`'s local entry."""
+        writer = self._writer
+        while True:
+            if self._next is None:
+                self._next = await asyncio.to_thread(next, self._entries, None)
+                if self._next is None:
+                    return
+            current = self._next
+            current_key = path_key(current.path)
+            if key is not None and current_key > key:
+                return
+            self._next = None
+            local = item.entry if item is not None and current.path == item.path else None
+            if writer.wanted(current):
+                await writer.plan(current, local)
+            if key is not None and current_key == key:
+                return
 
 
-class _Restore:
-    def __init__(self, store: ObjectStore, dest: Path, fds: DirFds, options: RestoreOptions,
+class RestoreRun:
+    """One restore of the backup in `store` into `dest`: `await RestoreRun(...).run()`."""
+
+    def __init__(self, store: ObjectStore, dest: Path, options: RestoreOptions,
                  progress: Progress, warn: NoticeFunc, on_action: ActionFunc | None) -> None:
         self.store = store
-        self.dest = dest
-        self.fds = fds  # every write below DST goes through these (see dirfd.py)
+        self.dest = dest.absolute()
         self.options = options
         self.progress = progress
         self.warn = warn
-        self.on_action = on_action
-        self.summary = SyncSummary(source=store.url, destination=str(dest),
-                                   dry_run=options.dry_run)
-        self.as_root = os.geteuid() == 0
-        self.queue: asyncio.Queue[Entry | None] = asyncio.Queue(options.transfers * 4)
-        self.dirs: list[Entry] = []  # directory metadata, applied at the end
-        self.local_changes: dict[bytes, Entry | None] = {}
-        # --at without versions: the store's objects now, and the generation's time
-        self.listing: dict[str, ObjectInfo] | None = None
-        self.generation = ""
-        self.gone_since = 0
+        self.manifest_path = default_manifest_path(self.dest)
+        self.fds, self.state_dir = _prepare_dest(self.dest)
+        self.writer = RestoreWriter(store, self.dest, self.fds, options, progress, warn,
+                                    on_action)
+        self.summary = self.writer.summary
 
-    def fail(self, path: bytes, message: str, size: int = 0) -> None:
-        self.summary.fail(as_text(path), message, size)
-        self.warn(Notice(path, f"not restored: {message}"))
-
-    def report(self, what: str, path: bytes, size: int) -> None:
-        if self.on_action is not None:
-            self.on_action(what, as_text(path), size)
-
-    def wanted(self, remote: Entry) -> bool:
-        if remote.deleted_ns and not self.options.include_deleted:
-            return False
-        if not self.options.paths:
-            return True
-        import fnmatch
-        text = as_text(remote.path)
-        return any(fnmatch.fnmatchcase(text, p) or text.startswith(p.rstrip("/") + "/")
-                   for p in self.options.paths)
-
-    # ---- planning (in path order) -------------------------------------------------------
-
-    async def plan(self, remote: Entry, local: Entry | None) -> None:
-        path = remote.path
-        if not self.options.dry_run:
+    async def run(self) -> SyncSummary:
+        started = time.perf_counter()
+        with contextlib.closing(self.fds), \
+                TreeLock(lock_path(self.manifest_path), str(self.dest)), \
+                tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
+            if not self.options.dry_run:
+                remove_stale_state(self.state_dir)
+            await self.store.check()
+            # An earlier generation gets a cache of its own: DST's follows the latest.
+            cache = Path(scratch) / "generation" if self.options.at_ns is not None else \
+                remote_cache_path(self.state_dir, self.store.url)
+            remote = RemoteManifest(self.store, cache)
+            old = open_manifest(self.manifest_path)
             try:
-                self.fds.check(path)
-            except OSError as exc:
-                self.fail(path, exc.strerror or str(exc))
-                return
-        if remote.kind == DIR:
-            if local is not None and local.kind != DIR:
-                self.fail(path, "exists locally and is not a directory")
-                return
-            if local is None and not self.options.dry_run:
-                try:
-                    with self.fds.parent(path) as (dir_fd, name):
-                        os.mkdir(name, 0o700, dir_fd=dir_fd)
-                except OSError as exc:
-                    self.fail(path, f"cannot create directory: {exc.strerror}")
-                    return
-            self.dirs.append(remote)
-            return
-        if local is not None and local.kind == DIR:
-            self.fail(path, "a directory is in the way")
-            return
-        if remote.kind == FILE and local is not None and local.kind == FILE \
-                and local.xxh == remote.xxh and local.size == remote.size:
-            if self._meta_differs(remote, local):
-                self.refresh_meta(remote)
-            else:
-                self.summary.unchanged.add(remote.size)
-            return
-        if remote.kind == SYMLINK:
-            if local is not None and local.kind == SYMLINK and local.target == remote.target:
-                self.summary.unchanged.add(0)
-                return
-            self.make_symlink(remote)
-            return
-        if self.listing is not None and not remote.version_id and not self.still_there(remote):
-            return
-        self.progress.transfer.total_files += 1
-        self.progress.transfer.total_bytes += remote.size
-        await self.queue.put(remote)
+                await self._load(remote)
+                await self._restore(remote, old)
+            finally:
+                remote.close()
+                if old is not None:
+                    old.close()
+                self.summary.notices.extend(remote.notices)
+                self.summary.requests = dict(self.store.requests)
+                self.summary.manifest_bytes_downloaded = remote.bytes_downloaded
+                self.summary.seconds["total"] = time.perf_counter() - started
+        return self.summary
 
-    def still_there(self, remote: Entry) -> bool:
-        """--at, no VersionId: is the object still the one that generation recorded?"""
-        assert self.listing is not None
-        info = self.listing.get(object_key(remote))
-        if info is None:
-            problem = "removed from the store"
-        elif info.size != remote.size or same_etag(remote.etag, info.etag) is False:
-            problem = "overwritten"
+    async def _load(self, remote: RemoteManifest) -> None:
+        """The generation to restore, checked whole before anything is written."""
+        writer = self.writer
+        if self.options.at_ns is not None:
+            generation = await load_generation(remote, self.options.at_ns)
+            writer.generation = format_time(generation.time_ns)
+            self.summary.notices.append(f"restoring the backup as of {writer.generation}")
         else:
-            return True
-        self.gone_since += 1
-        self.fail(remote.path, f"{problem} since {self.generation}, and no earlier version "
-                               "of it is kept", remote.size)
-        return False
+            await remote.load()
+        if remote.root is None:
+            raise ManifestError(f"no baycat backup at {self.store.url} (no .baycat/root)")
+        unversioned = await asyncio.to_thread(_validate, remote.entries())
+        if self.options.at_ns is not None and unversioned:
+            writer.listing = await _listing(self.store)
 
-    def _mode(self, remote: Entry) -> int:
-        mode = stat.S_IMODE(remote.mode)
-        return mode if self.options.keep_setuid else mode & ~SPECIAL_BITS
-
-    def _meta_differs(self, remote: Entry, local: Entry) -> bool:
-        return (stat.S_IMODE(local.mode) != self._mode(remote) or local.mtime_ns != remote.mtime_ns
-                or (self.as_root and (local.uid, local.gid) != (remote.uid, remote.gid)))
-
-    def set_meta(self, node: int | bytes, remote: Entry) -> None:
-        """Owner (as root), mode and mtime of a file or directory, given an fd of it (or
-        its /proc/self/fd link: dirfd.open_node): never through a path."""
-        if self.as_root:  # before the mode: chown clears setuid/setgid bits
-            os.chown(node, remote.uid, remote.gid)
-        os.chmod(node, self._mode(remote))
-        os.utime(node, ns=(remote.mtime_ns, remote.mtime_ns))
-
-    def _set_meta_at(self, path: bytes, remote: Entry, directory: bool) -> None:
-        with self.fds.parent(path) as (dir_fd, name):
-            fd, node = open_node(name, dir_fd, directory)
-            try:
-                self.set_meta(node, remote)
-            finally:
-                os.close(fd)
-
-    def refresh_meta(self, remote: Entry) -> None:
-        """A file already restored whose owner, mode or mtime differ."""
-        if not self.options.dry_run:
-            try:
-                self._set_meta_at(remote.path, remote, directory=False)
-            except OSError as exc:
-                self.fail(remote.path, f"cannot set metadata: {exc.strerror}")
-                return
-        self.summary.metadata.add(0)
-
-    def make_symlink(self, remote: Entry) -> None:
-        self.report("symlink", remote.path, 0)
-        if self.options.dry_run:
-            self.summary.downloaded.add(0)
-            return
-        hooks.fire("restore.before_write", remote.path)
-        try:
-            with self.fds.parent(remote.path) as (dir_fd, name):
-                tmp = _tmp_name(name)
-                try:
-                    os.symlink(remote.target, tmp, dir_fd=dir_fd)
-                    # A symlink has no mode of its own; owner and mtime are the link's.
-                    if self.as_root:
-                        os.chown(tmp, remote.uid, remote.gid, dir_fd=dir_fd,
-                                 follow_symlinks=False)
-                    os.utime(tmp, ns=(remote.mtime_ns, remote.mtime_ns), dir_fd=dir_fd,
-                             follow_symlinks=False)
-                    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                except BaseException:
-                    _unlink(tmp, dir_fd)
-                    raise
-        except OSError as exc:
-            self.fail(remote.path, f"cannot create symlink: {exc.strerror}")
-            return
-        self.summary.downloaded.add(0)
-        self.local_changes[remote.path] = None  # rescanned next time
-
-    # ---- downloads ----------------------------------------------------------------------
-
-    async def worker(self) -> None:
-        while (remote := await self.queue.get()) is not None:
-            try:
-                if not self.options.dry_run:
-                    await self.download(remote)
-                self.summary.downloaded.add(remote.size)
-                self.report("download", remote.path, remote.size)
-            except BaycatError as exc:
-                self.fail(remote.path, str(exc), remote.size)
-            except OSError as exc:
-                self.fail(remote.path, exc.strerror or str(exc), remote.size)
-            finally:
-                self.progress.transfer.files += 1
-
-    def _mismatch(self) -> RemoteError:
-        if self.generation:
-            return RemoteError(f"the object changed since {self.generation} "
-                               "(overwritten, and no version of it to read)")
-        return RemoteError("downloaded bytes do not match the manifest's hash")
-
-    @staticmethod
-    def _recorded(remote: Entry, st: os.stat_result) -> Entry:
-        """DST's stat-cache entry for a file just restored (`st`: its fstat)."""
-        return remote._replace(
-            size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
-            dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, etag="", key="",
-            version_id="", deleted_ns=0, flags=0)
-
-    def _finish_file(self, fd: int, remote: Entry, dir_fd: int, tmp: bytes,
-                     name: bytes) -> Entry:
-        """Dress the written temp file through its fd, rename it into place, and return
-        its stat-cache entry (fstat after the rename, which changes its ctime)."""
-        self.set_meta(fd, remote)
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        return self._recorded(remote, os.fstat(fd))
-
-    def _write_small(self, remote: Entry, data: bytes) -> Entry:
-        """Blocking: check, write, dress and rename a small file in one thread hop."""
-        if len(data) != remote.size or xxhash.xxh3_128_digest(data) != remote.xxh:
-            raise self._mismatch()
-        hooks.fire("restore.before_write", remote.path)
-        with self.fds.parent(remote.path) as (dir_fd, name):
-            tmp = _tmp_name(name)
-            fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
-            try:
-                _write_all(fd, data)
-                return self._finish_file(fd, remote, dir_fd, tmp, name)
-            except BaseException:
-                _unlink(tmp, dir_fd)
-                raise
-            finally:
-                os.close(fd)
-
-    async def download(self, remote: Entry) -> None:
-        if remote.size <= SMALL_DOWNLOAD:
-            # One GET of the whole body and one thread hop: per-file overhead is what
-            # limits a restore of many small files.
-            got = await self.store.get(object_key(remote), version_id=remote.version_id)
-            assert not isinstance(got, NotModified)
-            entry = await asyncio.to_thread(self._write_small, remote, got.data)
-            self.progress.transfer.bytes += len(got.data)
-            self.local_changes[remote.path] = entry
-            return
-        hooks.fire("restore.before_write", remote.path)
-        digest = xxhash.xxh3_128()
-        size = 0
-        # The directory's fd stays pinned for the whole download: the rename at the end
-        # goes into the directory the temp file was created in, whatever its name is then.
-        with self.fds.parent(remote.path) as (dir_fd, name):
-            tmp = _tmp_name(name)
-            fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
-            try:
-                async for chunk in self.store.stream(object_key(remote), remote.version_id):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    await asyncio.to_thread(_write_all, fd, chunk)
-                    self.progress.transfer.bytes += len(chunk)
-                if size != remote.size or digest.digest() != remote.xxh:
-                    raise self._mismatch()
-                self.local_changes[remote.path] = self._finish_file(fd, remote, dir_fd, tmp,
-                                                                    name)
-            except BaseException:
-                _unlink(tmp, dir_fd)
-                raise
-            finally:
-                os.close(fd)
-
-    def finish_dirs(self) -> None:
-        """Directory metadata, children before parents. Each directory is opened
-        O_NOFOLLOW|O_DIRECTORY below its parent's fd and set through that fd: a directory
-        swapped for a symlink since it was made fails here and the link's target is never
-        touched."""
-        for remote in reversed(self.dirs):
-            hooks.fire("restore.before_dir_metadata", remote.path)
-            try:
-                self._set_meta_at(remote.path, remote, directory=True)
-            except OSError as exc:
-                self.fail(remote.path, f"cannot set directory metadata: {exc.strerror}")
+    async def _restore(self, remote: RemoteManifest, old: ManifestReader | None) -> None:
+        options, writer = self.options, self.writer
+        merge = RemoteMerge(checked(remote.entries()), writer)
+        pool = choose_pool_size(options.pool_size, old.root if old is not None else None)
+        async with asyncio.TaskGroup() as group:
+            workers = [group.create_task(writer.worker()) for _ in range(options.transfers)]
+            await scan(os.fsencode(self.dest), entries_of(old), ScanConfig(pool_size=pool),
+                       merge.on_batch, progress=self.progress, warn=self.warn)
+            await merge.until(None, None)
+            for _ in workers:
+                await writer.queue.put(None)
+        if writer.gone_since:
+            self.summary.notices.append(
+                f"{writer.gone_since} files were overwritten or removed since "
+                f"{writer.generation} and could not be restored (no bucket versioning)")
+        if not options.dry_run:
+            writer.finish_dirs()
+            root = Root(created_ns=time.time_ns(), source=str(self.dest),
+                        baycat_version=__version__,
+                        pool_size=old.root.pool_size if old else None)
+            await asyncio.to_thread(record_changes, self.manifest_path, old,
+                                    writer.local_changes, root)
 
 
-_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+class _Unversioned:
+    """The entries, counting the live files among them that have no VersionId."""
 
+    def __init__(self, entries: Iterator[Entry]) -> None:
+        self._entries = entries
+        self.count = 0
 
-def _tmp_name(name: bytes) -> bytes:
-    """A temp file's name beside `name`, in the same directory."""
-    return b"." + name[:200] + b".baycat-tmp-" + secrets.token_hex(4).encode()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    def __iter__(self) -> Iterator[Entry]:
+        for entry in self._entries:
+            if entry.kind == FILE and not entry.version_id:
+                self.count += 1
+            yield entry
 
 
 def _validate(entries: Iterator[Entry]) -> int:
     """Blocking: check the whole manifest (nothing is written before this passes);
     returns how many live files have no VersionId."""
-    unversioned = 0
-
-    def tap() -> Iterator[Entry]:
-        nonlocal unversioned
-        for entry in entries:
-            if entry.kind == FILE and not entry.version_id:
-                unversioned += 1
-            yield entry
-
-    validate(tap(), MAX_MANIFEST_ENTRIES)
-    return unversioned
+    counted = _Unversioned(entries)
+    validate(counted, MAX_MANIFEST_ENTRIES)
+    return counted.count
 
 
 async def _listing(store: ObjectStore) -> dict[str, ObjectInfo] | None:
@@ -368,40 +200,11 @@ async def _listing(store: ObjectStore) -> dict[str, ObjectInfo] | None:
     found: dict[str, ObjectInfo] = {}
     try:
         async for info in store.list():
-            if not info.key.startswith(STATE_PREFIX) or info.key.startswith(ESCAPED_PREFIX):
+            if not is_state_key(info.key):
                 found[info.key] = info
     except UsageError:
         return None  # a plain web server: downloads are still checked against the hash
     return found
-
-
-def _unlink(name: bytes, dir_fd: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(name, dir_fd=dir_fd)
-
-
-def _write_local_manifest(path: Path, old: ManifestReader | None,
-                          changes: dict[bytes, Entry | None]) -> None:
-    """Record restored files in DST's stat cache, so a rerun doesn't read them again."""
-    if not changes:
-        return
-    ordered = sorted_changes(changes)
-    writer = ManifestWriter(path)
-    try:
-        refs = old.root.segments if old is not None else ()
-        load = old.read_segment if old is not None else (lambda ref: [])
-        for out in rebuild_with_changes(refs, load, ordered):
-            if isinstance(out, SegmentRef):
-                assert old is not None
-                writer.copy_segment(old, out)
-            else:
-                writer.add_entries(out)
-        writer.commit(Root(created_ns=time.time_ns(), source=str(path.parent.parent),
-                           baycat_version=__version__,
-                           pool_size=old.root.pool_size if old else None))
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def _prepare_dest(dest: Path) -> tuple[DirFds, Path]:
@@ -437,87 +240,6 @@ async def restore_from_store(
     on_action: ActionFunc | None = None,
 ) -> SyncSummary:
     """Restore the backup in `store` into the directory `dest`."""
-    options = options or RestoreOptions()
-    progress = progress or Progress()
-    started = time.perf_counter()
-    dest = dest.absolute()
-    fds, state_dir = _prepare_dest(dest)
-    manifest_path = default_manifest_path(dest)
-    run = _Restore(store, dest, fds, options, progress, warn, on_action)
-    with contextlib.closing(fds), TreeLock(lock_path(manifest_path), str(dest)), \
-            tempfile.TemporaryDirectory(prefix="baycat-at-") as scratch:
-        if not options.dry_run:
-            remove_stale_state(state_dir)
-        await store.check()
-        # An earlier generation gets a cache of its own: DST's cache follows the latest.
-        cache = Path(scratch) / "generation" if options.at_ns is not None else \
-            remote_cache_path(state_dir, store.url)
-        remote = RemoteManifest(store, cache)
-        old = open_manifest(manifest_path)
-        try:
-            if options.at_ns is not None:
-                generation = await load_generation(remote, options.at_ns)
-                run.generation = format_time(generation.time_ns)
-                run.summary.notices.append(f"restoring the backup as of {run.generation}")
-            else:
-                await remote.load()
-            if remote.root is None:
-                raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
-            unversioned = await asyncio.to_thread(_validate, remote.entries())
-            if options.at_ns is not None and unversioned:
-                run.listing = await _listing(store)
-            remote_iter = checked(remote.entries())
-            pending: list[Entry | None] = [None]
-
-            def next_remote() -> Entry | None:
-                return next(remote_iter, None)
-
-            async def on_batch(items: list[ScanItem]) -> None:
-                for item in items:
-                    if item.changed and item.error == "":
-                        run.local_changes[item.path] = item.entry
-                    await merge_until(path_key(item.path), item)
-
-            async def merge_until(key: bytes | None, item: ScanItem | None) -> None:
-                while True:
-                    if pending[0] is None:
-                        pending[0] = await asyncio.to_thread(next_remote)
-                        if pending[0] is None:
-                            return
-                    current = pending[0]
-                    current_key = path_key(current.path)
-                    if key is not None and current_key > key:
-                        return
-                    pending[0] = None
-                    local = item.entry if item is not None and current.path == item.path \
-                        else None
-                    if run.wanted(current):
-                        await run.plan(current, local)
-                    if key is not None and current_key == key:
-                        return
-
-            pool = choose_pool_size(options.pool_size, old.root if old is not None else None)
-            async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(run.worker()) for _ in range(options.transfers)]
-                await scan(os.fsencode(dest), entries_of(old), ScanConfig(pool_size=pool),
-                           on_batch, progress=progress, warn=warn)
-                await merge_until(None, None)
-                for _ in workers:
-                    await run.queue.put(None)
-            if run.gone_since:
-                run.summary.notices.append(
-                    f"{run.gone_since} files were overwritten or removed since "
-                    f"{run.generation} and could not be restored (no bucket versioning)")
-            if not options.dry_run:
-                run.finish_dirs()
-                await asyncio.to_thread(_write_local_manifest, manifest_path, old,
-                                        run.local_changes)
-        finally:
-            remote.close()
-            if old is not None:
-                old.close()
-            run.summary.notices.extend(remote.notices)
-            run.summary.requests = dict(store.requests)
-            run.summary.manifest_bytes_downloaded = remote.bytes_downloaded
-            run.summary.seconds["total"] = time.perf_counter() - started
-    return run.summary
+    run = RestoreRun(store, dest, options or RestoreOptions(), progress or Progress(), warn,
+                     on_action)
+    return await run.run()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from baycat.entry import Entry
 from baycat.manifest.file import DEFAULT_DIRNAME, DEFAULT_FILENAME, ManifestReader, ManifestWriter
-from baycat.manifest.rebuild import Output, StreamRebuilder
+from baycat.manifest.rebuild import Output, StreamRebuilder, rebuild_with_changes, sorted_changes
 from baycat.manifest.root import Root, SegmentRef
 from baycat.private import mkdir_private
 from baycat.scan.pipeline import ScanItem
@@ -108,3 +108,26 @@ class LocalManifestSink:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+
+
+def record_changes(path: Path, old: ManifestReader | None,
+                   changes: Mapping[bytes, Entry | None], root: Root) -> None:
+    """Blocking: write the manifest at `path` as `old` with `changes` applied (path →
+    new entry, None: removed), copying untouched segments as they are. Nothing is
+    written when there is no change."""
+    if not changes:
+        return
+    writer = ManifestWriter(path)
+    try:
+        refs = old.root.segments if old is not None else ()
+        load = old.read_segment if old is not None else (lambda ref: [])
+        for out in rebuild_with_changes(refs, load, sorted_changes(changes)):
+            if isinstance(out, SegmentRef):
+                assert old is not None
+                writer.copy_segment(old, out)
+            else:
+                writer.add_entries(out)
+        writer.commit(root)
+    except BaseException:
+        writer.abort()
+        raise
