@@ -89,24 +89,10 @@ async def build_manifest(
             filters = resolve_filters(filters, old.root if old is not None else None)
             run_pool = choose_pool_size(pool_size, old.root if old is not None else None)
             sink = LocalManifestSink(manifest, old)
-            counts = {FILE: 0, DIR: 0, SYMLINK: 0}
-            totals = {"bytes": 0, "errors": 0}
-
-            def note(notice: Notice) -> None:
-                totals["errors"] += notice.failure
-                warn(notice)
-
-            async def on_batch(items: list[ScanItem]) -> None:
-                for item in items:
-                    if item.entry is not None:
-                        counts[item.entry.kind] += 1
-                        if item.entry.kind == FILE:
-                            totals["bytes"] += item.entry.size
-                sink.add_items(items)
-
+            tally = _Tally(sink, warn)
             try:
                 await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
-                           on_batch, progress=progress, warn=note,
+                           tally.on_batch, progress=progress, warn=tally.note,
                            path_filter=combine(skip_manifest(root, manifest),
                                                filters.matcher(read_ignore_files(root))))
                 template = Root(
@@ -125,16 +111,40 @@ async def build_manifest(
                 old.close()
     return ManifestSummary(
         manifest=manifest,
-        entries=sum(counts.values()),
-        files=counts[FILE],
-        dirs=counts[DIR],
-        symlinks=counts[SYMLINK],
-        bytes=totals["bytes"],
+        entries=sum(tally.kinds.values()),
+        files=tally.kinds[FILE],
+        dirs=tally.kinds[DIR],
+        symlinks=tally.kinds[SYMLINK],
+        bytes=tally.bytes,
         hashed_files=progress.hash.files,
         hashed_bytes=progress.hash.bytes,
         changed_entries=sink.changed_entries,
-        errors=totals["errors"],
+        errors=tally.errors,
         written=written is not None,
         pool_size=run_pool,
         seconds=time.perf_counter() - started,
     )
+
+
+class _Tally:
+    """Counts what the scan saw (by kind, file bytes, failures) on its way to the
+    manifest sink."""
+
+    def __init__(self, sink: LocalManifestSink, warn: NoticeFunc) -> None:
+        self._sink = sink
+        self._warn = warn
+        self.kinds = {FILE: 0, DIR: 0, SYMLINK: 0}
+        self.bytes = 0
+        self.errors = 0
+
+    def note(self, notice: Notice) -> None:
+        self.errors += notice.failure
+        self._warn(notice)
+
+    async def on_batch(self, items: list[ScanItem]) -> None:
+        for item in items:
+            if item.entry is not None:
+                self.kinds[item.entry.kind] += 1
+                if item.entry.kind == FILE:
+                    self.bytes += item.entry.size
+        self._sink.add_items(items)
