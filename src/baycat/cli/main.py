@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,23 +24,35 @@ import typer
 from typer.core import TyperCommand
 
 from baycat import api
-from baycat.cli.display import LiveDisplay, stderr_console
 from baycat.cli.logs import LEVELS, setup_logging
-from baycat.entry import DIR, FILE, SYMLINK, Entry
+from baycat.cli.output import (
+    action_printer,
+    fatal_json,
+    live_display,
+    print_estimate,
+    print_fatal,
+    print_gc,
+    print_history,
+    print_manifest,
+    print_manifest_summary,
+    print_summary,
+    print_verify,
+    warn,
+    write_stderr,
+)
 from baycat.errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
 from baycat.manifest.file import ManifestReader
-from baycat.manifest.generations import format_time, parse_time
-from baycat.ops.backup import ActionFunc, SyncOptions
+from baycat.manifest.generations import parse_time
+from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
-from baycat.ops.gc import GcSummary, parse_duration
-from baycat.ops.manifest import ManifestSummary
+from baycat.ops.gc import parse_duration
 from baycat.ops.ratelimit import parse_rate
 from baycat.ops.restore import RestoreOptions
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import VerifyOptions, VerifySummary
-from baycat.progress import Notice, Progress
-from baycat.redact import redact, redact_json
+from baycat.progress import Progress
+from baycat.redact import redact
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.local_manifest import default_manifest_path
 from baycat.stop import StopRequest
@@ -73,24 +83,19 @@ manifest_app = typer.Typer(
 app.add_typer(manifest_app, name="manifest")
 
 T = TypeVar("T")
-console = stderr_console()
 log = logging.getLogger("baycat")
 # Set by the main callback, applied by each command (which knows --quiet).
 _log_settings: dict[str, Any] = {"level": None, "file": None}
 
 
-def _write_stderr(line: str) -> None:
-    console.print(line, markup=False, highlight=False)
-
-
 def _fail(message: str, code: ExitCode) -> typer.Exit:
-    _write_stderr(f"baycat: error: {redact(message)}")
+    write_stderr(f"baycat: error: {redact(message)}")
     return typer.Exit(int(code))
 
 
 def _start_logging(quiet: bool) -> None:
     try:
-        setup_logging(_log_settings["level"], _log_settings["file"], _write_stderr, quiet)
+        setup_logging(_log_settings["level"], _log_settings["file"], write_stderr, quiet)
     except ValueError as exc:
         raise _fail(str(exc), ExitCode.USAGE) from None
 
@@ -116,9 +121,8 @@ def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None,
                 if stop.requested:
                     os._exit(int(ExitCode.INTERRUPTED))
                 stop.request()
-                console.print("baycat: stopping: finishing in-flight transfers and committing "
-                              "what completed (signal again to exit at once)",
-                              markup=False, highlight=False)
+                write_stderr("baycat: stopping: finishing in-flight transfers and committing "
+                             "what completed (signal again to exit at once)")
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal)
@@ -138,14 +142,6 @@ def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None,
         if on_fatal is not None:
             on_fatal(exc)
         raise _fail(str(exc), exc.exit_code) from None
-
-
-def _warn(notice: Notice) -> None:
-    log.warning("%s: %s", os.fsdecode(notice.path) or ".", notice.message)
-
-
-def _show_progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
 
 
 def _version(value: bool) -> None:
@@ -251,28 +247,16 @@ ClearFilters = Annotated[bool, typer.Option(
 
 
 
-def _print_manifest_summary(summary: ManifestSummary, quiet: bool) -> None:
-    if quiet:
-        return
-    state = "written" if summary.written else "unchanged"
-    typer.echo(
-        f"{summary.entries:,} entries ({summary.files:,} files, {summary.dirs:,} dirs, "
-        f"{summary.symlinks:,} symlinks); hashed {summary.hashed_files:,} files, "
-        f"{summary.hashed_bytes:,} bytes; {summary.errors} errors; manifest {state} "
-        f"({summary.manifest}); pool size {summary.pool_size}; {summary.seconds:.2f} s"
-    )
-
-
 def _manifest_command(directory: Path, manifest: Path | None, create: bool,
                       pool_size: int | None, progress_flag: bool | None, quiet: bool,
                       filters: FilterSpec | None) -> None:
     _start_logging(quiet)
     progress = Progress()
-    with LiveDisplay(progress, console, _show_progress(progress_flag) and not quiet):
+    with live_display(progress, progress_flag, quiet):
         summary = _run(api.update_manifest(directory, manifest=manifest, create=create,
                                            pool_size=pool_size, progress=progress,
-                                           warn=_warn, filters=filters))
-    _print_manifest_summary(summary, quiet)
+                                           warn=warn, filters=filters))
+    print_manifest_summary(summary, quiet)
     if summary.errors:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
@@ -333,28 +317,6 @@ def manifest_update(
                       _filters(ctx, clear_filters))
 
 
-_TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
-
-
-def entry_json(entry: Entry) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "path": os.fsdecode(entry.path),
-        "type": _TYPE_NAMES[entry.kind],
-        "size": entry.size,
-        "mtime_ns": entry.mtime_ns,
-        "mode": entry.mode,
-        "uid": entry.uid,
-        "gid": entry.gid,
-        "hash": entry.xxh.hex() if entry.xxh else None,
-        "target": os.fsdecode(entry.target) if entry.kind == SYMLINK else None,
-    }
-    try:
-        entry.path.decode()
-    except UnicodeDecodeError:
-        doc["path_hex"] = entry.path.hex()  # exact bytes of a name that isn't UTF-8
-    return doc
-
-
 @manifest_app.command("show")
 def manifest_show(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="The tree described.")],
@@ -381,26 +343,12 @@ def manifest_show(
         raise _fail(str(exc), exc.exit_code) from None
     with reader:
         header = reader.root.header_json()
-        if not as_json:
-            try:
-                reader.verify()
-            except BaycatError as exc:
-                raise _fail(str(exc), exc.exit_code) from None
-            for key, value in header.items():
-                typer.echo(f"{key}: {value}")
-            return
-        out = sys.stdout
-        out.write(json.dumps(header) + "\n")
         try:
-            for entry in reader.entries():
-                out.write(json.dumps(entry_json(entry)) + "\n")
+            if not as_json:
+                reader.verify()
+            print_manifest(header, reader.entries() if as_json else None)
         except BaycatError as exc:
             raise _fail(str(exc), exc.exit_code) from None
-
-
-def _print_json(doc: dict[str, Any]) -> None:
-    """`--json`: one object on one line of stdout, secrets redacted."""
-    sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
 
 
 # ---- sync and restore ----------------------------------------------------------------
@@ -443,56 +391,6 @@ def _prices(price_file: Path | None) -> PriceTable:
     if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
         price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
     return load_prices(price_file)
-
-
-def _print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
-    log.info("done: exit code %d, requests %s", int(summary.exit_code), summary.requests)
-    if as_json:
-        _print_json(summary.to_json())
-        return
-    if quiet:
-        return
-    parts = []
-    for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
-                 "marked_deleted", "unchanged", "failed"):
-        count = getattr(summary, name)
-        if count.files or name in ("unchanged", "failed"):
-            parts.append(f"{name.replace('_', ' ')} {count.files:,}"
-                         + (f" ({count.bytes:,} B)" if count.bytes else ""))
-    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
-    prefix = "dry run: would have " if summary.dry_run else ""
-    typer.echo(f"{prefix}{'; '.join(parts)}")
-    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
-               f"{'committed' if summary.committed else 'unchanged'}"
-               f"; {summary.seconds.get('total', 0):.2f} s")
-    for notice in summary.notices:
-        typer.echo(f"note: {redact(notice)}")
-
-
-def _fatal_json(source: str, destination: str, exc: BaycatError) -> None:
-    """--json when the run could not complete: still one object, with `fatal_error`."""
-    _print_fatal(SyncSummary(source=source, destination=destination).to_json(), exc)
-
-
-def _print_fatal(doc: dict[str, Any], exc: BaycatError) -> None:
-    """--json for a run that could not complete: its summary, with `fatal_error`."""
-    doc["exit_code"] = int(exc.exit_code)
-    doc["fatal_error"] = str(exc)
-    _print_json(doc)
-
-
-def _action_printer(to_stderr: bool) -> ActionFunc:
-    out = sys.stderr if to_stderr else sys.stdout
-
-    def show(kind: str, path: str, size: int) -> None:
-        log.debug("%s %s (%d B)", kind, path, size)
-        out.write(f"{kind:<13} {path}\n")
-
-    return show
-
-
-def _debug_action(kind: str, path: str, size: int) -> None:
-    log.debug("%s %s (%d B)", kind, path, size)
 
 
 Verbose = Annotated[bool, typer.Option(
@@ -627,10 +525,10 @@ def sync_command(
         prices = _prices(price_file)
     except BaycatError as exc:
         if as_json:
-            _fatal_json(source, destination, exc)
+            fatal_json(source, destination, exc)
         raise _fail(str(exc), exc.exit_code) from None
     progress_state = Progress()
-    on_action = _action_printer(as_json) if verbose else _debug_action
+    on_action = action_printer(verbose, as_json)
     stop = StopRequest()
 
     async def run() -> SyncSummary:
@@ -644,12 +542,12 @@ def sync_command(
                                   scan_remote=scan_remote, stop=stop,
                                   history=keep_generations, verify_commits=verify_commit)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
-                                  progress=progress_state, warn=_warn, on_action=on_action)
+                                  progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
-                                     progress=progress_state, warn=_warn, on_action=on_action)
+                                     progress=progress_state, warn=warn, on_action=on_action)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
@@ -663,11 +561,11 @@ def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Prog
 
     def on_fatal(exc: BaycatError) -> None:
         if as_json:
-            _fatal_json(source, destination, exc)
+            fatal_json(source, destination, exc)
 
-    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
+    with live_display(progress_state, progress, quiet):
         summary = _run(work, stop, on_fatal)
-    _print_summary(summary, as_json, quiet)
+    print_summary(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -728,7 +626,7 @@ def restore_command(
         at_ns = parse_time(at) if at is not None else None
     except BaycatError as exc:
         if as_json:
-            _fatal_json(source, destination, exc)
+            fatal_json(source, destination, exc)
         raise _fail(str(exc), exc.exit_code) from None
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
@@ -736,8 +634,8 @@ def restore_command(
                              at_ns=at_ns,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
-                       progress=progress_state, warn=_warn,
-                       on_action=_action_printer(as_json) if verbose else _debug_action)
+                       progress=progress_state, warn=warn,
+                       on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination)
 
 
@@ -776,42 +674,10 @@ def manifest_estimate_cost(
                                      prices=_prices(price_file))
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    if as_json:
-        sys.stdout.write(json.dumps(estimate.to_json(), sort_keys=True) + "\n")
-        return
-    typer.echo(f"tree: {estimate.files:,} files, {estimate.bytes:,} bytes "
-               f"({estimate.bytes / (1 << 30):.2f} GiB); {estimate.storage_class}, "
-               f"{estimate.price_table}")
-    typer.echo(f"first backup: {estimate.initial_requests:,} requests, "
-               f"${estimate.initial_usd:.2f}")
-    typer.echo(f"per month ({estimate.syncs_per_month} syncs, "
-               f"{estimate.change_rate:.1%} of files changing each time): "
-               f"storage ${estimate.monthly_storage_usd:.2f} + "
-               f"{estimate.monthly_requests:,} requests ${estimate.monthly_request_usd:.2f} "
-               f"= ${estimate.monthly_usd:.2f}")
+    print_estimate(estimate, as_json)
 
 
 # ---- verify and history ----------------------------------------------------------------
-
-
-def _print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        _print_json(summary.to_json())
-        return
-    if quiet:
-        return
-    for problem in summary.problems:
-        detail = f" ({redact(problem.message)})" if problem.message else ""
-        typer.echo(f"{problem.kind:<10} {problem.path}{detail}")
-    found = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary.counts.items()))
-    what = "paths" if summary.local else "files"
-    deep = "" if summary.local else \
-        f"; re-hashed {summary.deep_files:,} ({summary.deep_bytes:,} B)"
-    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
-    typer.echo(f"{summary.files:,} {what} checked: ok {summary.ok:,}; "
-               f"{found or 'no problems'}{deep}"
-               + (f"; requests: {requests}" if requests else "")
-               + f"; {summary.seconds.get('total', 0):.2f} s")
 
 
 @app.command("verify", epilog=EXIT_CODES_HELP)
@@ -859,7 +725,7 @@ def verify_command(
 
     def on_fatal(exc: BaycatError) -> None:
         if as_json:
-            _print_fatal(VerifySummary(source=what, local=local is not None).to_json(), exc)
+            print_fatal(VerifySummary(source=what, local=local is not None).to_json(), exc)
 
     try:
         if (local is None) == (source is None):
@@ -876,15 +742,15 @@ def verify_command(
     work: Coroutine[Any, Any, VerifySummary]
     if local is not None:
         work = api.verify_local(local, pool_size=pool_size, progress=progress_state,
-                                warn=_warn)
+                                warn=warn)
     else:
         assert source is not None
         options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,
                                 transfers=transfers)
         work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
-    with LiveDisplay(progress_state, console, _show_progress(progress) and not quiet):
+    with live_display(progress_state, progress, quiet):
         summary = _run(work, on_fatal=on_fatal)
-    _print_verify(summary, as_json, quiet)
+    print_verify(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -915,12 +781,7 @@ def history_command(
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     found = _run(api.history(source, s3=s3))
-    if as_json:
-        sys.stdout.write(json.dumps(found.to_json(), sort_keys=True) + "\n")
-        return
-    typer.echo(f"{'time (UTC)':<21} {'files':>12} {'bytes':>18}")
-    for gen in found.generations:
-        typer.echo(f"{format_time(gen.time_ns):<21} {gen.files:>12,} {gen.file_bytes:>18,}")
+    print_history(found, as_json)
 
 
 @app.command("gc", epilog=EXIT_CODES_HELP)
@@ -961,25 +822,8 @@ def gc_command(
     except BaycatError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     summary = _run(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
-    _print_gc(summary, as_json, quiet)
+    print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)
-
-
-def _print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        _print_json(summary.to_json())
-        return
-    for key, message in summary.failed:
-        console.print(f"baycat: cannot delete {key}: {redact(message)}", markup=False,
-                      highlight=False)
-    if quiet:
-        return
-    verb = "would delete" if summary.dry_run else "deleted"
-    extra = f"; {len(summary.foreign_keys)} unknown keys left alone" \
-        if summary.foreign_keys else ""
-    typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
-               f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
-               f"{extra}")
 
 
 # Allocations between automatic collections of the youngest generation (CPython: 700).
