@@ -11,26 +11,23 @@ Exit codes (also in README.md):
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
-import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from baycat import api
-from baycat.cli.logs import LEVELS, setup_logging
+from baycat.cli.logs import LEVELS
 from baycat.cli.output import (
     action_printer,
-    fatal_json,
+    json_on_fatal,
     live_display,
     print_estimate,
-    print_fatal,
     print_gc,
     print_history,
     print_manifest,
@@ -38,9 +35,9 @@ from baycat.cli.output import (
     print_summary,
     print_verify,
     warn,
-    write_stderr,
 )
-from baycat.errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
+from baycat.cli.run import FatalFunc, fatal_errors, log_settings, run_engine, start_logging
+from baycat.errors import ExitCode, UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import parse_time
 from baycat.ops.backup import SyncOptions
@@ -52,7 +49,6 @@ from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import VerifyOptions, VerifySummary
 from baycat.progress import Progress
-from baycat.redact import redact
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.local_manifest import default_manifest_path
 from baycat.stop import StopRequest
@@ -81,68 +77,7 @@ manifest_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(manifest_app, name="manifest")
-
-T = TypeVar("T")
 log = logging.getLogger("baycat")
-# Set by the main callback, applied by each command (which knows --quiet).
-_log_settings: dict[str, Any] = {"level": None, "file": None}
-
-
-def _fail(message: str, code: ExitCode) -> typer.Exit:
-    write_stderr(f"baycat: error: {redact(message)}")
-    return typer.Exit(int(code))
-
-
-def _start_logging(quiet: bool) -> None:
-    try:
-        setup_logging(_log_settings["level"], _log_settings["file"], write_stderr, quiet)
-    except ValueError as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from None
-
-
-def _baycat_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The error that ended a run, out of task groups (a BaycatError, else an interrupt)."""
-    return first_of(group, (BaycatError,)) or first_of(group, (KeyboardInterrupt,))
-
-
-def _run(coro: Coroutine[Any, Any, T], stop: StopRequest | None = None,
-         on_fatal: Callable[[BaycatError], None] | None = None) -> T:
-    """Run the engine, turning baycat errors into one line and an exit code
-    (`on_fatal` first sees the error: --json prints its one object).
-
-    With `stop`: the first SIGINT/SIGTERM asks the engine to stop cleanly (commit what
-    completed, exit 130); a second one exits at once (safe: every commit is atomic)."""
-
-    async def main() -> T:
-        if stop is not None:
-            loop = asyncio.get_running_loop()
-
-            def on_signal() -> None:
-                if stop.requested:
-                    os._exit(int(ExitCode.INTERRUPTED))
-                stop.request()
-                write_stderr("baycat: stopping: finishing in-flight transfers and committing "
-                             "what completed (signal again to exit at once)")
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
-        return await coro
-
-    try:
-        try:
-            return asyncio.run(main())
-        except BaseExceptionGroup as group:
-            inner = _baycat_error(group)
-            if inner is None:
-                raise
-            raise inner from None
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted") from None
-    except BaycatError as exc:
-        if on_fatal is not None:
-            on_fatal(exc)
-        raise _fail(str(exc), exc.exit_code) from None
-
 
 def _version(value: bool) -> None:
     if value:
@@ -169,8 +104,8 @@ def main_callback(
     if log_level is not None and log_level.lower() not in LEVELS:
         raise typer.BadParameter(f"must be one of {', '.join(LEVELS)}",
                                  param_hint="--log-level")
-    _log_settings["level"] = log_level
-    _log_settings["file"] = log_file
+    log_settings.level = log_level
+    log_settings.file = log_file
 
 
 PoolSize = Annotated[
@@ -210,20 +145,18 @@ class FilterCommand(TyperCommand):
 
 
 def _filters(ctx: typer.Context, clear: bool) -> FilterSpec | None:
-    """The rules given on the command line, in order; None: use the recorded ones."""
+    """The rules given on the command line, in order; None: use the recorded ones.
+    BaycatError: a --*-from file can't be read."""
     sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
     if not sequence:
         return FilterSpec() if clear else None
     rules: list[Rule] = []
-    try:
-        for name, value in sequence:
-            if name.endswith("_from"):
-                rules += rules_from_file(Path(value), include=name == "include_from")
-            else:
-                rules.append(Rule(include=name == "include", pattern=value))
-        return FilterSpec(tuple(rules))
-    except BaycatError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
+    for name, value in sequence:
+        if name.endswith("_from"):
+            rules += rules_from_file(Path(value), include=name == "include_from")
+        else:
+            rules.append(Rule(include=name == "include", pattern=value))
+    return FilterSpec(tuple(rules))
 
 
 Exclude = Annotated[list[str] | None, typer.Option(
@@ -247,13 +180,15 @@ ClearFilters = Annotated[bool, typer.Option(
 
 
 
-def _manifest_command(directory: Path, manifest: Path | None, create: bool,
-                      pool_size: int | None, progress_flag: bool | None, quiet: bool,
-                      filters: FilterSpec | None) -> None:
-    _start_logging(quiet)
+def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
+                      manifest: Path | None, create: bool, pool_size: int | None,
+                      progress_flag: bool | None, quiet: bool) -> None:
+    with fatal_errors():
+        filters = _filters(ctx, clear_filters)
+    start_logging(quiet)
     progress = Progress()
     with live_display(progress, progress_flag, quiet):
-        summary = _run(api.update_manifest(directory, manifest=manifest, create=create,
+        summary = run_engine(api.update_manifest(directory, manifest=manifest, create=create,
                                            pool_size=pool_size, progress=progress,
                                            warn=warn, filters=filters))
     print_manifest_summary(summary, quiet)
@@ -284,8 +219,7 @@ def manifest_create(
 
     Example: baycat manifest create --pool-size 4 --exclude '*.tmp' /srv/data
     """
-    _manifest_command(directory, output, True, pool_size, progress, quiet,
-                      _filters(ctx, clear_filters))
+    _manifest_command(ctx, clear_filters, directory, output, True, pool_size, progress, quiet)
 
 
 @manifest_app.command("update", cls=FilterCommand)
@@ -313,8 +247,8 @@ def manifest_update(
 
     Example: baycat manifest update /srv/data
     """
-    _manifest_command(directory, manifest, False, pool_size, progress, quiet,
-                      _filters(ctx, clear_filters))
+    _manifest_command(ctx, clear_filters, directory, manifest, False, pool_size, progress,
+                      quiet)
 
 
 @manifest_app.command("show")
@@ -334,21 +268,17 @@ def manifest_show(
     Example: baycat manifest show --json /srv/data | head
     """
     path = manifest or default_manifest_path(directory)
-    try:
-        reader = ManifestReader(path)
-    except FileNotFoundError:
-        raise _fail(f"no manifest at {path} (run `baycat manifest create {directory}`)",
-                    ExitCode.USAGE) from None
-    except BaycatError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    with reader:
-        header = reader.root.header_json()
+    with fatal_errors():
         try:
+            reader = ManifestReader(path)
+        except FileNotFoundError:
+            raise UsageError(f"no manifest at {path} (run `baycat manifest create "
+                             f"{directory}`)") from None
+        with reader:
+            header = reader.root.header_json()
             if not as_json:
                 reader.verify()
             print_manifest(header, reader.entries() if as_json else None)
-        except BaycatError as exc:
-            raise _fail(str(exc), exc.exit_code) from None
 
 
 # ---- sync and restore ----------------------------------------------------------------
@@ -509,9 +439,11 @@ def sync_command(
       baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
     """
-    _start_logging(quiet)
-    filters = _filters(ctx, clear_filters)
-    try:
+    start_logging(quiet)
+    with fatal_errors():
+        filters = _filters(ctx, clear_filters)
+    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    with fatal_errors(on_fatal):
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = _s3_options(endpoint_url, region, profile, transfers,
                          storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
@@ -523,10 +455,6 @@ def sync_command(
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
         rate = parse_rate(bwlimit) if bwlimit else None
         prices = _prices(price_file)
-    except BaycatError as exc:
-        if as_json:
-            fatal_json(source, destination, exc)
-        raise _fail(str(exc), exc.exit_code) from None
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
     stop = StopRequest()
@@ -551,20 +479,16 @@ def sync_command(
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
-                    stop)
+                    on_fatal, stop)
 
 
 def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
                     progress: bool | None, quiet: bool, as_json: bool, source: str,
-                    destination: str, stop: StopRequest | None = None) -> None:
+                    destination: str, on_fatal: FatalFunc | None,
+                    stop: StopRequest | None = None) -> None:
     log.info("%s -> %s", source, destination)
-
-    def on_fatal(exc: BaycatError) -> None:
-        if as_json:
-            fatal_json(source, destination, exc)
-
     with live_display(progress_state, progress, quiet):
-        summary = _run(work, stop, on_fatal)
+        summary = run_engine(work, stop, on_fatal)
     print_summary(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
@@ -614,8 +538,9 @@ def restore_command(
       baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
       baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
-    _start_logging(quiet)
-    try:
+    start_logging(quiet)
+    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    with fatal_errors(on_fatal):
         dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
@@ -624,10 +549,6 @@ def restore_command(
                          timeout=timeout)
         prices = _prices(price_file)
         at_ns = parse_time(at) if at is not None else None
-    except BaycatError as exc:
-        if as_json:
-            fatal_json(source, destination, exc)
-        raise _fail(str(exc), exc.exit_code) from None
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
@@ -636,7 +557,8 @@ def restore_command(
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
                        progress=progress_state, warn=warn,
                        on_action=action_printer(verbose, as_json))
-    _run_and_report(work, progress_state, progress, quiet, as_json, source, destination)
+    _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
+                    on_fatal)
 
 
 @manifest_app.command("estimate-cost")
@@ -666,14 +588,12 @@ def manifest_estimate_cost(
       baycat manifest estimate-cost --storage-class GLACIER_IR --syncs-per-month 4 \\
           --change-rate 0.05 /srv/data
     """
-    _start_logging(False)
-    try:
+    start_logging(False)
+    with fatal_errors():
         estimate = api.estimate_cost(directory, manifest=manifest,
                                      storage_class=storage_class.upper(),
                                      syncs_per_month=syncs_per_month, change_rate=change_rate,
                                      prices=_prices(price_file))
-    except BaycatError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
     print_estimate(estimate, as_json)
 
 
@@ -720,14 +640,10 @@ def verify_command(
       baycat verify --deep /mnt/usb/backup
       baycat verify --local /srv/data
     """
-    _start_logging(quiet)
+    start_logging(quiet)
     what = str(local) if local is not None else source or ""
-
-    def on_fatal(exc: BaycatError) -> None:
-        if as_json:
-            print_fatal(VerifySummary(source=what, local=local is not None).to_json(), exc)
-
-    try:
+    on_fatal = json_on_fatal(as_json, VerifySummary(source=what, local=local is not None))
+    with fatal_errors(on_fatal):
         if (local is None) == (source is None):
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
@@ -735,9 +651,6 @@ def verify_command(
         s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries,
                          timeout=timeout)
         prices = _prices(price_file)
-    except BaycatError as exc:
-        on_fatal(exc)
-        raise _fail(str(exc), exc.exit_code) from None
     progress_state = Progress()
     work: Coroutine[Any, Any, VerifySummary]
     if local is not None:
@@ -749,7 +662,7 @@ def verify_command(
                                 transfers=transfers)
         work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
     with live_display(progress_state, progress, quiet):
-        summary = _run(work, on_fatal=on_fatal)
+        summary = run_engine(work, on_fatal=on_fatal)
     print_verify(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
@@ -775,12 +688,10 @@ def history_command(
       baycat history s3://backups/host1/data/
       baycat restore --at 2026-11-20T03:00:00Z s3://backups/host1/data/ /srv/old
     """
-    _start_logging(False)
-    try:
+    start_logging(False)
+    with fatal_errors():
         s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    except BaycatError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    found = _run(api.history(source, s3=s3))
+    found = run_engine(api.history(source, s3=s3))
     print_history(found, as_json)
 
 
@@ -815,13 +726,11 @@ def gc_command(
       baycat sync /srv/data s3://backups/host1/data/ && baycat gc s3://backups/host1/data/
       baycat gc --dry-run --json /mnt/usb/backup
     """
-    _start_logging(quiet)
-    try:
+    start_logging(quiet)
+    with fatal_errors():
         grace_s = parse_duration(grace)
         s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    except BaycatError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    summary = _run(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
+    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)
 

@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import typer
 
@@ -66,9 +66,20 @@ def print_fatal(doc: dict[str, Any], exc: BaycatError) -> None:
     print_json(doc)
 
 
-def fatal_json(source: str, destination: str, exc: BaycatError) -> None:
-    """--json when the run could not complete: still one object, with `fatal_error`."""
-    print_fatal(SyncSummary(source=source, destination=destination).to_json(), exc)
+class _Summary(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def json_on_fatal(as_json: bool, empty: _Summary) -> Callable[[BaycatError], None] | None:
+    """With --json, what prints the one object of a run that could not complete:
+    `empty` (the summary of a run that did nothing) with `fatal_error`; else None."""
+    if not as_json:
+        return None
+
+    def on_fatal(exc: BaycatError) -> None:
+        print_fatal(empty.to_json(), exc)
+
+    return on_fatal
 
 
 # ---- sync and restore -------------------------------------------------------------------
