@@ -13,16 +13,40 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from baycat import api
 from baycat.cli.logs import LEVELS
+from baycat.cli.options import (
+    DEFAULT_TIMEOUT,
+    AsJson,
+    ClearFilters,
+    DryRun,
+    EndpointUrl,
+    Exclude,
+    ExcludeFrom,
+    FilterCommand,
+    Include,
+    IncludeFrom,
+    PoolSize,
+    PriceFile,
+    Profile,
+    ProgressFlag,
+    Quiet,
+    Region,
+    Retries,
+    StorageClass,
+    Timeout,
+    Transfers,
+    Verbose,
+    filter_spec,
+    price_table,
+    s3_options,
+)
 from baycat.cli.output import (
     action_printer,
     json_on_fatal,
@@ -41,7 +65,7 @@ from baycat.errors import ExitCode, UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import parse_time
 from baycat.ops.backup import SyncOptions
-from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
+from baycat.ops.cost import STORAGE_CLASSES
 from baycat.ops.gc import parse_duration
 from baycat.ops.ratelimit import parse_rate
 from baycat.ops.restore import RestoreOptions
@@ -49,11 +73,9 @@ from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import VerifyOptions, VerifySummary
 from baycat.progress import Progress
-from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.local_manifest import default_manifest_path
 from baycat.stop import StopRequest
-from baycat.store.endpoints import LocalEndpoint, check_http_url, parse_endpoint
-from baycat.store.s3_options import S3Options
+from baycat.store.endpoints import LocalEndpoint, parse_endpoint
 from baycat.version import __version__
 
 EXIT_CODES_HELP = (
@@ -78,6 +100,7 @@ manifest_app = typer.Typer(
 )
 app.add_typer(manifest_app, name="manifest")
 log = logging.getLogger("baycat")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -108,83 +131,11 @@ def main_callback(
     log_settings.file = log_file
 
 
-PoolSize = Annotated[
-    int | None,
-    typer.Option("--pool-size", min=1, max=256,
-                 help="Hasher threads (default: the CPU count)."),
-]
-ProgressFlag = Annotated[
-    bool | None,
-    typer.Option("--progress/--no-progress",
-                 help="Live progress display (default: on when stderr is a terminal)."),
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-
-
-# ---- filters ---------------------------------------------------------------------------
-
-_FILTER_OPTIONS = ("exclude", "include", "exclude_from", "include_from")
-
-
-class FilterCommand(TyperCommand):
-    """Records the command-line order of --exclude/--include/--*-from (click keeps only
-    each option's own values), so that the last matching rule can win."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
-        except Exception:  # the real parse below reports it properly
-            opts, order = {}, []
-        values = {name: list(opts.get(name) or ()) for name in _FILTER_OPTIONS}
-        sequence: list[tuple[str, str]] = []
-        for param in order:
-            if param.name in _FILTER_OPTIONS and values[param.name]:
-                sequence.append((param.name, values[param.name].pop(0)))
-        ctx.meta["baycat.filters"] = sequence
-        return super().parse_args(ctx, args)
-
-
-def _filters(ctx: typer.Context, clear: bool) -> FilterSpec | None:
-    """The rules given on the command line, in order; None: use the recorded ones.
-    BaycatError: a --*-from file can't be read."""
-    sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
-    if not sequence:
-        return FilterSpec() if clear else None
-    rules: list[Rule] = []
-    for name, value in sequence:
-        if name.endswith("_from"):
-            rules += rules_from_file(Path(value), include=name == "include_from")
-        else:
-            rules.append(Rule(include=name == "include", pattern=value))
-    return FilterSpec(tuple(rules))
-
-
-Exclude = Annotated[list[str] | None, typer.Option(
-    "--exclude", metavar="PATTERN",
-    help="Leave out paths matching PATTERN (gitignore syntax, relative to the source: "
-    "'*.tmp', '/build/', 'cache/'); repeatable. Rules apply in order, last match wins; "
-    ".baycatignore files apply first. Example: --exclude '*.log' --include 'keep.log'")]
-Include = Annotated[list[str] | None, typer.Option(
-    "--include", metavar="PATTERN",
-    help="Keep paths matching PATTERN even when an earlier rule excluded them "
-    "(nothing below an excluded directory comes back). Example: --include 'logs/keep.txt'")]
-ExcludeFrom = Annotated[list[str] | None, typer.Option(
-    "--exclude-from", metavar="FILE",
-    help="Exclude patterns from FILE, one a line (# comments). Example: --exclude-from "
-    "~/.config/baycat/excludes")]
-IncludeFrom = Annotated[list[str] | None, typer.Option(
-    "--include-from", metavar="FILE", help="Include patterns from FILE, one a line.")]
-ClearFilters = Annotated[bool, typer.Option(
-    "--clear-filters", help="Forget the filters recorded in the manifest (without filter "
-    "options, the recorded ones apply). Example: baycat sync --clear-filters ~/data DST")]
-
-
-
 def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
                       manifest: Path | None, create: bool, pool_size: int | None,
                       progress_flag: bool | None, quiet: bool) -> None:
     with fatal_errors():
-        filters = _filters(ctx, clear_filters)
+        filters = filter_spec(ctx, clear_filters)
     start_logging(quiet)
     progress = Progress()
     with live_display(progress, progress_flag, quiet):
@@ -284,83 +235,6 @@ def manifest_show(
 # ---- sync and restore ----------------------------------------------------------------
 
 
-# --timeout: seconds of silence from the store before an attempt is given up.
-DEFAULT_TIMEOUT = 30.0
-MAX_CONNECT_TIMEOUT = 10.0
-
-
-def _s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
-                transfers: int, storage_class: str | None = None, sse: str | None = None,
-                sse_kms_key_id: str | None = None, retries: int = 5,
-                timeout: float = DEFAULT_TIMEOUT) -> S3Options:
-    env = os.environ
-    endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") \
-        or None
-    if endpoint is not None:
-        check_http_url(endpoint)
-    if sse_kms_key_id and sse not in (None, "aws:kms"):
-        raise UsageError("--sse-kms-key-id needs --sse aws:kms")
-    # What botocore itself would take first: its region from AWS_DEFAULT_REGION, keys
-    # from the environment unless a profile is named. Resolved here, the S3 store can
-    # start without loading botocore at all (store/s3.py: without_botocore).
-    region = region or env.get("AWS_DEFAULT_REGION") or None
-    env_keys = not profile and not env.get("AWS_PROFILE") and bool(
-        env.get("AWS_ACCESS_KEY_ID")) and bool(env.get("AWS_SECRET_ACCESS_KEY"))
-    return S3Options(endpoint_url=endpoint, region=region, profile=profile,
-                     access_key_id=env["AWS_ACCESS_KEY_ID"] if env_keys else None,
-                     secret_access_key=env["AWS_SECRET_ACCESS_KEY"] if env_keys else None,
-                     session_token=(env.get("AWS_SESSION_TOKEN") or None) if env_keys else None,
-                     max_connections=max(transfers + 8, 16), storage_class=storage_class,
-                     sse="aws:kms" if sse_kms_key_id and not sse else sse,
-                     sse_kms_key_id=sse_kms_key_id, attempts=retries,
-                     connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT), read_timeout=timeout,
-                     fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
-
-
-def _prices(price_file: Path | None) -> PriceTable:
-    if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
-        price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
-    return load_prices(price_file)
-
-
-Verbose = Annotated[bool, typer.Option(
-    "--verbose", "-v", help="One line per operation (upload, copy, delete, ...).")]
-AsJson = Annotated[bool, typer.Option(
-    "--json", help="Print exactly one JSON summary object on stdout (all else on stderr); "
-    "schema: docs/json-summary.md. Example: baycat sync --json ~/data DST > run.json")]
-EndpointUrl = Annotated[str | None, typer.Option(
-    "--endpoint-url", metavar="URL",
-    help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); also AWS_ENDPOINT_URL. "
-    "Example: --endpoint-url http://localhost:8333")]
-Region = Annotated[str | None, typer.Option(
-    "--region", help="AWS region. Example: --region eu-west-1")]
-Profile = Annotated[str | None, typer.Option(
-    "--profile", help="AWS shared-config profile. Example: --profile backup")]
-Transfers = Annotated[int, typer.Option(
-    "--transfers", min=1, max=1024, help="Concurrent requests. Example: --transfers 8")]
-DryRun = Annotated[bool, typer.Option(
-    "--dry-run", help="Show what would be done; change nothing anywhere.")]
-PriceFile = Annotated[Path | None, typer.Option(
-    "--price-file", metavar="FILE", dir_okay=False,
-    help="JSON price table overriding the built-in S3 list prices used for the cost "
-    "estimate (also BAYCAT_PRICE_FILE; format in README). Example: --price-file wasabi.json")]
-Timeout = Annotated[float, typer.Option(
-    "--timeout", metavar="SECONDS", min=0.1, max=3600.0,
-    help="Wait at most SECONDS for the store's next bytes on each attempt (and at most "
-    f"{MAX_CONNECT_TIMEOUT:g} s, or SECONDS if less, for a connection); then the request "
-    "is retried (--retries) and finally fails with what was waited for (exit code 3). "
-    "Example: --timeout 120")]
-Retries = Annotated[int, typer.Option(
-    "--retries", min=1, max=100, metavar="N",
-    help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
-    "Example: --retries 10")]
-StorageClass = Annotated[str | None, typer.Option(
-    "--storage-class", metavar="CLASS", case_sensitive=False,
-    help=f"S3 storage class of data objects ({', '.join(STORAGE_CLASSES)}); manifest "
-    "objects stay STANDARD. GLACIER and DEEP_ARCHIVE objects must be restored in S3 "
-    "before `baycat restore`. Example: --storage-class GLACIER_IR")]
-
-
 @app.command("sync", cls=FilterCommand, epilog=EXIT_CODES_HELP)
 def sync_command(
     ctx: typer.Context,
@@ -441,11 +315,11 @@ def sync_command(
     """
     start_logging(quiet)
     with fatal_errors():
-        filters = _filters(ctx, clear_filters)
+        filters = filter_spec(ctx, clear_filters)
     on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
     with fatal_errors(on_fatal):
         src, dst = parse_endpoint(source), parse_endpoint(destination)
-        s3 = _s3_options(endpoint_url, region, profile, transfers,
+        s3 = s3_options(endpoint_url, region, profile, transfers,
                          storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
                          retries, timeout)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
@@ -454,7 +328,7 @@ def sync_command(
         if sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
         rate = parse_rate(bwlimit) if bwlimit else None
-        prices = _prices(price_file)
+        prices = price_table(price_file)
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
     stop = StopRequest()
@@ -545,9 +419,9 @@ def restore_command(
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
         parse_endpoint(source)
-        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries,
+        s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                          timeout=timeout)
-        prices = _prices(price_file)
+        prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
@@ -593,7 +467,7 @@ def manifest_estimate_cost(
         estimate = api.estimate_cost(directory, manifest=manifest,
                                      storage_class=storage_class.upper(),
                                      syncs_per_month=syncs_per_month, change_rate=change_rate,
-                                     prices=_prices(price_file))
+                                     prices=price_table(price_file))
     print_estimate(estimate, as_json)
 
 
@@ -648,9 +522,9 @@ def verify_command(
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
             raise UsageError("--deep and --sample check a backup, not --local")
-        s3 = _s3_options(endpoint_url, region, profile, transfers, retries=retries,
+        s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                          timeout=timeout)
-        prices = _prices(price_file)
+        prices = price_table(price_file)
     progress_state = Progress()
     work: Coroutine[Any, Any, VerifySummary]
     if local is not None:
@@ -690,7 +564,7 @@ def history_command(
     """
     start_logging(False)
     with fatal_errors():
-        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     found = run_engine(api.history(source, s3=s3))
     print_history(found, as_json)
 
@@ -729,7 +603,7 @@ def gc_command(
     start_logging(quiet)
     with fatal_errors():
         grace_s = parse_duration(grace)
-        s3 = _s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)
