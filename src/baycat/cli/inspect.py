@@ -36,7 +36,8 @@ from baycat.cli.output import (
 )
 from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.errors import UsageError
-from baycat.ops.gc import parse_duration
+from baycat.manifest.generations import History
+from baycat.ops.gc import GcSummary, parse_duration
 from baycat.ops.verify import VerifyOptions, VerifySummary
 from baycat.progress import Progress
 
@@ -128,9 +129,10 @@ def history_command(
       baycat restore --at 2026-11-20T03:00:00Z s3://backups/host1/data/ /srv/old
     """
     start_logging(False)
-    with fatal_errors():
+    on_fatal = json_on_fatal(as_json, History(source=source, generations=(), requests={}))
+    with fatal_errors(on_fatal):
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    found = run_engine(api.history(source, s3=s3))
+    found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
     print_history(found, as_json)
 
 
@@ -165,9 +167,11 @@ def gc_command(
       baycat gc --dry-run --json /mnt/usb/backup
     """
     start_logging(quiet)
-    with fatal_errors():
+    on_fatal = json_on_fatal(as_json, GcSummary(destination=destination, dry_run=dry_run))
+    with fatal_errors(on_fatal):
         grace_s = parse_duration(grace)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3))
+    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
+                         on_fatal=on_fatal)
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)

@@ -218,7 +218,7 @@ def print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
 
 def print_history(found: History, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(found.to_json(), sort_keys=True) + "\n")
+        print_json(found.to_json())
         return
     typer.echo(f"{'time (UTC)':<21} {'files':>12} {'bytes':>18}")
     for gen in found.generations:
