@@ -81,10 +81,10 @@ def verify_command(
       baycat verify --deep /mnt/usb/backup
       baycat verify --local /srv/data
     """
-    start_logging(quiet)
     what = str(local) if local is not None else source or ""
     on_fatal = json_on_fatal(as_json, VerifySummary(source=what, local=local is not None))
     with fatal_errors(on_fatal):
+        start_logging(quiet)
         if (local is None) == (source is None):
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
@@ -128,9 +128,9 @@ def history_command(
       baycat history s3://backups/host1/data/
       baycat restore --at 2026-11-20T03:00:00Z s3://backups/host1/data/ /srv/old
     """
-    start_logging(False)
     on_fatal = json_on_fatal(as_json, History(source=source, generations=(), requests={}))
     with fatal_errors(on_fatal):
+        start_logging(False)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
     print_history(found, as_json)
@@ -166,9 +166,9 @@ def gc_command(
       baycat sync /srv/data s3://backups/host1/data/ && baycat gc s3://backups/host1/data/
       baycat gc --dry-run --json /mnt/usb/backup
     """
-    start_logging(quiet)
     on_fatal = json_on_fatal(as_json, GcSummary(destination=destination, dry_run=dry_run))
     with fatal_errors(on_fatal):
+        start_logging(quiet)
         grace_s = parse_duration(grace)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
     summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),

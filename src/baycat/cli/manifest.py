@@ -23,6 +23,7 @@ from baycat.cli.options import (
     price_table,
 )
 from baycat.cli.output import (
+    json_on_fatal,
     live_display,
     print_estimate,
     print_manifest,
@@ -32,7 +33,7 @@ from baycat.cli.output import (
 from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.errors import ExitCode, UsageError
 from baycat.manifest.file import ManifestReader
-from baycat.ops.cost import STORAGE_CLASSES
+from baycat.ops.cost import STORAGE_CLASSES, TreeCostEstimate
 from baycat.progress import Progress
 from baycat.scan.local_manifest import default_manifest_path
 
@@ -42,7 +43,7 @@ def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
                       progress_flag: bool | None, quiet: bool) -> None:
     with fatal_errors():
         filters = filter_spec(ctx, clear_filters)
-    start_logging(quiet)
+        start_logging(quiet)
     progress = Progress()
     with live_display(progress, progress_flag, quiet):
         summary = run_engine(api.update_manifest(directory, manifest=manifest, create=create,
@@ -161,10 +162,14 @@ def manifest_estimate_cost(
       baycat manifest estimate-cost --storage-class GLACIER_IR --syncs-per-month 4 \\
           --change-rate 0.05 /srv/data
     """
-    start_logging(False)
-    with fatal_errors():
-        estimate = api.estimate_cost(directory, manifest=manifest,
-                                     storage_class=storage_class.upper(),
+    storage_class = storage_class.upper()
+    nothing = TreeCostEstimate(storage_class=storage_class, price_table="", files=0, bytes=0,
+                               syncs_per_month=syncs_per_month, change_rate=change_rate,
+                               initial_requests=0, initial_usd=0.0, monthly_requests=0,
+                               monthly_request_usd=0.0, monthly_storage_usd=0.0)
+    with fatal_errors(json_on_fatal(as_json, nothing)):
+        start_logging(False)
+        estimate = api.estimate_cost(directory, manifest=manifest, storage_class=storage_class,
                                      syncs_per_month=syncs_per_month, change_rate=change_rate,
                                      prices=price_table(price_file))
     print_estimate(estimate, as_json)

@@ -179,7 +179,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 def print_estimate(estimate: TreeCostEstimate, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(estimate.to_json(), sort_keys=True) + "\n")
+        print_json(estimate.to_json())
         return
     typer.echo(f"tree: {estimate.files:,} files, {estimate.bytes:,} bytes "
                f"({estimate.bytes / (1 << 30):.2f} GiB); {estimate.storage_class}, "

@@ -1,11 +1,10 @@
 """Running one command: its logging, the engine under asyncio with SIGINT/SIGTERM
 handled, and the one way a command ends on a baycat error.
 
-    command ── start_logging(quiet)
-            ── with fatal_errors(on_fatal): check the arguments ──┐
-            ── run_engine(work, stop, on_fatal) ───────────────────┤ BaycatError
-                                                                   ▼
-               on_fatal(exc) (--json: its one object) → `baycat: error: ...` → exit code
+    with fatal_errors(on_fatal): start_logging, check the arguments ─┐
+    run_engine(work, stop, on_fatal) ────────────────────────────────┤ BaycatError
+                                                                     ▼
+        on_fatal(exc) (--json: its one object) → `baycat: error: ...` → its exit code
 
 The exit codes are `baycat.errors.ExitCode`; every error carries its own.
 """
@@ -25,7 +24,7 @@ import typer
 
 from baycat.cli.logs import setup_logging
 from baycat.cli.output import write_stderr
-from baycat.errors import BaycatError, ExitCode, Interrupted, first_of
+from baycat.errors import BaycatError, ExitCode, Interrupted, UsageError, first_of
 from baycat.redact import redact
 from baycat.stop import StopRequest
 
@@ -45,30 +44,27 @@ class LogSettings:
 log_settings = LogSettings()
 
 
-def fail(message: str, code: ExitCode) -> typer.Exit:
-    """Print `baycat: error: MESSAGE` (redacted) on stderr; raise what this returns to
-    exit with `code`."""
-    write_stderr(f"baycat: error: {redact(message)}")
-    return typer.Exit(int(code))
-
-
 @contextmanager
 def fatal_errors(on_fatal: FatalFunc | None = None) -> Iterator[None]:
     """A BaycatError raised inside ends the command: `on_fatal` sees it first (--json
-    prints its one object), then one error line and the error's exit code."""
+    prints its one object), then `baycat: error: MESSAGE` (redacted) on stderr and the
+    error's exit code."""
     try:
         yield
     except BaycatError as exc:
         if on_fatal is not None:
             on_fatal(exc)
-        raise fail(str(exc), exc.exit_code) from None
+        write_stderr(f"baycat: error: {redact(str(exc))}")
+        raise typer.Exit(int(exc.exit_code)) from None
 
 
 def start_logging(quiet: bool) -> None:
+    """Apply --log-level/--log-file; UsageError when the log file can't be opened (call
+    it inside `fatal_errors`, so that --json still prints its object)."""
     try:
         setup_logging(log_settings.level, log_settings.file, write_stderr, quiet)
     except ValueError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from None
+        raise UsageError(str(exc)) from None
 
 
 def _baycat_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -135,11 +135,10 @@ def sync_command(
       baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
     """
-    start_logging(quiet)
-    with fatal_errors():
-        filters = filter_spec(ctx, clear_filters)
     on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
     with fatal_errors(on_fatal):
+        start_logging(quiet)
+        filters = filter_spec(ctx, clear_filters)
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
@@ -233,9 +232,9 @@ def restore_command(
       baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
       baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
-    start_logging(quiet)
     on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
     with fatal_errors(on_fatal):
+        start_logging(quiet)
         dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
