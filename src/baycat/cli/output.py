@@ -59,25 +59,22 @@ def print_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
 
 
-def print_fatal(doc: dict[str, Any], exc: BaycatError) -> None:
-    """--json for a run that could not complete: its summary, with `fatal_error`."""
-    doc["exit_code"] = int(exc.exit_code)
-    doc["fatal_error"] = str(exc)
-    print_json(doc)
-
-
 class _Summary(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
 def json_on_fatal(as_json: bool, empty: _Summary) -> Callable[[BaycatError], None] | None:
-    """With --json, what prints the one object of a run that could not complete:
-    `empty` (the summary of a run that did nothing) with `fatal_error`; else None."""
+    """With --json, what prints the one object of a command that could not complete:
+    `empty` (the summary of a run that did nothing) with `fatal_error` and its
+    `exit_code`; without --json, None."""
     if not as_json:
         return None
 
     def on_fatal(exc: BaycatError) -> None:
-        print_fatal(empty.to_json(), exc)
+        doc = empty.to_json()
+        doc["exit_code"] = int(exc.exit_code)
+        doc["fatal_error"] = str(exc)
+        print_json(doc)
 
     return on_fatal
 
