@@ -1,0 +1,175 @@
+"""The options several commands share, and what turns them (and the environment) into
+the engine's values: `S3Options`, the price table, the ordered filter rules.
+
+With cli/main.py's global options, this is the only code that reads flags and the
+environment: the layers below take values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from baycat.errors import UsageError
+from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
+from baycat.scan.filters import FilterSpec, Rule, rules_from_file
+from baycat.store.endpoints import check_http_url
+from baycat.store.s3_options import S3Options
+
+PoolSize = Annotated[
+    int | None,
+    typer.Option("--pool-size", min=1, max=256,
+                 help="Hasher threads (default: the CPU count)."),
+]
+ProgressFlag = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress",
+                 help="Live progress display (default: on when stderr is a terminal)."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Verbose = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="One line per operation (upload, copy, delete, ...).")]
+AsJson = Annotated[bool, typer.Option(
+    "--json", help="Print exactly one JSON summary object on stdout (all else on stderr); "
+    "schema: docs/json-summary.md. Example: baycat sync --json ~/data DST > run.json")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Show what would be done; change nothing anywhere.")]
+
+
+# ---- the store --------------------------------------------------------------------------
+
+# --timeout: seconds of silence from the store before an attempt is given up.
+DEFAULT_TIMEOUT = 30.0
+MAX_CONNECT_TIMEOUT = 10.0
+
+EndpointUrl = Annotated[str | None, typer.Option(
+    "--endpoint-url", metavar="URL",
+    help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); also AWS_ENDPOINT_URL. "
+    "Example: --endpoint-url http://localhost:8333")]
+Region = Annotated[str | None, typer.Option(
+    "--region", help="AWS region. Example: --region eu-west-1")]
+Profile = Annotated[str | None, typer.Option(
+    "--profile", help="AWS shared-config profile. Example: --profile backup")]
+Transfers = Annotated[int, typer.Option(
+    "--transfers", min=1, max=1024, help="Concurrent requests. Example: --transfers 8")]
+Timeout = Annotated[float, typer.Option(
+    "--timeout", metavar="SECONDS", min=0.1, max=3600.0,
+    help="Wait at most SECONDS for the store's next bytes on each attempt (and at most "
+    f"{MAX_CONNECT_TIMEOUT:g} s, or SECONDS if less, for a connection); then the request "
+    "is retried (--retries) and finally fails with what was waited for (exit code 3). "
+    "Example: --timeout 120")]
+Retries = Annotated[int, typer.Option(
+    "--retries", min=1, max=100, metavar="N",
+    help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
+    "Example: --retries 10")]
+StorageClass = Annotated[str | None, typer.Option(
+    "--storage-class", metavar="CLASS", case_sensitive=False,
+    help=f"S3 storage class of data objects ({', '.join(STORAGE_CLASSES)}); manifest "
+    "objects stay STANDARD. GLACIER and DEEP_ARCHIVE objects must be restored in S3 "
+    "before `baycat restore`. Example: --storage-class GLACIER_IR")]
+
+
+def s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
+               transfers: int, storage_class: str | None = None, sse: str | None = None,
+               sse_kms_key_id: str | None = None, retries: int = 5,
+               timeout: float = DEFAULT_TIMEOUT) -> S3Options:
+    """The store options from the flags and the AWS_* environment; UsageError for a bad
+    endpoint or a KMS key without aws:kms."""
+    env = os.environ
+    endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") \
+        or None
+    if endpoint is not None:
+        check_http_url(endpoint)
+    if sse_kms_key_id and sse not in (None, "aws:kms"):
+        raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+    # What botocore itself would take first: its region from AWS_DEFAULT_REGION, keys
+    # from the environment unless a profile is named. Resolved here, the S3 store can
+    # start without loading botocore at all (store/s3.py: without_botocore).
+    region = region or env.get("AWS_DEFAULT_REGION") or None
+    env_keys = not profile and not env.get("AWS_PROFILE") and bool(
+        env.get("AWS_ACCESS_KEY_ID")) and bool(env.get("AWS_SECRET_ACCESS_KEY"))
+    return S3Options(endpoint_url=endpoint, region=region, profile=profile,
+                     access_key_id=env["AWS_ACCESS_KEY_ID"] if env_keys else None,
+                     secret_access_key=env["AWS_SECRET_ACCESS_KEY"] if env_keys else None,
+                     session_token=(env.get("AWS_SESSION_TOKEN") or None) if env_keys else None,
+                     max_connections=max(transfers + 8, 16), storage_class=storage_class,
+                     sse="aws:kms" if sse_kms_key_id and not sse else sse,
+                     sse_kms_key_id=sse_kms_key_id, attempts=retries,
+                     connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT), read_timeout=timeout,
+                     fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
+
+
+# ---- prices -----------------------------------------------------------------------------
+
+PriceFile = Annotated[Path | None, typer.Option(
+    "--price-file", metavar="FILE", dir_okay=False,
+    help="JSON price table overriding the built-in S3 list prices used for the cost "
+    "estimate (also BAYCAT_PRICE_FILE; format in README). Example: --price-file wasabi.json")]
+
+
+def price_table(price_file: Path | None) -> PriceTable:
+    """--price-file, else BAYCAT_PRICE_FILE, else the built-in S3 list prices."""
+    if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
+        price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
+    return load_prices(price_file)
+
+
+# ---- filters ----------------------------------------------------------------------------
+
+Exclude = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="PATTERN",
+    help="Leave out paths matching PATTERN (gitignore syntax, relative to the source: "
+    "'*.tmp', '/build/', 'cache/'); repeatable. Rules apply in order, last match wins; "
+    ".baycatignore files apply first. Example: --exclude '*.log' --include 'keep.log'")]
+Include = Annotated[list[str] | None, typer.Option(
+    "--include", metavar="PATTERN",
+    help="Keep paths matching PATTERN even when an earlier rule excluded them "
+    "(nothing below an excluded directory comes back). Example: --include 'logs/keep.txt'")]
+ExcludeFrom = Annotated[list[str] | None, typer.Option(
+    "--exclude-from", metavar="FILE",
+    help="Exclude patterns from FILE, one a line (# comments). Example: --exclude-from "
+    "~/.config/baycat/excludes")]
+IncludeFrom = Annotated[list[str] | None, typer.Option(
+    "--include-from", metavar="FILE", help="Include patterns from FILE, one a line.")]
+ClearFilters = Annotated[bool, typer.Option(
+    "--clear-filters", help="Forget the filters recorded in the manifest (without filter "
+    "options, the recorded ones apply). Example: baycat sync --clear-filters ~/data DST")]
+
+_FILTER_OPTIONS = ("exclude", "include", "exclude_from", "include_from")
+
+
+class FilterCommand(TyperCommand):
+    """Records the command-line order of --exclude/--include/--*-from (click keeps only
+    each option's own values), so that the last matching rule can win."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except Exception:  # the real parse below reports it properly
+            opts, order = {}, []
+        values = {name: list(opts.get(name) or ()) for name in _FILTER_OPTIONS}
+        sequence: list[tuple[str, str]] = []
+        for param in order:
+            if param.name in _FILTER_OPTIONS and values[param.name]:
+                sequence.append((param.name, values[param.name].pop(0)))
+        ctx.meta["baycat.filters"] = sequence
+        return super().parse_args(ctx, args)
+
+
+def filter_spec(ctx: typer.Context, clear: bool) -> FilterSpec | None:
+    """The rules given on the command line, in order; None: use the recorded ones.
+    BaycatError: a --*-from file can't be read."""
+    sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
+    if not sequence:
+        return FilterSpec() if clear else None
+    rules: list[Rule] = []
+    for name, value in sequence:
+        if name.endswith("_from"):
+            rules += rules_from_file(Path(value), include=name == "include_from")
+        else:
+            rules.append(Rule(include=name == "include", pattern=value))
+    return FilterSpec(tuple(rules))

@@ -1,0 +1,237 @@
+"""What the commands print: a command's result on stdout (text, or one `--json` object),
+everything else on stderr through one console that keeps it above the live display.
+
+    stdout  result lines | one --json object | JSON Lines (manifest show --json)
+    stderr  warnings, `-v` lines under --json, `baycat: error: ...`, the live display
+
+Secrets never reach either: messages pass through `redact`, --json objects through
+`redact_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import typer
+
+from baycat.cli.display import LiveDisplay, stderr_console
+from baycat.entry import DIR, FILE, SYMLINK, Entry
+from baycat.errors import BaycatError
+from baycat.manifest.generations import History, format_time
+from baycat.ops.cost import TreeCostEstimate
+from baycat.ops.gc import GcSummary
+from baycat.ops.manifest import ManifestSummary
+from baycat.ops.summary import SyncSummary
+from baycat.ops.verify import VerifySummary
+from baycat.progress import ActionFunc, Notice, Progress
+from baycat.redact import redact, redact_json
+
+console = stderr_console()
+log = logging.getLogger("baycat")
+
+
+def write_stderr(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
+
+
+def warn(notice: Notice) -> None:
+    log.warning("%s: %s", os.fsdecode(notice.path) or ".", notice.message)
+
+
+def live_display(progress: Progress, flag: bool | None, quiet: bool) -> LiveDisplay:
+    """The live display of a run: on when stderr is a terminal, unless `flag`
+    (--progress/--no-progress) says otherwise; never with --quiet."""
+    shown = sys.stderr.isatty() if flag is None else flag
+    return LiveDisplay(progress, console, shown and not quiet)
+
+
+# ---- --json -----------------------------------------------------------------------------
+
+
+def print_json(doc: dict[str, Any]) -> None:
+    """`--json`: one object on one line of stdout, secrets redacted."""
+    sys.stdout.write(json.dumps(redact_json(doc), sort_keys=True) + "\n")
+
+
+class _Summary(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def json_on_fatal(as_json: bool, empty: _Summary) -> Callable[[BaycatError], None] | None:
+    """With --json, what prints the one object of a command that could not complete:
+    `empty` (the summary of a run that did nothing) with `fatal_error` and its
+    `exit_code`; without --json, None."""
+    if not as_json:
+        return None
+
+    def on_fatal(exc: BaycatError) -> None:
+        doc = empty.to_json()
+        doc["exit_code"] = int(exc.exit_code)
+        doc["fatal_error"] = str(exc)
+        print_json(doc)
+
+    return on_fatal
+
+
+# ---- sync and restore -------------------------------------------------------------------
+
+
+def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
+    log.info("done: exit code %d, requests %s", int(summary.exit_code), summary.requests)
+    if as_json:
+        print_json(summary.to_json())
+        return
+    if quiet:
+        return
+    parts = []
+    for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
+                 "marked_deleted", "unchanged", "failed"):
+        count = getattr(summary, name)
+        if count.files or name in ("unchanged", "failed"):
+            parts.append(f"{name.replace('_', ' ')} {count.files:,}"
+                         + (f" ({count.bytes:,} B)" if count.bytes else ""))
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
+    prefix = "dry run: would have " if summary.dry_run else ""
+    typer.echo(f"{prefix}{'; '.join(parts)}")
+    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
+               f"{'committed' if summary.committed else 'unchanged'}"
+               f"; {summary.seconds.get('total', 0):.2f} s")
+    for notice in summary.notices:
+        typer.echo(f"note: {redact(notice)}")
+
+
+def action_printer(verbose: bool, to_stderr: bool) -> ActionFunc:
+    """What sees each operation: with -v one line for each (on stderr under --json),
+    else the debug log only."""
+    if not verbose:
+        return _debug_action
+    out = sys.stderr if to_stderr else sys.stdout
+
+    def show(kind: str, path: str, size: int) -> None:
+        log.debug("%s %s (%d B)", kind, path, size)
+        out.write(f"{kind:<13} {path}\n")
+
+    return show
+
+
+def _debug_action(kind: str, path: str, size: int) -> None:
+    log.debug("%s %s (%d B)", kind, path, size)
+
+
+# ---- manifest ---------------------------------------------------------------------------
+
+
+def print_manifest_summary(summary: ManifestSummary, quiet: bool) -> None:
+    if quiet:
+        return
+    state = "written" if summary.written else "unchanged"
+    typer.echo(
+        f"{summary.entries:,} entries ({summary.files:,} files, {summary.dirs:,} dirs, "
+        f"{summary.symlinks:,} symlinks); hashed {summary.hashed_files:,} files, "
+        f"{summary.hashed_bytes:,} bytes; {summary.errors} errors; manifest {state} "
+        f"({summary.manifest}); pool size {summary.pool_size}; {summary.seconds:.2f} s"
+    )
+
+
+def print_manifest(header: dict[str, Any], entries: Iterable[Entry] | None) -> None:
+    """`manifest show`: the header as `key: value` lines; with `entries` (--json), JSON
+    Lines: the header, then one object per entry, written as they are read."""
+    if entries is None:
+        for key, value in header.items():
+            typer.echo(f"{key}: {value}")
+        return
+    out = sys.stdout
+    out.write(json.dumps(header) + "\n")
+    for entry in entries:
+        out.write(json.dumps(entry_json(entry)) + "\n")
+
+
+_TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "path": os.fsdecode(entry.path),
+        "type": _TYPE_NAMES[entry.kind],
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "mode": entry.mode,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "hash": entry.xxh.hex() if entry.xxh else None,
+        "target": os.fsdecode(entry.target) if entry.kind == SYMLINK else None,
+    }
+    try:
+        entry.path.decode()
+    except UnicodeDecodeError:
+        doc["path_hex"] = entry.path.hex()  # exact bytes of a name that isn't UTF-8
+    return doc
+
+
+def print_estimate(estimate: TreeCostEstimate, as_json: bool) -> None:
+    if as_json:
+        print_json(estimate.to_json())
+        return
+    typer.echo(f"tree: {estimate.files:,} files, {estimate.bytes:,} bytes "
+               f"({estimate.bytes / (1 << 30):.2f} GiB); {estimate.storage_class}, "
+               f"{estimate.price_table}")
+    typer.echo(f"first backup: {estimate.initial_requests:,} requests, "
+               f"${estimate.initial_usd:.2f}")
+    typer.echo(f"per month ({estimate.syncs_per_month} syncs, "
+               f"{estimate.change_rate:.1%} of files changing each time): "
+               f"storage ${estimate.monthly_storage_usd:.2f} + "
+               f"{estimate.monthly_requests:,} requests ${estimate.monthly_request_usd:.2f} "
+               f"= ${estimate.monthly_usd:.2f}")
+
+
+# ---- verify, history, gc ----------------------------------------------------------------
+
+
+def print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    if quiet:
+        return
+    for problem in summary.problems:
+        detail = f" ({redact(problem.message)})" if problem.message else ""
+        typer.echo(f"{problem.kind:<10} {problem.path}{detail}")
+    found = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary.counts.items()))
+    what = "paths" if summary.local else "files"
+    deep = "" if summary.local else \
+        f"; re-hashed {summary.deep_files:,} ({summary.deep_bytes:,} B)"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    typer.echo(f"{summary.files:,} {what} checked: ok {summary.ok:,}; "
+               f"{found or 'no problems'}{deep}"
+               + (f"; requests: {requests}" if requests else "")
+               + f"; {summary.seconds.get('total', 0):.2f} s")
+
+
+def print_history(found: History, as_json: bool) -> None:
+    if as_json:
+        print_json(found.to_json())
+        return
+    typer.echo(f"{'time (UTC)':<21} {'files':>12} {'bytes':>18}")
+    for gen in found.generations:
+        typer.echo(f"{format_time(gen.time_ns):<21} {gen.files:>12,} {gen.file_bytes:>18,}")
+
+
+def print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    for key, message in summary.failed:
+        write_stderr(f"baycat: cannot delete {key}: {redact(message)}")
+    if quiet:
+        return
+    verb = "would delete" if summary.dry_run else "deleted"
+    extra = f"; {len(summary.foreign_keys)} unknown keys left alone" \
+        if summary.foreign_keys else ""
+    typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
+               f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
+               f"{extra}")

@@ -1,0 +1,255 @@
+"""`baycat sync` and `baycat restore`: the two commands that move files, and what they
+share (the run under the live display, the summary, --json)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+
+from baycat import api
+from baycat.cli.options import (
+    DEFAULT_TIMEOUT,
+    AsJson,
+    ClearFilters,
+    DryRun,
+    EndpointUrl,
+    Exclude,
+    ExcludeFrom,
+    Include,
+    IncludeFrom,
+    PoolSize,
+    PriceFile,
+    Profile,
+    ProgressFlag,
+    Quiet,
+    Region,
+    Retries,
+    StorageClass,
+    Timeout,
+    Transfers,
+    Verbose,
+    filter_spec,
+    price_table,
+    s3_options,
+)
+from baycat.cli.output import (
+    action_printer,
+    json_on_fatal,
+    live_display,
+    print_summary,
+    warn,
+)
+from baycat.cli.run import FatalFunc, fatal_errors, run_engine, start_logging
+from baycat.errors import UsageError
+from baycat.manifest.generations import parse_time
+from baycat.ops.backup import SyncOptions
+from baycat.ops.cost import STORAGE_CLASSES
+from baycat.ops.ratelimit import parse_rate
+from baycat.ops.restore import RestoreOptions
+from baycat.ops.summary import SyncSummary
+from baycat.ops.transfer import TransferConfig
+from baycat.progress import Progress
+from baycat.stop import StopRequest
+from baycat.store.endpoints import LocalEndpoint, parse_endpoint
+
+log = logging.getLogger("baycat")
+
+
+def sync_command(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(metavar="SRC",
+                                          help="A directory, or s3://bucket/prefix/ to restore.")],
+    destination: Annotated[str, typer.Argument(
+        metavar="DST", help="s3://bucket/prefix/, a directory path or file:// URL.")],
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Remove objects of files deleted locally (default: keep them, "
+        "marked deleted in the manifest, still restorable).")] = False,
+    max_delete: Annotated[int | None, typer.Option(
+        "--max-delete", metavar="N", min=0,
+        help="With --delete: refuse the whole delete step when more than N would go. "
+        "Example: --delete --max-delete 100")] = None,
+    dry_run: DryRun = False,
+    pool_size: PoolSize = None,
+    transfers: Transfers = 32,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    storage_class: StorageClass = None,
+    sse: Annotated[str | None, typer.Option(
+        "--sse", metavar="ALG", help="Server-side encryption: AES256 or aws:kms. "
+        "Example: --sse aws:kms --sse-kms-key-id alias/backup")] = None,
+    sse_kms_key_id: Annotated[str | None, typer.Option(
+        "--sse-kms-key-id", metavar="KEY", help="KMS key for --sse aws:kms.")] = None,
+    bwlimit: Annotated[str | None, typer.Option(
+        "--bwlimit", metavar="RATE", help="Upload at most RATE bytes per second, all "
+        "transfers together (K, M, G are binary units). Example: --bwlimit 10M")] = None,
+    exclude: Exclude = None,
+    include: Include = None,
+    exclude_from: ExcludeFrom = None,
+    include_from: IncludeFrom = None,
+    clear_filters: ClearFilters = False,
+    delete_excluded: Annotated[bool, typer.Option(
+        "--delete-excluded", help="Treat excluded paths already in the backup as deleted "
+        "locally (default: leave them in the backup untouched).")] = False,
+    scan_remote: Annotated[bool, typer.Option(
+        "--scan-remote", help="List the bucket once: adopt objects that already hold a "
+        "file's content (uploads that never reached the manifest), report objects the "
+        "manifest does not know, and rebuild a lost or damaged remote manifest.")] = False,
+    checkpoint_interval: Annotated[float, typer.Option(
+        "--checkpoint-interval", metavar="SECONDS", min=0.1,
+        help="Commit the remote manifest at least this often during a long run, so a "
+        "crash re-sends at most that much. Example: --checkpoint-interval 300")] = 60.0,
+    checkpoint_bytes: Annotated[int, typer.Option(
+        "--checkpoint-bytes", metavar="BYTES", min=1,
+        help="...and after this many bytes uploaded.")] = 1 << 30,
+    verify_commit: Annotated[bool, typer.Option(
+        "--verify-commit", help="Read the manifest root back after each commit (one more "
+        "GET) and redo the commit if another writer overwrote it. For several hosts writing "
+        "one prefix on servers whose conditional PUT is not atomic (SeaweedFS 4.48 is one; "
+        "AWS S3 is not).")] = False,
+    keep_generations: Annotated[int, typer.Option(
+        "--keep-generations", metavar="K", min=1, max=10000,
+        help="Keep the last K manifest generations (commits) in the backup, for "
+        "`baycat history` and `restore --at`. Example: --keep-generations 90")] = 30,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    price_file: PriceFile = None,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    as_json: AsJson = False,
+) -> None:
+    """Back up SRC to DST, sending only what changed; or restore when SRC is s3://.
+
+    Files whose size, mtime, ctime and inode are unchanged are not read; content already
+    in the bucket (renames, duplicates) is copied server-side; the manifest with hashes
+    and unix metadata is stored next to the data in DST/.baycat/ and committed last.
+
+    \b
+    Examples:
+      baycat sync /srv/data s3://backups/host1/data/
+      baycat sync --exclude '*.tmp' --storage-class STANDARD_IA ~/data s3://b/home/
+      baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
+      baycat sync s3://backups/host1/data/ /srv/restored
+    """
+    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    with fatal_errors(on_fatal):
+        start_logging(quiet)
+        filters = filter_spec(ctx, clear_filters)
+        src, dst = parse_endpoint(source), parse_endpoint(destination)
+        s3 = s3_options(endpoint_url, region, profile, transfers,
+                        storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
+                        retries, timeout)
+        if storage_class and storage_class.upper() not in STORAGE_CLASSES:
+            raise UsageError(f"unknown storage class {storage_class!r} "
+                             f"(one of {', '.join(STORAGE_CLASSES)})")
+        if sse not in (None, "AES256", "aws:kms"):
+            raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
+        rate = parse_rate(bwlimit) if bwlimit else None
+        prices = price_table(price_file)
+    progress_state = Progress()
+    on_action = action_printer(verbose, as_json)
+    stop = StopRequest()
+
+    async def run() -> SyncSummary:
+        if isinstance(src, LocalEndpoint):
+            options = SyncOptions(delete=delete, max_delete=max_delete, dry_run=dry_run,
+                                  pool_size=pool_size, filters=filters,
+                                  delete_excluded=delete_excluded,
+                                  transfer=TransferConfig(transfers=transfers, bwlimit=rate),
+                                  checkpoint_seconds=checkpoint_interval,
+                                  checkpoint_bytes=checkpoint_bytes,
+                                  scan_remote=scan_remote, stop=stop,
+                                  history=keep_generations, verify_commits=verify_commit)
+            return await api.sync(src.path, destination, options, s3=s3, prices=prices,
+                                  progress=progress_state, warn=warn, on_action=on_action)
+        if isinstance(dst, LocalEndpoint):
+            restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
+                                             dry_run=dry_run)
+            return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
+                                     progress=progress_state, warn=warn, on_action=on_action)
+        raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
+
+    _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
+                    on_fatal, stop)
+
+
+def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
+                    progress: bool | None, quiet: bool, as_json: bool, source: str,
+                    destination: str, on_fatal: FatalFunc | None,
+                    stop: StopRequest | None = None) -> None:
+    log.info("%s -> %s", source, destination)
+    with live_display(progress_state, progress, quiet):
+        summary = run_engine(work, stop, on_fatal)
+    print_summary(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
+def restore_command(
+    source: Annotated[str, typer.Argument(
+        metavar="SRC", help="The backup: s3://bucket/prefix/, a directory, file:// URL, or "
+        "http(s):// URL of a web server or public bucket serving one (plain GETs).")],
+    destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
+    path: Annotated[list[str] | None, typer.Option(
+        "--path", metavar="GLOB",
+        help="Restore only paths matching GLOB (or below it); repeatable. "
+        "Example: --path 'photos/2024/*'")] = None,
+    include_deleted: Annotated[bool, typer.Option(
+        "--include-deleted", help="Also restore files that were deleted locally but kept "
+        "in the backup.")] = False,
+    keep_setuid: Annotated[bool, typer.Option(
+        "--keep-setuid", help="Restore setuid/setgid bits (off by default).")] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="TIME",
+        help="Restore the tree as the last sync at or before TIME left it (ISO 8601; "
+        "local time unless it ends in Z or an offset); see `baycat history`. "
+        "Example: --at 2026-11-20T03:00")] = None,
+    dry_run: DryRun = False,
+    pool_size: PoolSize = None,
+    transfers: Transfers = 32,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    price_file: PriceFile = None,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    as_json: AsJson = False,
+) -> None:
+    """Restore a backup into DST: files, empty dirs, symlinks, modes, mtimes (and owners
+    when run as root), each file verified against the manifest's hash. Files already
+    identical in DST are skipped, so an interrupted restore resumes cheaply.
+
+    \b
+    Examples:
+      baycat restore s3://backups/host1/data/ /srv/restored
+      baycat restore --path 'photos/2024/*' /mnt/usb/backup ./photos
+      baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
+      baycat restore https://backups.example.org/host1/data/ /srv/restored
+    """
+    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    with fatal_errors(on_fatal):
+        start_logging(quiet)
+        dst = parse_endpoint(destination)
+        if not isinstance(dst, LocalEndpoint):
+            raise UsageError(f"{destination}: restore needs a local directory as DST")
+        parse_endpoint(source)
+        s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
+                        timeout=timeout)
+        prices = price_table(price_file)
+        at_ns = parse_time(at) if at is not None else None
+    progress_state = Progress()
+    options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
+                             keep_setuid=keep_setuid, include_deleted=include_deleted,
+                             at_ns=at_ns,
+                             paths=tuple(path or ()))
+    work = api.restore(source, dst.path, options, s3=s3, prices=prices,
+                       progress=progress_state, warn=warn,
+                       on_action=action_printer(verbose, as_json))
+    _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
+                    on_fatal)
