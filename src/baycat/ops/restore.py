@@ -35,6 +35,7 @@ from pathlib import Path
 import xxhash
 
 from baycat import hooks
+from baycat.dirfd import DirFds, open_node
 from baycat.entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from baycat.errors import BaycatError, ManifestError, RemoteError, UsageError
 from baycat.manifest.file import ManifestReader, ManifestWriter
@@ -45,7 +46,6 @@ from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root, SegmentRef
 from baycat.manifest.validate import checked, validate
 from baycat.ops.backup import ActionFunc, cache_path, remove_stale_state
-from baycat.ops.dirfd import DirFds, open_node
 from baycat.ops.prepare import choose_pool_size
 from baycat.ops.summary import SyncSummary
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice

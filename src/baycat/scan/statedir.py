@@ -19,8 +19,8 @@ import os
 import stat
 from pathlib import Path
 
+from baycat.dirfd import NotReal, open_node
 from baycat.errors import StateDirError, UsageError
-from baycat.ops.dirfd import NotReal, open_node
 from baycat.private import mkdir_private
 from baycat.scan.walker import STATE_DIRNAME
 
