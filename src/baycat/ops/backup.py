@@ -26,7 +26,7 @@ from pathlib import Path
 from baycat.entry import FILE, Entry, as_text, path_key
 from baycat.errors import BaycatError, BucketMissingError, CredentialsError
 from baycat.manifest.file import remove_stale_temps
-from baycat.manifest.keys import ESCAPED_PREFIX, STATE_PREFIX, key_for_path, object_key, stored_key
+from baycat.manifest.keys import key_for_path, object_key, stored_key
 from baycat.manifest.rebuild import sorted_changes
 from baycat.manifest.remote import DEFAULT_HISTORY, RemoteManifest
 from baycat.manifest.root import Root
@@ -57,6 +57,7 @@ from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import ensure_state_dir
 from baycat.stop import StopRequest
 from baycat.store.base import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, Stored
+from baycat.store.layout import is_state_key
 from baycat.version import __version__
 
 # Uploads at least this big get their own line in the live display.
@@ -313,7 +314,7 @@ class _Run:
 
     async def load_listing(self) -> None:
         async for info in self.store.list():
-            if info.key.startswith(STATE_PREFIX) and not info.key.startswith(ESCAPED_PREFIX):
+            if is_state_key(info.key):
                 continue
             self.listing[info.key] = info
 

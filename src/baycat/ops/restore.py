@@ -40,7 +40,7 @@ from baycat.entry import DIR, FILE, SYMLINK, Entry, as_text, path_key
 from baycat.errors import BaycatError, ManifestError, RemoteError, UsageError
 from baycat.manifest.file import ManifestReader, ManifestWriter
 from baycat.manifest.generations import format_time, load_generation
-from baycat.manifest.keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
+from baycat.manifest.keys import object_key, same_etag
 from baycat.manifest.rebuild import rebuild_with_changes, sorted_changes
 from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root, SegmentRef
@@ -54,6 +54,7 @@ from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import ensure_state_dir
 from baycat.store.base import NotModified, ObjectInfo, ObjectStore
+from baycat.store.layout import is_state_key
 from baycat.version import __version__
 
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
@@ -369,7 +370,7 @@ async def _listing(store: ObjectStore) -> dict[str, ObjectInfo] | None:
     found: dict[str, ObjectInfo] = {}
     try:
         async for info in store.list():
-            if not info.key.startswith(STATE_PREFIX) or info.key.startswith(ESCAPED_PREFIX):
+            if not is_state_key(info.key):
                 found[info.key] = info
     except UsageError:
         return None  # a plain web server: downloads are still checked against the hash
