@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import xxhash
 
-from baycat.entry import Entry
+from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
 from baycat.ops.ratelimit import TokenBucket
 from baycat.ops.upload_journal import UploadJournal
@@ -67,16 +67,6 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-
-def _with_stat(entry: Entry, st: os.stat_result, xxh: bytes) -> Entry:
-    return entry._replace(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
-                          ino=st.st_ino, dev=st.st_dev, mode=st.st_mode, uid=st.st_uid,
-                          gid=st.st_gid, xxh=xxh)
-
-
 @dataclass(frozen=True, slots=True)
 class ReadFile:
     """A whole small file as read for upload."""
@@ -99,9 +89,9 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
                 raise FileChanged("no longer a regular file")
             data = os.pread(fd, before.st_size + 1, 0)
             after = os.fstat(fd)
-            if _stat_key(before) == _stat_key(after) and len(data) == after.st_size:
+            if same_file_stat(before, after) and len(data) == after.st_size:
                 return ReadFile(data, hashlib.md5(data).digest(),
-                                _with_stat(entry, after, xxhash.xxh3_128_digest(data)))
+                                with_stat(entry, after, xxhash.xxh3_128_digest(data)))
         raise FileChanged("file kept changing while being read")
     except OSError as exc:
         raise FileChanged(f"cannot read: {exc.strerror}") from None
@@ -279,7 +269,7 @@ class Uploader:
                         raise
                     raise error from None
                 after = os.fstat(fd)
-                if _stat_key(before) != _stat_key(after) or offset != after.st_size:
+                if not same_file_stat(before, after) or offset != after.st_size:
                     raise FileChanged("file changed while being uploaded")
                 async with self.requests:
                     stored = await self.store.complete_multipart(
@@ -298,7 +288,7 @@ class Uploader:
                 self._forget(upload_id)
         finally:
             os.close(fd)
-        return Uploaded(_with_stat(entry, after, digest.digest()), stored, sent)
+        return Uploaded(with_stat(entry, after, digest.digest()), stored, sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: what could not be aborted now stays in the journal, and the next
