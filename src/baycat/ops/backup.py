@@ -303,8 +303,7 @@ class _Run:
         info = self.listing[key]
         if info.size != local.size:
             return None
-        part = self.options.transfer.part_size_for(local.size) \
-            if local.size >= self.options.transfer.multipart_threshold else None
+        part = self.options.transfer.upload_part_size(local.size)
         etag = await asyncio.to_thread(file_etag, self.root_bytes + b"/" + local.path, part)
         if etag is None or etag != info.etag.strip('"'):
             return None

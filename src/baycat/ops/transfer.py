@@ -48,6 +48,16 @@ class TransferConfig:
         part = max(self.part_size, MIN_PART, -(-size // MAX_PARTS))
         return -(-part // MiB) * MiB
 
+    def upload_part_size(self, size: int) -> int | None:
+        """How a file of `size` bytes is uploaded: in parts of this size, or (None) in one
+        PUT. The upload, the ETag an adopted object must have (`--scan-remote`) and the
+        request estimate all follow this, so they agree.
+
+        >>> TransferConfig().upload_part_size(1 << 20), TransferConfig().upload_part_size(1 << 30)
+        (None, 8388608)
+        """
+        return self.part_size_for(size) if size >= self.multipart_threshold else None
+
 
 class FileChanged(BaycatError):
     """The file changed while it was being read; it is retried next run."""
@@ -166,8 +176,9 @@ class Uploader:
 
     async def upload(self, entry: Entry, key: str,
                      on_bytes: ProgressFunc | None = None) -> Uploaded:
-        if entry.size >= self.config.multipart_threshold:
-            return await self._multipart(entry, key, on_bytes)
+        part_size = self.config.upload_part_size(entry.size)
+        if part_size is not None:
+            return await self._multipart(entry, key, part_size, on_bytes)
         held = await self.budget.acquire(entry.size + 1)
         try:
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
@@ -214,9 +225,8 @@ class Uploader:
         raise WrongETag(f"the store answered ETag {etag} for part {number} whose MD5 is "
                         f"{md5.hex()} (twice); not recorded")
 
-    async def _multipart(self, entry: Entry, key: str,
+    async def _multipart(self, entry: Entry, key: str, part_size: int,
                          on_bytes: ProgressFunc | None) -> Uploaded:
-        part_size = self.config.part_size_for(entry.size)
         fd = await asyncio.to_thread(os.open, self._full(entry), _OPEN_FLAGS)
         try:
             before = os.fstat(fd)
