@@ -28,7 +28,9 @@ MAGIC = b"BAYCATM1"
 END_MAGIC = b"BAYCATE1"
 _FOOTER = struct.Struct("<QI8s")
 
-DEFAULT_DIRNAME = b".baycat"
+# baycat's state directory at the top of a tree (DIR/.baycat/): the local manifest's home,
+# never walked, and no path a restore writes.
+STATE_DIRNAME = b".baycat"
 DEFAULT_FILENAME = "manifest"
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from baycat.dirfd import NotReal, open_node
 from baycat.errors import StateDirError, UsageError
+from baycat.manifest.file import STATE_DIRNAME
 from baycat.private import mkdir_private
-from baycat.scan.walker import STATE_DIRNAME
 
 
 def state_dir_of(tree: Path) -> Path:
