@@ -46,12 +46,17 @@ def _test_workers() -> str:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff, and mypy --strict on the package."""
+    """ruff; mypy --strict on the package, the tests and the benchmarks; the layers
+    (`lint-imports`, contracts in pyproject.toml); and that no module imports the
+    package `__init__` (tests/lint/no_package_imports.py)."""
     _require_supported_python(session)
-    session.install("-e", ".[test]", "ruff", "mypy", "types-aiofiles")
+    session.install("-e", ".[test]", "ruff", "mypy", "import-linter",
+                    "types-aiofiles", "types-jsonschema", "types-pexpect")
     paths = [p for p in ("src", "tests", "benchmarks", "noxfile.py") if Path(p).exists()]
     session.run("ruff", "check", *paths)
-    session.run("mypy", "src")
+    session.run("mypy", "src", "tests", "benchmarks")
+    session.run("lint-imports")
+    session.run("python", "-m", "tests.lint.no_package_imports")
 
 
 @nox.session(python=PYTHON)

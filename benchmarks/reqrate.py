@@ -20,7 +20,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from baycat.store.s3_options import S3Options
 from tests.support.seaweed import SeaweedServer
 
 Op = Callable[[int], Awaitable[None]]
+Timings = dict[str, tuple[float, float]]  # op → (wall s, CPU s)
+# (server, bucket, prefix, objects, concurrency, body) → timings
+Client = Callable[[SeaweedServer, str, str, int, int, bytes], Coroutine[Any, Any, Timings]]
 
 
 async def _drive(n: int, concurrency: int, op: Op) -> tuple[float, float]:
@@ -54,7 +58,7 @@ async def _drive(n: int, concurrency: int, op: Op) -> tuple[float, float]:
 
 
 async def bare(s3: SeaweedServer, bucket: str, prefix: str, n: int, concurrency: int,
-               body: bytes) -> dict[str, tuple[float, float]]:
+               body: bytes) -> Timings:
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     config = AioConfig(max_pool_connections=concurrency + 8,
                        retries={"max_attempts": 5, "mode": "standard"},
@@ -76,7 +80,7 @@ async def bare(s3: SeaweedServer, bucket: str, prefix: str, n: int, concurrency:
 
 
 async def store(s3: SeaweedServer, bucket: str, prefix: str, n: int, concurrency: int,
-                body: bytes, fast: bool) -> dict[str, tuple[float, float]]:
+                body: bytes, fast: bool) -> Timings:
     md5 = hashlib.md5(body).digest()
     st = S3Store(bucket, prefix, S3Options(
         endpoint_url=s3.endpoint_url, region="us-east-1", access_key_id=s3.access_key,
@@ -105,10 +109,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     body = os.urandom(args.size)
-    clients: dict[str, Callable[..., Awaitable[dict[str, tuple[float, float]]]]] = {
+    clients: dict[str, Client] = {
         "aiobotocore": bare,
-        "S3Store botocore": lambda *a: store(*a, fast=False),
-        "S3Store fast": lambda *a: store(*a, fast=True),
+        "S3Store botocore": partial(store, fast=False),
+        "S3Store fast": partial(store, fast=True),
     }
     rows: list[tuple[Any, ...]] = []
     with tempfile.TemporaryDirectory() as tmp, SeaweedServer(Path(tmp)) as s3:

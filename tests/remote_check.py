@@ -12,7 +12,8 @@ from baycat.entry import FILE, Entry
 from baycat.manifest.keys import object_key
 from baycat.manifest.remote import RemoteManifest
 from baycat.store.base import NotFound, NotModified
-from baycat.store.s3 import S3Options, S3Store
+from baycat.store.s3 import S3Store
+from baycat.store.s3_options import S3Options
 from tests.support.seaweed import SeaweedServer
 
 

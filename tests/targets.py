@@ -11,16 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baycat.store.layout import is_state_key
 from tests.cli_helpers import run_baycat
 from tests.support.counting_proxy import CountingProxy
 from tests.support.seaweed import SeaweedServer
 
 _bucket_numbers = itertools.count()
-
-
-def _is_state(key: str) -> bool:
-    """baycat's own objects; escaped-name data objects (.baycat/escaped/) are data."""
-    return key.startswith(".baycat/") and not key.startswith(".baycat/escaped/")
 
 
 @dataclass
@@ -70,7 +66,7 @@ class Target:
                 for name in filenames:
                     full = os.path.join(dirpath, name)
                     key = os.path.relpath(full, self.root)
-                    if _is_state(key) and not include_state:
+                    if is_state_key(key) and not include_state:
                         continue
                     if ".baycat-tmp-" in name or key == ".baycat/store.lock":
                         continue
@@ -83,7 +79,7 @@ class Target:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"][len(self.prefix):]
-                if _is_state(key) and not include_state:
+                if is_state_key(key) and not include_state:
                     continue
                 out[key] = client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
         return out

@@ -17,10 +17,10 @@ from tests.support.gate_proxy import GateProxy, is_root_put
 from tests.support.rclone_s3 import RcloneS3
 from tests.support.seaweed import SeaweedServer
 from tests.targets import Target
-from tests.trees import make_tree, read_tree
+from tests.trees import Spec, make_tree, read_tree
 
 
-def _files(salt: bytes) -> dict[str, bytes]:
+def _files(salt: bytes) -> Spec:
     return {f"f{i}": salt + os.urandom(100 + i) for i in range(20)}
 
 

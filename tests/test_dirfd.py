@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from baycat.ops.dirfd import PARENT_MISSING, DirFds, NotReal, UnsafeParent, open_node
+from baycat.dirfd import PARENT_MISSING, DirFds, NotReal, UnsafeParent, open_node
 
 
 def _is_open(fd: int) -> bool:

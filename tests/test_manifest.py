@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from baycat.entry import FILE, Entry
-from baycat.manifest.file import ManifestReader, ManifestWriter
+from baycat.manifest.file import ManifestReader, ManifestWriter, temp_path
 from baycat.manifest.root import Root
+from baycat.ops.prepare import skip_manifest
 from baycat.scan.hasher import hash_file
+from baycat.scan.local_manifest import lock_path
 from tests.cli_helpers import (
     drop_dac_override,
     lock_out,
@@ -212,6 +214,25 @@ def test_custom_output_inside_the_tree_is_not_scanned(tmp_path: Path) -> None:
     run_baycat("manifest", "update", "-m", out, tmp_path / "t")
     _, docs = manifest_json(tmp_path / "t", out)
     assert [d["path"] for d in docs] == ["f"]
+
+
+def test_a_manifest_inside_the_tree_keeps_its_lock_and_temp_files_out_of_the_walk(
+        tmp_path: Path) -> None:
+    manifest = tmp_path / "d" / "my.manifest"
+    path_filter = skip_manifest(tmp_path, manifest)
+    assert path_filter is not None
+    assert path_filter.for_dir(b"", [b"d"]) is None
+    skip = path_filter.for_dir(b"d", [])
+    assert skip is not None
+
+    def rel(p: Path) -> bytes:
+        return os.fsencode(p.relative_to(tmp_path))
+
+    for own in (manifest, lock_path(manifest), temp_path(manifest)):
+        assert skip(rel(own), False), own
+    for other in (b"d/my.manifest2", b"d/.my.manifest", b"d/other.lock"):
+        assert not skip(other, False), other
+    assert skip_manifest(tmp_path, tmp_path.parent / "elsewhere") is None
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])

@@ -191,7 +191,8 @@ def test_commit_conflict_merges_instead_of_dropping(
     from baycat.manifest.remote import RemoteManifest
     from baycat.manifest.root import Root
     from baycat.ops.differ import as_remote
-    from baycat.store.s3 import S3Options, S3Store
+    from baycat.store.s3 import S3Store
+    from baycat.store.s3_options import S3Options
 
     bucket = "conflict"
     seaweed.create_bucket(bucket)

@@ -167,10 +167,9 @@ def estimate_cost(
                 continue
             files += 1
             total += entry.size
-            if entry.size >= transfer.multipart_threshold:
-                requests += 2 + -(-entry.size // transfer.part_size_for(entry.size))
-            else:
-                requests += 1
+            part = transfer.upload_part_size(entry.size)
+            # One PUT, or create + the parts + complete.
+            requests += 1 if part is None else 2 + -(-entry.size // part)
     return estimate_tree(files, total, requests, table=prices or PriceTable(),
                          storage_class=storage_class, syncs_per_month=syncs_per_month,
                          change_rate=change_rate)

@@ -88,6 +88,30 @@ def same_stat(a: Entry, b: Entry) -> bool:
     )
 
 
+def same_file_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    """True when two stats of one open file show it held still between them: size,
+    mtime, ctime and inode equal (the fields of `same_stat`). A file read between two
+    such fstats is what the bytes read say it is."""
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) == (
+        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
+
+
+def with_stat(entry: Entry, st: os.stat_result, xxh: bytes, racy: bool | None = None) -> Entry:
+    """`entry` refreshed from `st`, the fstat taken after reading the file whose content
+    hashes to `xxh`: size, times, inode, device, mode and owner from `st`, the rest
+    (path, kind, target, ETag, key, VersionId, deleted-at) kept. `racy` sets (True) or
+    clears (False) FLAG_RACY; None keeps the entry's flags as they are.
+
+    Once per file read (hash or upload): built positionally, not with `_replace`, which
+    goes through a dict of keywords and costs twice the time."""
+    flags = entry.flags
+    if racy is not None:
+        flags = flags | FLAG_RACY if racy else flags & ~FLAG_RACY
+    return Entry(entry.path, entry.kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                 st.st_dev, st.st_mode, st.st_uid, st.st_gid, entry.target, xxh, entry.etag,
+                 entry.key, entry.version_id, entry.deleted_ns, flags)
+
+
 def same_metadata(a: Entry, b: Entry) -> bool:
     """Equal in what a restore reproduces besides content (mode, owner, mtime, target)."""
     return (

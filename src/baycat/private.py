@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from baycat.ops.dirfd import open_node
+from baycat.dirfd import open_node
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

@@ -28,7 +28,9 @@ MAGIC = b"BAYCATM1"
 END_MAGIC = b"BAYCATE1"
 _FOOTER = struct.Struct("<QI8s")
 
-DEFAULT_DIRNAME = b".baycat"
+# baycat's state directory at the top of a tree (DIR/.baycat/): the local manifest's home,
+# never walked, and no path a restore writes.
+STATE_DIRNAME = b".baycat"
 DEFAULT_FILENAME = "manifest"
 
 
@@ -112,7 +114,13 @@ class ManifestReader:
 
 def temp_path(path: Path) -> Path:
     """Where a new version of `path` is written before it replaces it."""
-    return path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+    return path.with_name(f"{temp_prefix(path.name)}{os.getpid()}")
+
+
+def temp_prefix(name: str) -> str:
+    """How the names of the temp files of the file `name` start (`temp_path` adds the
+    pid of the run that writes it)."""
+    return f".{name}{_TEMP_MARK}"
 
 
 _TEMP_MARK = ".tmp-"

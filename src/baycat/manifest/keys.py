@@ -14,19 +14,12 @@ import hashlib
 import re
 
 from baycat.entry import Entry
+from baycat.store.layout import ESCAPED_PREFIX
 
 MAX_KEY_BYTES = 1024
-STATE_PREFIX = ".baycat/"
-ESCAPED_PREFIX = ".baycat/escaped/"
 # Control characters (XML 1.0 listings can't carry them) and backslash (some servers,
 # SeaweedFS among them, turn it into '/', which would collide with a real subdirectory).
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def is_state_key(key: str) -> bool:
-    """Is `key` one of baycat's own objects (root, packs, probe), not a data object?
-    Escaped-name data objects live under `.baycat/escaped/` and are data."""
-    return key.startswith(STATE_PREFIX) and not key.startswith(ESCAPED_PREFIX)
 
 
 def escaped_key(path: bytes) -> str:

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Iterator
 
 from baycat.entry import DIR, FILE, SYMLINK, Entry, path_key
 from baycat.errors import ManifestError
+from baycat.manifest.file import STATE_DIRNAME
 from baycat.manifest.segment import HASH_SIZE
+from baycat.store.layout import ESCAPED_PREFIX
 
 MAX_PATH_BYTES = 4096
 MAX_MODE = 0o177777  # st_mode: file type and permission bits
@@ -28,8 +30,7 @@ MAX_ID = (1 << 32) - 2  # uid_t/gid_t; (uid_t)-1 tells chown "leave it unchanged
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _FILE_TYPES = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
 _S_IFMT = 0o170000  # stat.S_IFMT's mask: the C function raises on huge values
-_STATE_DIR = b".baycat"
-_ESCAPED_KEY = re.compile(r"\.baycat/escaped/[0-9a-f]{64}")
+_ESCAPED_KEY = re.compile(re.escape(ESCAPED_PREFIX) + "[0-9a-f]{64}")  # keys.escaped_key
 
 
 def _unsafe(what: str, path: bytes) -> ManifestError:
@@ -42,7 +43,7 @@ def check_path(path: bytes) -> None:
     parts = path.split(b"/")
     if any(part in (b"", b".", b"..") for part in parts):
         raise _unsafe("unsafe path", path)
-    if parts[0] == _STATE_DIR:
+    if parts[0] == STATE_DIRNAME:
         raise _unsafe("path inside baycat's state directory", path)
 
 

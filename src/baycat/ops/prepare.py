@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 
 from baycat.errors import UsageError
+from baycat.manifest.file import temp_prefix
 from baycat.manifest.root import Root
 from baycat.scan.filters import FilterSpec
+from baycat.scan.local_manifest import lock_path
 from baycat.scan.walker import PathFilter, SkipFunc
 
 
@@ -46,13 +48,13 @@ def check_source_dir(root: Path) -> Path:
 
 
 class _ManifestInTree:
-    """Keeps a manifest stored inside the tree (outside .baycat/) out of its own walk."""
+    """Keeps a manifest stored inside the tree (outside .baycat/) out of its own walk:
+    the manifest, its lock and its temp files (paths relative to the tree)."""
 
-    def __init__(self, rel: bytes) -> None:
-        head, _, name = rel.rpartition(b"/")
-        self._dir = head
-        self._names = (rel, rel + b".lock")
-        self._tmp_prefix = (head + b"/" if head else b"") + b"." + name + b".tmp-"
+    def __init__(self, rel: bytes, lock: bytes, tmp_prefix: bytes) -> None:
+        self._dir = rel.rpartition(b"/")[0]
+        self._names = (rel, lock)
+        self._tmp_prefix = tmp_prefix
 
     def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None:
         return self._skip if rel_dir == self._dir else None
@@ -63,10 +65,11 @@ class _ManifestInTree:
 
 def skip_manifest(root: Path, manifest: Path) -> PathFilter | None:
     try:
-        rel = os.fsencode(manifest.absolute().relative_to(root))
-    except ValueError:
+        rel = manifest.absolute().relative_to(root)
+        lock, tmp = lock_path(rel), rel.with_name(temp_prefix(rel.name))
+    except ValueError:  # outside the tree (or the tree itself: nothing to skip)
         return None
-    return _ManifestInTree(rel)
+    return _ManifestInTree(os.fsencode(rel), os.fsencode(lock), os.fsencode(tmp))
 
 
 def resolve_filters(given: FilterSpec | None, saved: Root | None) -> FilterSpec:

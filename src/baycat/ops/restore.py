@@ -27,15 +27,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from baycat.dirfd import DirFds
 from baycat.entry import FILE, Entry, path_key
 from baycat.errors import ManifestError, UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import format_time, load_generation
-from baycat.manifest.keys import is_state_key
 from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.validate import checked, validate
-from baycat.ops.dirfd import DirFds
 from baycat.ops.prepare import choose_pool_size
 from baycat.ops.restore_writer import RestoreOptions, RestoreWriter
 from baycat.ops.summary import SyncSummary
@@ -51,6 +50,7 @@ from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
 from baycat.store.base import ObjectInfo, ObjectStore
+from baycat.store.layout import is_state_key
 from baycat.version import __version__
 
 __all__ = ["RestoreOptions", "RestoreRun", "restore_from_store"]

@@ -24,10 +24,10 @@ from pathlib import Path
 import xxhash
 
 from baycat import hooks
+from baycat.dirfd import DirFds, open_node
 from baycat.entry import DIR, FILE, SYMLINK, Entry, as_text
 from baycat.errors import BaycatError, RemoteError
 from baycat.manifest.keys import object_key, same_etag
-from baycat.ops.dirfd import DirFds, open_node
 from baycat.ops.summary import SyncSummary
 from baycat.progress import ActionFunc, Notice, NoticeFunc, Progress
 from baycat.store.base import NotModified, ObjectInfo, ObjectStore

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from baycat.entry import FILE, Entry, as_text
 from baycat.errors import BaycatError
-from baycat.manifest.keys import is_state_key, key_for_path, object_key, stored_key
+from baycat.manifest.keys import key_for_path, object_key, stored_key
 from baycat.manifest.remote import RemoteManifest
 from baycat.ops.differ import as_remote
 from baycat.ops.sync_changes import ChangeSet
@@ -29,6 +29,7 @@ from baycat.ops.transfer import Uploader, file_etag
 from baycat.ops.transfer_plan import CopyReaders, Job, order_jobs
 from baycat.progress import Notice
 from baycat.store.base import NotFound, ObjectInfo, PreconditionFailed, Stored
+from baycat.store.layout import is_state_key
 
 # Uploads at least this big get their own line in the live display.
 LARGE_FILE = 32 << 20
@@ -203,9 +204,7 @@ class Transfers:
         info = self.listing[key]
         if info.size != local.size:
             return None
-        transfer = self.ctx.options.transfer
-        part = transfer.part_size_for(local.size) \
-            if local.size >= transfer.multipart_threshold else None
+        part = self.ctx.options.transfer.upload_part_size(local.size)
         etag = await asyncio.to_thread(file_etag, self.ctx.root_bytes + b"/" + local.path,
                                        part)
         if etag is None or etag != info.etag.strip('"'):

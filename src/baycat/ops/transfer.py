@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import xxhash
 
-from baycat.entry import Entry
+from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
 from baycat.ops.ratelimit import TokenBucket
 from baycat.ops.upload_journal import UploadJournal
@@ -48,6 +48,16 @@ class TransferConfig:
         part = max(self.part_size, MIN_PART, -(-size // MAX_PARTS))
         return -(-part // MiB) * MiB
 
+    def upload_part_size(self, size: int) -> int | None:
+        """How a file of `size` bytes is uploaded: in parts of this size, or (None) in one
+        PUT. The upload, the ETag an adopted object must have (`--scan-remote`) and the
+        request estimate all follow this, so they agree.
+
+        >>> TransferConfig().upload_part_size(1 << 20), TransferConfig().upload_part_size(1 << 30)
+        (None, 8388608)
+        """
+        return self.part_size_for(size) if size >= self.multipart_threshold else None
+
 
 class FileChanged(BaycatError):
     """The file changed while it was being read; it is retried next run."""
@@ -65,16 +75,6 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-
-def _with_stat(entry: Entry, st: os.stat_result, xxh: bytes) -> Entry:
-    return entry._replace(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
-                          ino=st.st_ino, dev=st.st_dev, mode=st.st_mode, uid=st.st_uid,
-                          gid=st.st_gid, xxh=xxh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +99,9 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
                 raise FileChanged("no longer a regular file")
             data = os.pread(fd, before.st_size + 1, 0)
             after = os.fstat(fd)
-            if _stat_key(before) == _stat_key(after) and len(data) == after.st_size:
+            if same_file_stat(before, after) and len(data) == after.st_size:
                 return ReadFile(data, hashlib.md5(data).digest(),
-                                _with_stat(entry, after, xxhash.xxh3_128_digest(data)))
+                                with_stat(entry, after, xxhash.xxh3_128_digest(data)))
         raise FileChanged("file kept changing while being read")
     except OSError as exc:
         raise FileChanged(f"cannot read: {exc.strerror}") from None
@@ -176,8 +176,9 @@ class Uploader:
 
     async def upload(self, entry: Entry, key: str,
                      on_bytes: ProgressFunc | None = None) -> Uploaded:
-        if entry.size >= self.config.multipart_threshold:
-            return await self._multipart(entry, key, on_bytes)
+        part_size = self.config.upload_part_size(entry.size)
+        if part_size is not None:
+            return await self._multipart(entry, key, part_size, on_bytes)
         held = await self.budget.acquire(entry.size + 1)
         try:
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
@@ -224,9 +225,8 @@ class Uploader:
         raise WrongETag(f"the store answered ETag {etag} for part {number} whose MD5 is "
                         f"{md5.hex()} (twice); not recorded")
 
-    async def _multipart(self, entry: Entry, key: str,
+    async def _multipart(self, entry: Entry, key: str, part_size: int,
                          on_bytes: ProgressFunc | None) -> Uploaded:
-        part_size = self.config.part_size_for(entry.size)
         fd = await asyncio.to_thread(os.open, self._full(entry), _OPEN_FLAGS)
         try:
             before = os.fstat(fd)
@@ -279,7 +279,7 @@ class Uploader:
                         raise
                     raise error from None
                 after = os.fstat(fd)
-                if _stat_key(before) != _stat_key(after) or offset != after.st_size:
+                if not same_file_stat(before, after) or offset != after.st_size:
                     raise FileChanged("file changed while being uploaded")
                 async with self.requests:
                     stored = await self.store.complete_multipart(
@@ -298,7 +298,7 @@ class Uploader:
                 self._forget(upload_id)
         finally:
             os.close(fd)
-        return Uploaded(_with_stat(entry, after, digest.digest()), stored, sent)
+        return Uploaded(with_stat(entry, after, digest.digest()), stored, sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: what could not be aborted now stays in the journal, and the next

@@ -37,7 +37,7 @@ import xxhash
 
 from baycat.entry import DIR, FILE, Entry, as_text, same_metadata
 from baycat.errors import BaycatError, ExitCode, ManifestError, UsageError
-from baycat.manifest.keys import ESCAPED_PREFIX, STATE_PREFIX, object_key, same_etag
+from baycat.manifest.keys import object_key, same_etag
 from baycat.manifest.remote import PACK_PREFIX, RemoteManifest
 from baycat.manifest.root import Generation, SegmentRef
 from baycat.manifest.validate import check_entry, checked
@@ -47,6 +47,7 @@ from baycat.scan.filters import read_ignore_files
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.store.base import NotFound, ObjectInfo, ObjectStore
+from baycat.store.layout import is_state_key
 
 SCHEMA_VERSION = 1
 BATCH = 1000  # entries taken from the manifest per thread hop
@@ -288,7 +289,7 @@ def _report_leftovers(summary: VerifySummary, listing: dict[str, ObjectInfo],
             summary.add(Problem("missing", PACK_PREFIX + pack,
                                 "manifest pack missing or truncated"))
     for key in sorted(listing):
-        if key.startswith(STATE_PREFIX) and not key.startswith(ESCAPED_PREFIX):
+        if is_state_key(key):
             continue
         summary.add(Problem("unknown", key, "object not in the manifest"))
 

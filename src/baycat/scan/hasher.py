@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-from baycat.entry import FLAG_RACY, Entry
+from baycat.entry import Entry, same_file_stat, with_stat
 
 READ_BLOCK = 1 << 20
 ATTEMPTS = 3
@@ -35,11 +35,6 @@ class HashResult:
     entry: Entry | None  # the entry with hash and fresh stat; None on error
     error: str = ""
     bytes_read: int = 0
-
-
-def _stable(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) == (
-        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
 
 
 def _read_buffer(size: int) -> memoryview:
@@ -75,19 +70,12 @@ def hash_file(full_path: bytes, entry: Entry) -> HashResult:
                 size += n
             total += size
             after = os.fstat(fd)
-            if _stable(before, after) and size == after.st_size:
-                return HashResult(_with_stat(entry, after, digest.digest()), bytes_read=total)
+            if same_file_stat(before, after) and size == after.st_size:
+                racy = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < RACY_WINDOW_NS
+                return HashResult(with_stat(entry, after, digest.digest(), racy=racy),
+                                  bytes_read=total)
         return HashResult(None, "file kept changing while being read", total)
     except OSError as exc:
         return HashResult(None, f"cannot read: {exc.strerror}", total)
     finally:
         os.close(fd)
-
-
-def _with_stat(entry: Entry, st: os.stat_result, xxh: bytes) -> Entry:
-    racy = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_WINDOW_NS
-    return entry._replace(
-        size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
-        dev=st.st_dev, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, xxh=xxh,
-        flags=(entry.flags | FLAG_RACY) if racy else (entry.flags & ~FLAG_RACY),
-    )

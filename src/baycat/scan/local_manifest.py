@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from baycat.entry import Entry
-from baycat.manifest.file import DEFAULT_DIRNAME, DEFAULT_FILENAME, ManifestReader, ManifestWriter
+from baycat.manifest.file import DEFAULT_FILENAME, STATE_DIRNAME, ManifestReader, ManifestWriter
 from baycat.manifest.rebuild import Output, StreamRebuilder, rebuild_with_changes, sorted_changes
 from baycat.manifest.root import Root, SegmentRef
 from baycat.private import mkdir_private
@@ -14,7 +14,7 @@ from baycat.scan.pipeline import ScanItem
 
 
 def default_manifest_path(root: Path) -> Path:
-    return root / DEFAULT_DIRNAME.decode() / DEFAULT_FILENAME
+    return root / STATE_DIRNAME.decode() / DEFAULT_FILENAME
 
 
 def lock_path(manifest: Path) -> Path:

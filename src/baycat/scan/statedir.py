@@ -20,11 +20,10 @@ import os
 import stat
 from pathlib import Path
 
+from baycat.dirfd import NotReal, open_node
 from baycat.errors import StateDirError, UsageError
-from baycat.manifest.file import remove_stale_temps
-from baycat.ops.dirfd import NotReal, open_node
+from baycat.manifest.file import STATE_DIRNAME, remove_stale_temps
 from baycat.private import mkdir_private
-from baycat.scan.walker import STATE_DIRNAME
 
 
 def state_dir_of(tree: Path) -> Path:

@@ -20,10 +20,8 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from baycat.manifest.file import STATE_DIRNAME
 from baycat.progress import Notice, NoticeFunc, ignore_notice
-
-# Names never walked at the top of a tree: baycat's own state lives there.
-STATE_DIRNAME = b".baycat"
 
 # (relative path, lstat result, symlink target or b"", incomplete directory)
 Walked = tuple[bytes, os.stat_result, bytes, bool]
@@ -96,6 +94,7 @@ def walk(
     if opened is None:
         raise OSError(f"cannot read directory {os.fsdecode(root)}")
     fd, names = opened
+    # The top's .baycat/ is baycat's own state: never walked.
     stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME], path_filter)]
     batch: list[Walked] = []
     lstat = os.lstat

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from baycat.store.layout import is_state_key
+
 
 @dataclass(frozen=True, slots=True)
 class S3Options:
@@ -35,8 +37,7 @@ class S3Options:
     def write_args(self, key: str) -> dict[str, str]:
         """Extra arguments of a PUT / CreateMultipartUpload / CopyObject of `key`."""
         args: dict[str, str] = {}
-        if self.storage_class and (not key.startswith(".baycat/")
-                                   or key.startswith(".baycat/escaped/")):
+        if self.storage_class and not is_state_key(key):
             args["StorageClass"] = self.storage_class
         if self.sse:
             args["ServerSideEncryption"] = self.sse

@@ -1,0 +1,1 @@
+"""Checks the lint session runs that are not a linter of their own (see noxfile.py)."""
