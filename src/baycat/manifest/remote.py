@@ -15,11 +15,8 @@ for the first). A reader sees the old tree or the new one, never a mix. When ano
 writer committed in between (412), its root is fetched, our changes are applied on top of
 it (per path, ours win), and the commit is retried.
 
-The cache (`<state dir>/remote/<hash of the URL>`) is a local manifest file whose
-segments are the remote ones (same hashes) and whose root carries the remote root and its
-ETag. It is only a cache: its segments are checked against their hashes when it is
-opened, and whatever is damaged (a segment, or the whole file) is fetched again from the
-store, with a notice.
+The local cache of the segments (`remote_cache.py`) means a root seen before costs no
+segment download; whatever of it is damaged is fetched again, with a notice.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
-import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -36,16 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from baycat.entry import Entry, path_key
-from baycat.errors import ConflictError, ManifestError, StateWriteError
+from baycat.errors import ConflictError, ManifestError
 from baycat.manifest import segment
-from baycat.manifest.file import ManifestReader, ManifestWriter, segment_stats
+from baycat.manifest.file import segment_stats
 from baycat.manifest.keys import object_key
 from baycat.manifest.rebase import Resolution, resolve, settle
 from baycat.manifest.rebuild import Change, rebuild_with_changes
+from baycat.manifest.remote_cache import RemoteCache
 from baycat.manifest.root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
-from baycat.private import mkdir_private
 from baycat.store.base import NotFound, NotModified, ObjectInfo, ObjectStore, PreconditionFailed
-from baycat.version import __version__
 
 ROOT_KEY = ".baycat/root"
 PACK_PREFIX = ".baycat/packs/"
@@ -118,14 +113,6 @@ def fetch_spans(refs: Sequence[SegmentRef]) -> list[list[SegmentRef]]:
     return runs
 
 
-def _intact(reader: ManifestReader, ref: SegmentRef) -> bool:
-    try:
-        reader.read_blob(ref)
-    except ManifestError:
-        return False
-    return True
-
-
 async def read_generation_root(store: ObjectStore, generation: Generation
                                ) -> tuple[Root, int]:
     """The root copy a generation recorded, and its size: one ranged GET of its pack.
@@ -150,10 +137,8 @@ class RemoteManifest:
         self.commits_verified_lost = 0
         self.root: Root | None = None  # None: no manifest yet
         self.etag: str | None = None
-        self._cache: ManifestReader | None = None
-        self._retired: list[ManifestReader] = []  # replaced caches, maybe still being read
+        self._cache = RemoteCache(cache_path, store.url)
         self._damaged_etag: str | None = None
-        self._cached: dict[str, SegmentRef] = {}  # segment hash -> ref in the cache file
         self._own_generation: Generation | None = None  # what this run last committed
         self._conditional: bool | None = store.conditional_writes
         self.bytes_downloaded = 0
@@ -161,50 +146,15 @@ class RemoteManifest:
         # Paths another writer had also changed when this run committed (see rebase.py):
         # while nonzero, the next run must not trust the no-change shortcut.
         self.contested_paths = 0
-        self.notices: list[str] = []
+        self._notices: list[str] = []
+
+    @property
+    def notices(self) -> list[str]:
+        """Remarks for the run's summary (a damaged cache, a store without conditional
+        writes)."""
+        return self._cache.notices + self._notices
 
     # ---- reading -------------------------------------------------------------------
-
-    def _open_cache(self) -> tuple[Root | None, str | None]:
-        """Blocking: the cached remote root and its ETag, (None, None) without a usable
-        cache. Every cached segment is checked against its hash here (reads the file,
-        decodes nothing: 3.5 ms per 100,000 entries, measured), so that no later read
-        fails half-way through a run; damaged ones are left out of `_cached`, and
-        loading fetches them again from the store."""
-        try:
-            reader = ManifestReader(self.cache_path)
-        except FileNotFoundError:
-            return None, None
-        except ManifestError as exc:
-            self._cache_damaged(f"{exc}; fetching the whole manifest again")
-            return None, None
-        try:
-            remote_root = Root.from_bytes(json.dumps(reader.root.info["remote_root"]).encode())
-            etag = str(reader.root.info["remote_etag"])
-        except (KeyError, TypeError, ManifestError):
-            reader.close()
-            self._cache_damaged("it holds no remote root; fetching the whole manifest again")
-            return None, None
-        self._set_cache(reader)
-        damaged = [ref for ref in reader.root.segments if not _intact(reader, ref)]
-        for ref in damaged:
-            self._cached.pop(ref.hash, None)
-        if damaged:
-            self._cache_damaged(f"{len(damaged)} of its {len(reader.root.segments)} segments "
-                                "are damaged; fetching them again")
-        return remote_root, etag
-
-    def _cache_damaged(self, detail: str) -> None:
-        self.notices.append(f"the cache of the remote manifest ({self.cache_path}) was "
-                            f"damaged: {detail}")
-
-    def _set_cache(self, reader: ManifestReader | None) -> None:
-        # A replaced cache file stays open: a differ may still be streaming the old root
-        # from it (after a checkpoint). Its inode lives on until close().
-        if self._cache is not None:
-            self._retired.append(self._cache)
-        self._cache = reader
-        self._cached = {ref.hash: ref for ref in reader.root.segments} if reader else {}
 
     async def load(self, ignore_damage: bool = False) -> None:
         """Read the remote root (and what the cache lacks). With `ignore_damage`, an
@@ -219,15 +169,15 @@ class RemoteManifest:
             self.etag = self._damaged_etag
 
     async def _load(self) -> None:
-        cached_root, cached_etag = await asyncio.to_thread(self._open_cache)
+        cached_root, cached_etag = await asyncio.to_thread(self._cache.open)
         try:
             fetched = await self.store.get(ROOT_KEY, if_none_match=cached_etag)
         except NotFound:
             self.root, self.etag = None, None
             return
         if isinstance(fetched, NotModified):
-            if cached_root is not None and cached_etag is not None and any(
-                    ref.hash not in self._cached for ref in cached_root.segments):
+            if cached_root is not None and cached_etag is not None and not all(
+                    self._cache.has(ref.hash) for ref in cached_root.segments):
                 await self._adopt(cached_root, cached_etag)  # refetch what the cache lost
                 return
             self.root, self.etag = cached_root, cached_etag
@@ -240,7 +190,7 @@ class RemoteManifest:
     async def _adopt(self, root: Root, etag: str) -> None:
         """Make `root` current: fetch segments the cache lacks, rewrite the cache."""
         check_limits(root, self.store.url)
-        missing = [ref for ref in root.segments if ref.hash not in self._cached]
+        missing = [ref for ref in root.segments if not self._cache.has(ref.hash)]
         fetched: dict[str, bytes] = {}
         by_pack: dict[str, list[SegmentRef]] = {}
         for ref in missing:
@@ -267,31 +217,8 @@ class RemoteManifest:
         # the caller may handle), not wrapped in an ExceptionGroup.
         await asyncio.gather(*(fetch_run(pack, run) for pack, refs in by_pack.items()
                                for run in fetch_spans(refs)))
-        await asyncio.to_thread(self._write_cache, root, etag, fetched)
+        await asyncio.to_thread(self._cache.write, root, etag, fetched)
         self.root, self.etag = root, etag
-
-    def _write_cache(self, root: Root, etag: str,
-                     fetched: Mapping[str, bytes | memoryview]) -> None:
-        try:
-            mkdir_private(self.cache_path.parent, parents=True)
-        except OSError as exc:
-            raise StateWriteError.of("create", self.cache_path.parent, exc) from None
-        writer = ManifestWriter(self.cache_path)
-        try:
-            for ref in root.segments:
-                blob = fetched.get(ref.hash)
-                if blob is None:
-                    assert self._cache is not None
-                    blob = self._cache.read_blob(self._cached[ref.hash])
-                writer.add_blob(blob, ref.count, ref.first, ref.files, ref.file_bytes)
-            info = {"remote_root": json.loads(root.to_bytes()), "remote_etag": etag,
-                    "url": self.store.url}
-            writer.commit(Root(created_ns=time.time_ns(), source=self.store.url,
-                               baycat_version=__version__, info=info))
-        except BaseException:
-            writer.abort()
-            raise
-        self._set_cache(ManifestReader(self.cache_path))
 
     async def adopt_generation(self, generation: Generation) -> Root:
         """Make an earlier generation current (for a point-in-time restore): its root
@@ -310,11 +237,10 @@ class RemoteManifest:
 
     def load_segment(self, ref: SegmentRef) -> list[Entry]:
         """Blocking: one segment of the current root, from the cache."""
-        assert self._cache is not None
-        local = self._cached.get(ref.hash)
-        if local is None:
+        cached = self._cache.current
+        if cached is None:
             raise ManifestError(f"segment {ref.hash} missing from the manifest cache")
-        return self._cache.read_segment(local)
+        return cached.segment(ref.hash)
 
     def lookup(self, paths: Sequence[bytes]) -> dict[bytes, Entry]:
         """Blocking: the current entries of `paths` (those that have one), decoding only
@@ -337,26 +263,25 @@ class RemoteManifest:
     def entries(self) -> Iterator[Entry]:
         """Blocking: every entry of the current root, in path order. Keeps reading the
         root that was current when iteration began, even across a commit."""
-        root, cache, cached = self.root, self._cache, self._cached
+        root, cached = self.root, self._cache.current
         if root is None:
             return
-        assert cache is not None
+        assert cached is not None
         for ref in root.segments:
-            yield from cache.read_segment(cached[ref.hash])
+            yield from cached.segment(ref.hash)
 
     def entries_with_content(self, wanted: AbstractSet[bytes]) -> Iterator[Entry]:
         """Blocking: the entries of the current root whose content hash is in `wanted`.
         Only segments that hold such a hash are decoded (copy sources for new files:
         after a 1 % change in 1M files, none of the ~400 segments usually is)."""
-        root, cache, cached = self.root, self._cache, self._cached
+        root, cached = self.root, self._cache.current
         if root is None or not wanted:
             return
-        assert cache is not None
+        assert cached is not None
         for ref in root.segments:
-            local = cached[ref.hash]
-            blob = cache.read_blob(local)
+            blob = cached.blob(ref.hash)
             if segment.has_content(blob, wanted):
-                yield from (e for e in cache.decode_segment(local, blob) if e.xxh in wanted)
+                yield from (e for e in cached.decode(ref.hash, blob) if e.xxh in wanted)
 
     # ---- committing ----------------------------------------------------------------
 
@@ -452,7 +377,7 @@ class RemoteManifest:
             view = memoryview(body)  # slices without copies
             fresh = {ref.hash: view[ref.offset:ref.offset + ref.length]
                      for ref in root.segments if ref.pack == pack}
-            await asyncio.to_thread(self._write_cache, root, etag, fresh)
+            await asyncio.to_thread(self._cache.write, root, etag, fresh)
             # The new root is the base of the next commit (a checkpoint, then the last).
             self.root, self.etag = root, etag
             self._own_generation = root.history[0]
@@ -484,7 +409,7 @@ class RemoteManifest:
         if self._conditional is None:
             self._conditional = await self._probe_conditional()
         if not self._conditional:
-            self.notices.append(
+            self._notices.append(
                 f"{self.store.url} ignores conditional writes (If-Match/If-None-Match): "
                 "baycat reads the manifest root before and after each commit to detect "
                 "another writer, but cannot exclude a race; run one writer at a time")
@@ -556,7 +481,4 @@ class RemoteManifest:
         await self._adopt(root, fetched.etag)
 
     def close(self) -> None:
-        self._set_cache(None)
-        for reader in self._retired:
-            reader.close()
-        self._retired = []
+        self._cache.close()
