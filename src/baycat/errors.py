@@ -31,6 +31,9 @@ class ExitCode(IntEnum):
     USAGE = 2
     REMOTE = 3  # remote, credential, manifest, lock, state directory or conflict error,
     #             or local state that can't be written
+    # Reserved for the wave of issues 15/16 (wired by their branches, documented with them):
+    LOCKED = 4  # another baycat holds this tree's lock: nothing was done (a scheduler skips)
+    REFUSED = 5  # a safety limit refused the run (--max-delete, --max-changes): nothing committed
     INTERRUPTED = 130
 
 
