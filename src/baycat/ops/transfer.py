@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import xxhash
 
+from baycat import hooks
 from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
 from baycat.ops.ratelimit import TokenBucket
@@ -181,6 +182,7 @@ class Uploader:
             return await self._multipart(entry, key, part_size, on_bytes)
         held = await self.budget.acquire(entry.size + 1)
         try:
+            hooks.fire("upload.before_read", entry.path)
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
             if self.bwlimit is not None:
                 await self.bwlimit.take(len(read.data))
