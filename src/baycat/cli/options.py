@@ -159,7 +159,7 @@ FilesFrom = Annotated[str | None, typer.Option(
     help="Back up only the paths listed in FILE, one a line, relative to the source "
     "(a listed directory with all below it; the directories above listed paths are "
     "recorded too; blank lines and # comments skipped); '-' reads standard input. "
-    "Example: git ls-files -z | tr '\\0' '\\n' | baycat sync --files-from - . DST")]
+    "Example: git ls-files | baycat sync --files-from - . DST")]
 
 _FILTER_OPTIONS = ("exclude", "include", "exclude_from", "include_from")
 # Selection options beyond rules; with any of them given, the spec is given too.
