@@ -12,9 +12,13 @@ from baycat import api
 from baycat.cli.options import (
     ClearFilters,
     Exclude,
+    ExcludeCaches,
     ExcludeFrom,
+    ExcludeIfPresent,
+    FilesFrom,
     Include,
     IncludeFrom,
+    OneFileSystem,
     PoolSize,
     PriceFile,
     ProgressFlag,
@@ -70,6 +74,10 @@ def manifest_create(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Build a new manifest of DIR, hashing every file; saves --pool-size and the
     filters in it.
@@ -95,6 +103,10 @@ def manifest_update(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Refresh the manifest of DIR, reading only files whose size, mtime, ctime or inode
     changed. --pool-size applies to this run only; the saved one is kept. Creates the

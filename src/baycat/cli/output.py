@@ -90,7 +90,7 @@ def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
         return
     parts = []
     for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
-                 "marked_deleted", "unchanged", "failed"):
+                 "marked_deleted", "extra", "unchanged", "failed"):
         count = getattr(summary, name)
         if count.files or name in ("unchanged", "failed"):
             parts.append(f"{name.replace('_', ' ')} {count.files:,}"

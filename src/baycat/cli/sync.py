@@ -17,9 +17,13 @@ from baycat.cli.options import (
     DryRun,
     EndpointUrl,
     Exclude,
+    ExcludeCaches,
     ExcludeFrom,
+    ExcludeIfPresent,
+    FilesFrom,
     Include,
     IncludeFrom,
+    OneFileSystem,
     PoolSize,
     PriceFile,
     Profile,
@@ -91,6 +95,10 @@ def sync_command(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
     delete_excluded: Annotated[bool, typer.Option(
         "--delete-excluded", help="Treat excluded paths already in the backup as deleted "
         "locally (default: leave them in the backup untouched).")] = False,
@@ -194,9 +202,14 @@ def restore_command(
         "http(s):// URL of a web server or public bucket serving one (plain GETs).")],
     destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
     path: Annotated[list[str] | None, typer.Option(
-        "--path", metavar="GLOB",
-        help="Restore only paths matching GLOB (or below it); repeatable. "
-        "Example: --path 'photos/2024/*'")] = None,
+        "--path", metavar="PATTERN",
+        help="Restore only paths matching PATTERN (gitignore syntax, as --exclude: '*' "
+        "stays within one name, a matching directory brings all below it), with the "
+        "directories above them; repeatable. Example: --path 'photos/2024/*'")] = None,
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Make DST exactly the backup (within --path): remove what the "
+        "backup doesn't have (never outside DST, never through a symlink; not after a "
+        "failure). Without it such paths stay and are counted as `extra`.")] = False,
     include_deleted: Annotated[bool, typer.Option(
         "--include-deleted", help="Also restore files that were deleted locally but kept "
         "in the backup.")] = False,
@@ -246,7 +259,7 @@ def restore_command(
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
-                             at_ns=at_ns,
+                             at_ns=at_ns, delete=delete,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
                        progress=progress_state, warn=warn,

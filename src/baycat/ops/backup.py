@@ -41,7 +41,6 @@ from baycat.ops.sync_transfers import Transfers
 from baycat.ops.transfer import Uploader, abort_leftover_uploads
 from baycat.ops.upload_journal import UploadJournal
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import read_ignore_files
 from baycat.scan.local_manifest import (
     LocalManifestSink,
     default_manifest_path,
@@ -186,10 +185,11 @@ class _Phases:
             scan_started = time.perf_counter()
             pool = choose_pool_size(options.pool_size, self.old.root if self.old else None)
             complete = await scan(ctx.root_bytes, entries_of(self.old),
-                                  ScanConfig(pool_size=pool), self._on_batch,
+                                  ScanConfig(pool_size=pool,
+                                             one_file_system=self.filters.one_file_system),
+                                  self._on_batch,
                                   progress=ctx.progress, warn=ctx.warn, stop=options.stop,
-                                  path_filter=self.filters.matcher(
-                                      read_ignore_files(ctx.source)))
+                                  path_filter=self.filters.path_filter(ctx.source))
             await self._take(await self.feed.finish(complete))
             summary.unchanged.files = self.feed.same
             summary.seconds["scan"] = time.perf_counter() - scan_started

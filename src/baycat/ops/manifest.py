@@ -20,7 +20,7 @@ from baycat.ops.prepare import (
 )
 from baycat.private import mkdir_private
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import FilterSpec, combine, read_ignore_files
+from baycat.scan.filters import FilterSpec, combine
 from baycat.scan.local_manifest import (
     LocalManifestSink,
     default_manifest_path,
@@ -91,10 +91,12 @@ async def build_manifest(
             sink = LocalManifestSink(manifest, old)
             tally = _Tally(sink, warn)
             try:
-                await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
+                config = ScanConfig(pool_size=run_pool,
+                                    one_file_system=filters.one_file_system)
+                await scan(os.fsencode(root), entries_of(old), config,
                            tally.on_batch, progress=progress, warn=tally.note,
                            path_filter=combine(skip_manifest(root, manifest),
-                                               filters.matcher(read_ignore_files(root))))
+                                               filters.path_filter(root)))
                 template = Root(
                     created_ns=time.time_ns(),
                     source=str(root),

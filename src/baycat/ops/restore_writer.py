@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import os
 import secrets
 import stat
@@ -44,7 +43,9 @@ class RestoreOptions:
     dry_run: bool = False
     keep_setuid: bool = False  # restore setuid/setgid bits (off: a backup could plant them)
     include_deleted: bool = False  # also restore entries kept as deleted
-    paths: tuple[str, ...] = field(default_factory=tuple)  # fnmatch patterns; () = all
+    # --path: gitignore-style patterns (restore_select.py); () = all
+    paths: tuple[str, ...] = field(default_factory=tuple)
+    delete: bool = False  # remove from DST what the backup doesn't have
     at_ns: int | None = None  # restore the generation current at this time (ns)
 
 
@@ -81,13 +82,8 @@ class RestoreWriter:
             self.on_action(what, as_text(path), size)
 
     def wanted(self, remote: Entry) -> bool:
-        if remote.deleted_ns and not self.options.include_deleted:
-            return False
-        if not self.options.paths:
-            return True
-        text = as_text(remote.path)
-        return any(fnmatch.fnmatchcase(text, p) or text.startswith(p.rstrip("/") + "/")
-                   for p in self.options.paths)
+        """Is `remote` part of the tree restored (--path aside: restore_select.py)?"""
+        return not remote.deleted_ns or self.options.include_deleted
 
     # ---- planning (in path order) -------------------------------------------------------
 

@@ -43,7 +43,6 @@ from baycat.manifest.root import Generation, SegmentRef
 from baycat.manifest.validate import check_entry, checked
 from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters
 from baycat.progress import NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import read_ignore_files
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.store.base import NotFound, ObjectInfo, ObjectStore
@@ -328,8 +327,8 @@ async def verify_tree(directory: Path, *, pool_size: int | None = None,
     with old:
         filters = resolve_filters(None, old.root)
         pool = choose_pool_size(pool_size, old.root)
-        await scan(os.fsencode(root), old.entries(), ScanConfig(pool_size=pool), on_batch,
-                   progress=progress, warn=warn,
-                   path_filter=filters.matcher(read_ignore_files(root)))
+        config = ScanConfig(pool_size=pool, one_file_system=filters.one_file_system)
+        await scan(os.fsencode(root), old.entries(), config, on_batch,
+                   progress=progress, warn=warn, path_filter=filters.path_filter(root))
     summary.seconds["total"] = time.perf_counter() - started
     return summary

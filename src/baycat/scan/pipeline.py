@@ -21,6 +21,7 @@ from typing import NamedTuple
 from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.hasher import HashResult, hash_file
+from baycat.scan.mounts import MountPolicy
 from baycat.scan.walker import PathFilter, walk
 from baycat.stop import StopRequest
 
@@ -37,6 +38,7 @@ class ScanConfig:
     queue_batches: int = 4
     job_bytes: int = 32 << 20  # a hash job (one thread hop) reads at most this much...
     job_files: int = 128  # ...or this many files
+    one_file_system: bool = False  # enter no mount point below the top (-x)
 
 
 class ScanItem(NamedTuple):
@@ -76,7 +78,8 @@ class _WalkMerge:
     def __init__(self, root: bytes, old: Iterator[Entry], cfg: ScanConfig,
                  warn: NoticeFunc, path_filter: PathFilter | None) -> None:
         self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
-                          path_filter=path_filter)
+                          path_filter=path_filter,
+                          mounts=MountPolicy(cfg.one_file_system))
         self._old = old
         self._old_next: Entry | None = None
         self._old_key = b""
