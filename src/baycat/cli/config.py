@@ -281,8 +281,8 @@ class Config:
         options = _options(command)
         for key, value in self.defaults.items():
             param = options.get(key)
-            if param is not None:
-                out[param.name] = _expand(param, value)
+            if param is not None:  # checked at load; this makes a list of a string
+                out[param.name] = _checked(param, value, self._where("defaults"), None)
         out.update(self.commands.get(path, {}))
         if job is not None:
             if job not in self.jobs:
