@@ -244,9 +244,11 @@ async def diff_generations(store: ObjectStore, at: tuple[int, ...] = ()) -> Diff
         raise UsageError("diff compares two generations: give --at at most twice")
     with tempfile.TemporaryDirectory(prefix="baycat-diff-") as scratch:
         base = Path(scratch)
-        newer = await _load(store, None, at[1] if len(at) == 2 else None, base, "new")
+        # One GET of the root serves both sides (its history picks the generations).
+        root = await require_root(store) if len(at) == 2 else None
+        newer = await _load(store, root, at[1] if len(at) == 2 else None, base, "new")
         try:
-            root = newer.remote.root if len(at) < 2 else None
+            root = root or newer.remote.root
             if not at:
                 assert root is not None
                 if len(root.history) < 2:
