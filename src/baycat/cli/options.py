@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import ParameterSource  # typer's own copy of click
 from typer.core import TyperCommand
 
 from baycat.errors import UsageError
@@ -185,10 +186,20 @@ class FilterCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+# Filter options from the environment or the config file have no order among them:
+# excludes first, then the includes that take paths back (their meaning when read).
+_CONFIGURED_ORDER = ("exclude_from", "exclude", "include_from", "include")
+
+
 def filter_spec(ctx: typer.Context, clear: bool) -> FilterSpec | None:
-    """The rules given on the command line, in order; None: use the recorded ones.
-    BaycatError: a --*-from file can't be read."""
-    sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
+    """The rules given (the environment's and the config file's first, in
+    `_CONFIGURED_ORDER`, then the command line's in its order), with the selection
+    options; None: use the recorded ones. BaycatError: a --*-from file can't be read."""
+    configured = [(name, value) for name in _CONFIGURED_ORDER
+                  if ctx.get_parameter_source(name) in (ParameterSource.ENVIRONMENT,
+                                                        ParameterSource.DEFAULT_MAP)
+                  for value in ctx.params.get(name) or ()]
+    sequence: list[tuple[str, str]] = configured + ctx.meta.get("baycat.filters", [])
     params = ctx.params
     if not sequence and not any(params.get(name) for name in _SELECTION_OPTIONS):
         return FilterSpec() if clear else None
