@@ -50,7 +50,7 @@ from baycat.scan.local_manifest import (
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
 from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
 from baycat.store.base import ObjectStore
 from baycat.version import __version__
@@ -132,7 +132,8 @@ class _Phases:
         self.synced_path = synced_path
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
-                        baycat_version=__version__, filters=self.filters.to_header())
+                        baycat_version=__version__, filters=self.filters.to_header(),
+                        top=read_top(ctx.root_bytes, options.xattrs))
         self.sink = LocalManifestSink(manifest_path, old)
         self.changes = ChangeSet(ctx, remote, template)
         self.transfers = Transfers(ctx, self.changes, uploader)
@@ -186,7 +187,8 @@ class _Phases:
             scan_started = time.perf_counter()
             pool = choose_pool_size(options.pool_size, self.old.root if self.old else None)
             complete = await scan(ctx.root_bytes, entries_of(self.old),
-                                  ScanConfig(pool_size=pool), self._on_batch,
+                                  ScanConfig(pool_size=pool, xattrs=options.xattrs,
+                                             reuse_old=_reusable(self.old)), self._on_batch,
                                   progress=ctx.progress, warn=ctx.warn, stop=options.stop,
                                   path_filter=self.filters.matcher(
                                       read_ignore_files(ctx.source)))
@@ -236,7 +238,7 @@ class _Phases:
             written = self.sink.finish(Root(
                 created_ns=time.time_ns(), source=str(self.ctx.source),
                 baycat_version=__version__, filters=self.filters.to_header(),
-                pool_size=old.root.pool_size if old else None))
+                pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
         if (interrupted or summary.errors or remote.etag is None or local_root is None
                 or self.transfers.damaged or remote.contested_paths):
@@ -244,6 +246,12 @@ class _Phases:
         else:
             write_synced(self.synced_path, SyncedState(remote.etag, root_digest(local_root),
                                                        self.ctx.options.delete))
+
+
+def _reusable(old: ManifestReader | None) -> bool:
+    """Can the scan reuse the old local manifest's entries as they are? Not format 1's:
+    they lack extended attributes, hardlinks and the sparse flag."""
+    return old is None or old.root.format_version >= 2
 
 
 async def sync_to_store(

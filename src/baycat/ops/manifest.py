@@ -29,7 +29,7 @@ from baycat.scan.local_manifest import (
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
 from baycat.scan.statedir import ensure_state_dir, state_dir_of
 from baycat.version import __version__
 
@@ -91,7 +91,9 @@ async def build_manifest(
             sink = LocalManifestSink(manifest, old)
             tally = _Tally(sink, warn)
             try:
-                await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
+                reuse = old is None or old.root.format_version >= 2  # format 1: refresh
+                await scan(os.fsencode(root), entries_of(old),
+                           ScanConfig(pool_size=run_pool, reuse_old=reuse),
                            tally.on_batch, progress=progress, warn=tally.note,
                            path_filter=combine(skip_manifest(root, manifest),
                                                filters.matcher(read_ignore_files(root))))
@@ -101,6 +103,7 @@ async def build_manifest(
                     baycat_version=__version__,
                     pool_size=(pool_size or default_pool_size()) if create else saved_pool,
                     filters=filters.to_header(),
+                    top=read_top(os.fsencode(root), with_xattrs=True),
                 )
                 written = sink.finish(template, force=create or old is None)
             except BaseException:

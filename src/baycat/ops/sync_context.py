@@ -48,6 +48,7 @@ class SyncOptions:
     # filter excludes are left alone in the backup unless delete_excluded.
     filters: FilterSpec | None = None
     delete_excluded: bool = False
+    xattrs: bool = True  # record extended attributes (--no-xattrs: don't read them)
 
 
 class SyncContext:
@@ -69,6 +70,8 @@ class SyncContext:
     def warn(self, notice: Notice) -> None:
         if notice.failure:
             self.summary.fail(as_text(notice.path), notice.message)
+        else:  # a remark (a socket skipped, ...): in the summary too, so --json has it
+            self.summary.notices.append(f"{as_text(notice.path)}: {notice.message}")
         self._warn(notice)
 
     def report(self, what: str, path: bytes, size: int) -> None:

@@ -154,7 +154,6 @@ class Transfers:
             return None  # the object went away: upload after all
         except PreconditionFailed:
             self.damaged[source.path] = source
-            self.ctx.summary.notices.append(f"{as_text(source.path)}: {_DAMAGED}")
             self.ctx.warn(Notice(source.path, _DAMAGED, failure=False))
             return None
         finally:
