@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from baycat.entry import Entry
+from baycat.entry import DIR, FILE, Entry
 from baycat.manifest.file import ManifestReader
+from baycat.manifest.keys import object_key
 from baycat.manifest.remote import RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.synced import (
@@ -214,6 +215,9 @@ class _Phases:
             if action.decision is Decision.META:
                 entry = action.meta_entry()
                 self.changes.put(entry.path, entry)
+                if entry.kind == DIR or entry.etag:  # the object is there already
+                    await self.ctx.mirror_metadata(entry, object_key(entry)
+                                                   if entry.kind == FILE else None)
                 self.summary.metadata.add(0)
                 self.ctx.report("metadata", entry.path, 0)
             elif action.decision is Decision.CONTENT:

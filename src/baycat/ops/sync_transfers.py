@@ -136,6 +136,7 @@ class Transfers:
             self.changes.put(local.path, as_remote(entry, stored.etag,
                                                    stored_key(local.path, self.prefix),
                                                    stored.version_id))
+            await ctx.mirror_metadata(entry, key)
 
     async def _copy(self, job: Job) -> Stored | None:
         """Copy `job.local`'s content from `job.source`'s object; None when the copy
