@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,7 @@ class _Tally:
     def __init__(self, sink: LocalManifestSink, warn: NoticeFunc) -> None:
         self._sink = sink
         self._warn = warn
-        self.kinds = {FILE: 0, DIR: 0, SYMLINK: 0}
+        self.kinds: Counter[str] = Counter()  # every kind (FIFOs, hardlinks, ...)
         self.bytes = 0
         self.errors = 0
 
