@@ -99,6 +99,9 @@ def sync_command(
     exclude_caches: ExcludeCaches = False,
     exclude_if_present: ExcludeIfPresent = None,
     files_from: FilesFrom = None,
+    no_xattrs: Annotated[bool, typer.Option(
+        "--no-xattrs", help="Leave extended attributes (ACLs, file capabilities, user.*) "
+        "out: neither read nor restored.")] = False,
     delete_excluded: Annotated[bool, typer.Option(
         "--delete-excluded", help="Treat excluded paths already in the backup as deleted "
         "locally (default: leave them in the backup untouched).")] = False,
@@ -171,12 +174,13 @@ def sync_command(
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop,
-                                  history=keep_generations, verify_commits=verify_commit)
+                                  history=keep_generations, verify_commits=verify_commit,
+                                  xattrs=not no_xattrs)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
-                                             dry_run=dry_run)
+                                             dry_run=dry_run, xattrs=not no_xattrs)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
                                      progress=progress_state, warn=warn, on_action=on_action)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
@@ -215,6 +219,9 @@ def restore_command(
         "in the backup.")] = False,
     keep_setuid: Annotated[bool, typer.Option(
         "--keep-setuid", help="Restore setuid/setgid bits (off by default).")] = False,
+    no_xattrs: Annotated[bool, typer.Option(
+        "--no-xattrs", help="Leave extended attributes (ACLs, file capabilities, user.*) "
+        "out: neither read nor restored.")] = False,
     at: Annotated[str | None, typer.Option(
         "--at", metavar="TIME",
         help="Restore the tree as the last sync at or before TIME left it (ISO 8601; "
@@ -234,8 +241,9 @@ def restore_command(
     verbose: Verbose = False,
     as_json: AsJson = False,
 ) -> None:
-    """Restore a backup into DST: files, empty dirs, symlinks, modes, mtimes (and owners
-    when run as root), each file verified against the manifest's hash. Files already
+    """Restore a backup into DST: files, empty dirs, symlinks, hardlinks, sparse files,
+    FIFOs, modes, mtimes and extended attributes (owners and device nodes when run as
+    root), each file verified against the manifest's hash. Files already
     identical in DST are skipped, so an interrupted restore resumes cheaply.
 
     \b
@@ -259,7 +267,7 @@ def restore_command(
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
-                             at_ns=at_ns, delete=delete,
+                             at_ns=at_ns, delete=delete, xattrs=not no_xattrs,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
                        progress=progress_state, warn=warn,

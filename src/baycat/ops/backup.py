@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from baycat.entry import Entry
+from baycat.entry import DIR, FILE, Entry
 from baycat.manifest.file import ManifestReader
+from baycat.manifest.keys import object_key
 from baycat.manifest.remote import RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.synced import (
@@ -49,7 +50,7 @@ from baycat.scan.local_manifest import (
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
 from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
 from baycat.store.base import ObjectStore
 from baycat.version import __version__
@@ -131,7 +132,8 @@ class _Phases:
         self.synced_path = synced_path
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
-                        baycat_version=__version__, filters=self.filters.to_header())
+                        baycat_version=__version__, filters=self.filters.to_header(),
+                        top=read_top(ctx.root_bytes, options.xattrs))
         self.sink = LocalManifestSink(manifest_path, old)
         self.changes = ChangeSet(ctx, remote, template)
         self.transfers = Transfers(ctx, self.changes, uploader)
@@ -185,7 +187,8 @@ class _Phases:
             scan_started = time.perf_counter()
             pool = choose_pool_size(options.pool_size, self.old.root if self.old else None)
             complete = await scan(ctx.root_bytes, entries_of(self.old),
-                                  ScanConfig(pool_size=pool,
+                                  ScanConfig(pool_size=pool, xattrs=options.xattrs,
+                                             reuse_old=_reusable(self.old),
                                              one_file_system=self.filters.one_file_system),
                                   self._on_batch,
                                   progress=ctx.progress, warn=ctx.warn, stop=options.stop,
@@ -212,6 +215,9 @@ class _Phases:
             if action.decision is Decision.META:
                 entry = action.meta_entry()
                 self.changes.put(entry.path, entry)
+                if entry.kind == DIR or entry.etag:  # the object is there already
+                    await self.ctx.mirror_metadata(entry, object_key(entry)
+                                                   if entry.kind == FILE else None)
                 self.summary.metadata.add(0)
                 self.ctx.report("metadata", entry.path, 0)
             elif action.decision is Decision.CONTENT:
@@ -236,7 +242,7 @@ class _Phases:
             written = self.sink.finish(Root(
                 created_ns=time.time_ns(), source=str(self.ctx.source),
                 baycat_version=__version__, filters=self.filters.to_header(),
-                pool_size=old.root.pool_size if old else None))
+                pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
         if (interrupted or summary.errors or remote.etag is None or local_root is None
                 or self.transfers.damaged or remote.contested_paths):
@@ -244,6 +250,12 @@ class _Phases:
         else:
             write_synced(self.synced_path, SyncedState(remote.etag, root_digest(local_root),
                                                        self.ctx.options.delete))
+
+
+def _reusable(old: ManifestReader | None) -> bool:
+    """Can the scan reuse the old local manifest's entries as they are? Not format 1's:
+    they lack extended attributes, hardlinks and the sparse flag."""
+    return old is None or old.root.format_version >= 2
 
 
 async def sync_to_store(

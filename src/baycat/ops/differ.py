@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import NamedTuple
 
-from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, path_key, same_metadata
+from baycat.entry import FILE, FILE_FLAGS, FLAG_INCOMPLETE, Entry, path_key, same_metadata
 from baycat.scan.pipeline import ScanItem
 
 
@@ -24,9 +24,10 @@ class Decision(Enum):
 
 def as_remote(local: Entry, etag: str = "", key: str = "", version_id: str = "") -> Entry:
     """The remote manifest's entry for a local one: no ctime/inode/device (those only
-    mean something on the machine that took them)."""
-    return local._replace(ctime_ns=0, ino=0, dev=0, flags=0, etag=etag, key=key,
-                          version_id=version_id, deleted_ns=0)
+    mean something on the machine that took them) and only the flags that describe the
+    file (sparse, linked), not this machine's scan."""
+    return local._replace(ctime_ns=0, ino=0, dev=0, flags=local.flags & FILE_FLAGS, etag=etag,
+                          key=key, version_id=version_id, deleted_ns=0)
 
 
 def decide(local: Entry | None, remote: Entry | None) -> Decision:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from baycat.scan.local_manifest import (
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
 from baycat.scan.statedir import ensure_state_dir, state_dir_of
 from baycat.version import __version__
 
@@ -91,7 +92,8 @@ async def build_manifest(
             sink = LocalManifestSink(manifest, old)
             tally = _Tally(sink, warn)
             try:
-                config = ScanConfig(pool_size=run_pool,
+                reuse = old is None or old.root.format_version >= 2  # format 1: refresh
+                config = ScanConfig(pool_size=run_pool, reuse_old=reuse,
                                     one_file_system=filters.one_file_system)
                 await scan(os.fsencode(root), entries_of(old), config,
                            tally.on_batch, progress=progress, warn=tally.note,
@@ -103,6 +105,7 @@ async def build_manifest(
                     baycat_version=__version__,
                     pool_size=(pool_size or default_pool_size()) if create else saved_pool,
                     filters=filters.to_header(),
+                    top=read_top(os.fsencode(root), with_xattrs=True),
                 )
                 written = sink.finish(template, force=create or old is None)
             except BaseException:
@@ -135,7 +138,7 @@ class _Tally:
     def __init__(self, sink: LocalManifestSink, warn: NoticeFunc) -> None:
         self._sink = sink
         self._warn = warn
-        self.kinds = {FILE: 0, DIR: 0, SYMLINK: 0}
+        self.kinds: Counter[str] = Counter()  # every kind (FIFOs, hardlinks, ...)
         self.bytes = 0
         self.errors = 0
 

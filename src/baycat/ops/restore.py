@@ -172,6 +172,8 @@ class RestoreRun:
             await remote.load()
         if remote.root is None:
             raise ManifestError(f"no baycat backup at {self.store.url} (no .baycat/root)")
+        if not self.options.paths:  # DST is the backup's top only in a whole restore
+            writer.top = remote.root.top
         unversioned = await asyncio.to_thread(_validate, remote.entries())
         if self.options.at_ns is not None and unversioned:
             writer.listing = await _listing(self.store)
@@ -182,7 +184,9 @@ class RestoreRun:
         pool = choose_pool_size(options.pool_size, old.root if old is not None else None)
         async with asyncio.TaskGroup() as group:
             workers = [group.create_task(writer.worker()) for _ in range(options.transfers)]
-            await scan(os.fsencode(self.dest), entries_of(old), ScanConfig(pool_size=pool),
+            await scan(os.fsencode(self.dest), entries_of(old),
+                       ScanConfig(pool_size=pool, xattrs=options.xattrs,
+                                  reuse_old=old is None or old.root.format_version >= 2),
                        merge.on_batch, progress=self.progress, warn=self.warn)
             await merge.until(None, None)
             for _ in workers:
@@ -192,8 +196,10 @@ class RestoreRun:
             self.summary.notices.append(
                 f"{writer.gone_since} files were overwritten or removed since "
                 f"{writer.generation} and could not be restored (no bucket versioning)")
+        writer.finish_links()
         if not options.dry_run:
             writer.finish_dirs()
+            writer.finish_top()
             root = Root(created_ns=time.time_ns(), source=str(self.dest),
                         baycat_version=__version__,
                         pool_size=old.root.pool_size if old else None)

@@ -151,6 +151,7 @@ class Transfers:
             self.changes.put(local.path, as_remote(entry, stored.etag,
                                                    stored_key(local.path, self.prefix),
                                                    stored.version_id))
+            await ctx.mirror_metadata(entry, key)
 
     async def _copy(self, job: Job) -> Stored | None:
         """Copy `job.local`'s content from `job.source`'s object; None when the copy
@@ -169,7 +170,6 @@ class Transfers:
             return None  # the object went away: upload after all
         except PreconditionFailed:
             self.damaged[source.path] = source
-            self.ctx.summary.notices.append(f"{as_text(source.path)}: {_DAMAGED}")
             self.ctx.warn(Notice(source.path, _DAMAGED, failure=False))
             return None
         finally:

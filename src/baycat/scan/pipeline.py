@@ -5,20 +5,37 @@
       with the old manifest)          to the hasher pool)
 
 A file whose (size, mtime, ctime, inode) equals its old manifest entry takes the old hash
-and is never opened. Output is in path_key order, one `ScanItem` per path that is in the
-tree or in the old manifest, so a consumer can merge it with other sorted streams.
+and is never opened, and its old extended attributes (an xattr change moves the ctime):
+they are read only for a path whose stat changed. A regular file with more than one name
+is recorded once (FLAG_LINKED, at its first name in path order); its later names become
+HARDLINK entries naming the first, and are not hashed. Output is in path_key order, one
+`ScanItem` per path that is in the tree or in the old manifest, so a consumer can merge
+it with other sorted streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
-from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
+from baycat import xattrs
+from baycat.entry import (
+    FILE,
+    FLAG_INCOMPLETE,
+    FLAG_LINKED,
+    FLAG_SPARSE,
+    HARDLINK,
+    Entry,
+    entry_from_stat,
+    kind_of_mode,
+    same_stat,
+)
+from baycat.manifest.root import TopDir
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.hasher import HashResult, hash_file
 from baycat.scan.mounts import MountPolicy
@@ -39,6 +56,10 @@ class ScanConfig:
     job_bytes: int = 32 << 20  # a hash job (one thread hop) reads at most this much...
     job_files: int = 128  # ...or this many files
     one_file_system: bool = False  # enter no mount point below the top (-x)
+    xattrs: bool = True  # read extended attributes (of paths whose stat changed)
+    # False: the old manifest's entries are from format 1 (no xattrs, hardlinks, sparse
+    # flag): refresh every entry's metadata from the tree (contents still by stat).
+    reuse_old: bool = True
 
 
 class ScanItem(NamedTuple):
@@ -66,6 +87,8 @@ _entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode,
 
 
 _new_item = tuple.__new__
+_IFMT = 0o170000
+_IFREG = 0o100000
 
 
 class _WalkMerge:
@@ -80,6 +103,12 @@ class _WalkMerge:
         self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
                           path_filter=path_filter,
                           mounts=MountPolicy(cfg.one_file_system))
+        self._root = root
+        self._warn = warn
+        self._xattrs = cfg.xattrs
+        self._reuse = cfg.reuse_old
+        # (dev, inode) -> first name, of regular files with more than one name.
+        self._links: dict[tuple[int, int], bytes] = {}
         self._old = old
         self._old_next: Entry | None = None
         self._old_key = b""
@@ -109,19 +138,29 @@ class _WalkMerge:
             key = path.replace(b"/", b"\0")
             while self._old_next is not None and self._old_key < key:
                 out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            link, linked = b"", 0
+            if st.st_nlink > 1 and st.st_mode & _IFMT == _IFREG:
+                first = self._links.setdefault((st.st_dev, st.st_ino), path)
+                if first == path:
+                    linked = FLAG_LINKED
+                else:
+                    link = first
             old = self._old_next
             if old is not None and old.path == path:
                 self._take_old()
                 if (_entry_stat(old) == _stat_of(st) and old.target == target
-                        and not old.flags and not incomplete
+                        and old.link == link and old.flags & ~FLAG_SPARSE == linked
+                        and not incomplete and self._reuse
+                        and (self._xattrs or not old.xattrs)
                         and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
                     out.append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
                     continue
             else:
                 old = None
-            kind = kind_of_mode(st.st_mode)
+            kind = HARDLINK if link else kind_of_mode(st.st_mode)
             assert kind is not None
-            entry = entry_from_stat(path, kind, st, target)
+            entry = entry_from_stat(path, kind, st, target, link, self._read_xattrs(path, kind),
+                                    linked)
             if incomplete:
                 entry = entry._replace(flags=FLAG_INCOMPLETE)
                 self._incomplete = path + b"/"
@@ -130,6 +169,29 @@ class _WalkMerge:
                 entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
             out.append(ScanItem(path, entry, old))
         return out
+
+    def _read_xattrs(self, path: bytes, kind: str) -> bytes:
+        if not self._xattrs or kind == HARDLINK:  # a hardlink's are its first name's
+            return b""
+        try:
+            return xattrs.read(self._root + b"/" + path)
+        except FileNotFoundError:
+            return b""  # gone since the walk: the next run sees it deleted
+        except OSError as exc:
+            self._warn(Notice(path, f"cannot read extended attributes: {exc.strerror}",
+                              failure=False))
+            return b""
+
+
+def read_top(root: bytes, with_xattrs: bool) -> TopDir | None:
+    """The tree's own directory facts, for the root's header (None: can't stat it; the
+    scan reports that)."""
+    try:
+        st = os.lstat(root)
+        blob = xattrs.read(root) if with_xattrs else b""
+    except OSError:
+        return None
+    return TopDir.of(st, blob)
 
 
 # Indexes of a batch being hashed, and the future of their results (in that order).

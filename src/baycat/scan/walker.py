@@ -2,8 +2,9 @@
 
 Blocking code: the engine runs `next()` of `walk()` in a thread. Each directory's names
 are sorted (bytes) and a directory's children come right after it, which is exactly the
-`entry.path_key` order. Symlinks are recorded as symlinks and never followed; sockets,
-FIFOs and devices are skipped with a warning; unreadable directories are reported and
+`entry.path_key` order. Symlinks are recorded as symlinks and never followed; FIFOs and
+devices are recorded (never opened); sockets are skipped with a remark (nothing of one can
+be restored); unreadable directories are reported and
 the walk goes on: such a directory is yielded with `incomplete=True`, which tells the
 differ that its children were not seen (not that they were deleted).
 
@@ -50,7 +51,8 @@ class PathFilter(Protocol):
     def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None: ...
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+_RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR,
+             stat.S_IFBLK)
 _IFMT = 0o170000  # stat.S_IFMT as a mask: no function call in the hot loop
 _IFREG = stat.S_IFREG
 
@@ -131,7 +133,7 @@ def walk(
                             batch = []
                     continue
                 if fmt not in _RECORDED:
-                    warn(Notice(rel, "skipped special file (socket, FIFO or device)",
+                    warn(Notice(rel, "skipped socket (a socket can't be backed up)",
                                 failure=False))
                     continue
                 is_dir = fmt == stat.S_IFDIR
