@@ -48,6 +48,12 @@ class SyncOptions:
     # filter excludes are left alone in the backup unless delete_excluded.
     filters: FilterSpec | None = None
     delete_excluded: bool = False
+    # Where the local state lives (scan/statedir.py): below `state_dir` when given, else
+    # in SRC/.baycat, else (a read-only source) below `user_state_dir` (None:
+    # ~/.local/state/baycat). `manifest`: the local manifest's own path, when chosen.
+    state_dir: Path | None = None
+    user_state_dir: Path | None = None
+    manifest: Path | None = None
 
 
 class SyncContext:
