@@ -134,12 +134,18 @@ async def update_manifest(
     filters: FilterSpec | None = None,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
+    state_dir: PathLike | None = None,
+    user_state_dir: PathLike | None = None,
 ) -> ManifestSummary:
     """Refresh (or with `create`, rebuild from scratch) the local manifest of `directory`,
-    hashing only files whose stat changed. `filters` None: those recorded in it."""
+    hashing only files whose stat changed. `filters` None: those recorded in it.
+    `manifest` None: DIR/.baycat/manifest, or below `state_dir` when given, or below
+    `user_state_dir` (default ~/.local/state/baycat) when DIR can't hold it."""
     return await build_manifest(Path(directory), manifest=Path(manifest) if manifest else None,
                                 create=create, pool_size=pool_size, progress=progress,
-                                warn=warn, filters=filters)
+                                warn=warn, filters=filters,
+                                state_dir=Path(state_dir) if state_dir else None,
+                                user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
 def estimate_cost(
@@ -222,11 +228,18 @@ async def verify_local(
     pool_size: int | None = None,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
+    manifest: PathLike | None = None,
+    state_dir: PathLike | None = None,
+    user_state_dir: PathLike | None = None,
 ) -> VerifySummary:
     """Compare the tree `directory` with its local manifest (what changed since the last
-    sync); no network, nothing written."""
+    sync); no network, nothing written. The manifest: `manifest`, else DIR/.baycat's,
+    else one in the per-user state directory (`state_dir`, `user_state_dir`) that
+    describes DIR."""
     return await verify_tree(Path(directory), pool_size=pool_size, progress=progress,
-                             warn=warn)
+                             warn=warn, manifest=Path(manifest) if manifest else None,
+                             state_dir=Path(state_dir) if state_dir else None,
+                             user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
 async def history(source: str, *, s3: S3Options | None = None) -> History:

@@ -44,6 +44,23 @@ DryRun = Annotated[bool, typer.Option(
     "--dry-run", help="Show what would be done; change nothing anywhere.")]
 
 
+# ---- local state ------------------------------------------------------------------------
+
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", metavar="DIR", envvar="BAYCAT_STATE_DIR", file_okay=False,
+    help="Keep baycat's local state (manifest, cache, lock) below DIR, one subdirectory "
+    "per job, instead of in the source's .baycat/ (also BAYCAT_STATE_DIR). Without it, a "
+    "source that can't hold .baycat/ (a read-only snapshot) uses $XDG_STATE_HOME/baycat "
+    "(default ~/.local/state/baycat). Example: --state-dir /var/lib/baycat")]
+
+
+def user_state_base() -> Path | None:
+    """$XDG_STATE_HOME/baycat when XDG_STATE_HOME is set to an absolute path (the XDG
+    spec says to ignore a relative one); None: the default, ~/.local/state/baycat."""
+    home = os.environ.get("XDG_STATE_HOME", "")
+    return Path(home) / "baycat" if os.path.isabs(home) else None
+
+
 # ---- the store --------------------------------------------------------------------------
 
 # --timeout: seconds of silence from the store before an attempt is given up.

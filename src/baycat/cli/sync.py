@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +32,7 @@ from baycat.cli.options import (
     Quiet,
     Region,
     Retries,
+    StateDir,
     StorageClass,
     Timeout,
     Transfers,
@@ -38,6 +40,7 @@ from baycat.cli.options import (
     filter_spec,
     price_table,
     s3_options,
+    user_state_base,
 )
 from baycat.cli.output import (
     action_printer,
@@ -121,6 +124,12 @@ def sync_command(
         "GET) and redo the commit if another writer overwrote it. For several hosts writing "
         "one prefix on servers whose conditional PUT is not atomic (SeaweedFS 4.48 is one; "
         "AWS S3 is not).")] = False,
+    state_dir: StateDir = None,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", "-m", metavar="FILE", dir_okay=False,
+        help="The local manifest to use and refresh, as `manifest update -m` does "
+        "(default: SRC/.baycat/manifest, or the state directory's). Example: "
+        "-m /var/lib/baycat/home.manifest")] = None,
     keep_generations: Annotated[int, typer.Option(
         "--keep-generations", metavar="K", min=1, max=10000,
         help="Keep the last K manifest generations (commits) in the backup, for "
@@ -175,7 +184,9 @@ def sync_command(
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop,
                                   history=keep_generations, verify_commits=verify_commit,
-                                  xattrs=not no_xattrs)
+                                  xattrs=not no_xattrs,
+                                  state_dir=state_dir, user_state_dir=user_state_base(),
+                                  manifest=manifest)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from baycat.entry import DIR, FILE, SYMLINK
 from baycat.errors import UsageError
-from baycat.manifest.file import remove_stale_temps
+from baycat.manifest.file import DEFAULT_FILENAME, remove_stale_temps
 from baycat.manifest.root import Root
 from baycat.ops.prepare import (
     check_source_dir,
@@ -24,14 +24,13 @@ from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.filters import FilterSpec, combine
 from baycat.scan.local_manifest import (
     LocalManifestSink,
-    default_manifest_path,
     entries_of,
     lock_path,
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
-from baycat.scan.statedir import ensure_state_dir, state_dir_of
+from baycat.scan.statedir import choose_state_dir, ensure_state_dir, state_dir_of, tree_job
 from baycat.version import __version__
 
 
@@ -63,17 +62,23 @@ async def build_manifest(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     filters: FilterSpec | None = None,
+    state_dir: Path | None = None,
+    user_state_dir: Path | None = None,
 ) -> ManifestSummary:
     """Create (hash everything) or update (hash only what changed) the local manifest.
 
     `filters` None: those recorded in the manifest (none for a new one); they are recorded
     in the new manifest's header either way, so `sync` and `manifest update` agree.
+    Without `manifest`, it is DIR/.baycat/manifest, or in the per-user state directory
+    (scan/statedir.py: below `state_dir` when given; `user_state_dir` for a read-only DIR).
     """
     started = time.perf_counter()
     root = check_source_dir(root)
-    manifest = manifest or default_manifest_path(root)
     progress = progress or Progress()
-    if manifest.absolute().parent == state_dir_of(root):
+    if manifest is None:
+        manifest = choose_state_dir(root, tree_job(root), state_dir,
+                                    user_state_dir) / DEFAULT_FILENAME
+    elif manifest.absolute().parent == state_dir_of(root):
         ensure_state_dir(root)
     else:  # a place the user chose (-o/-m)
         try:

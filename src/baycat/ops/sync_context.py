@@ -49,6 +49,12 @@ class SyncOptions:
     filters: FilterSpec | None = None
     delete_excluded: bool = False
     xattrs: bool = True  # record extended attributes (--no-xattrs: don't read them)
+    # Where the local state lives (scan/statedir.py): below `state_dir` when given, else
+    # in SRC/.baycat, else (a read-only source) below `user_state_dir` (None:
+    # ~/.local/state/baycat). `manifest`: the local manifest's own path, when chosen.
+    state_dir: Path | None = None
+    user_state_dir: Path | None = None
+    manifest: Path | None = None
 
 
 class SyncContext:

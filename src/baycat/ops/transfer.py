@@ -24,6 +24,7 @@ from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
 from baycat.ops.ratelimit import TokenBucket
 from baycat.ops.upload_journal import UploadJournal
+from baycat.scan.hasher import is_racy
 from baycat.stop import StopRequest
 from baycat.store.base import NotFound, ObjectStore, Stored
 
@@ -102,7 +103,8 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
             after = os.fstat(fd)
             if same_file_stat(before, after) and len(data) == after.st_size:
                 return ReadFile(data, hashlib.md5(data).digest(),
-                                with_stat(entry, after, xxhash.xxh3_128_digest(data)))
+                                with_stat(entry, after, xxhash.xxh3_128_digest(data),
+                                          racy=is_racy(after)))
         raise FileChanged("file kept changing while being read")
     except OSError as exc:
         raise FileChanged(f"cannot read: {exc.strerror}") from None
@@ -300,7 +302,10 @@ class Uploader:
                 self._forget(upload_id)
         finally:
             os.close(fd)
-        return Uploaded(with_stat(entry, after, digest.digest()), stored, sent)
+        # racy: the remote entry keeps this stat's ctime and inode only when it can be
+        # trusted later (differ.as_remote), as a hash's stat is (scan/hasher.py).
+        return Uploaded(with_stat(entry, after, digest.digest(), racy=is_racy(after)), stored,
+                        sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: what could not be aborted now stays in the journal, and the next

@@ -45,6 +45,7 @@ from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filte
 from baycat.progress import NoticeFunc, Progress, ignore_notice
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.statedir import find_manifest
 from baycat.store.base import NotFound, ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
 
@@ -298,13 +299,17 @@ def _report_leftovers(summary: VerifySummary, listing: dict[str, ObjectInfo],
 
 async def verify_tree(directory: Path, *, pool_size: int | None = None,
                       progress: Progress | None = None,
-                      warn: NoticeFunc = ignore_notice) -> VerifySummary:
+                      warn: NoticeFunc = ignore_notice, manifest: Path | None = None,
+                      state_dir: Path | None = None,
+                      user_state_dir: Path | None = None) -> VerifySummary:
     """Compare the tree at `directory` with its local manifest (what changed since the
-    last sync or manifest update), reading only files whose stat changed."""
+    last sync or manifest update), reading only files whose stat changed. The manifest:
+    `manifest`, else the one found for the tree (statedir.find_manifest)."""
     progress = progress or Progress()
     started = time.perf_counter()
     root = check_source_dir(directory)
-    manifest = default_manifest_path(root)
+    if manifest is None:
+        manifest = find_manifest(root, state_dir, user_state_dir) or default_manifest_path(root)
     old = open_manifest(manifest)
     if old is None:
         raise UsageError(f"no manifest at {manifest} (run `baycat sync` or "

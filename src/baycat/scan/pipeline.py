@@ -6,11 +6,16 @@
 
 A file whose (size, mtime, ctime, inode) equals its old manifest entry takes the old hash
 and is never opened, and its old extended attributes (an xattr change moves the ctime):
-they are read only for a path whose stat changed. A regular file with more than one name
-is recorded once (FLAG_LINKED, at its first name in path order); its later names become
-HARDLINK entries naming the first, and are not hashed. Output is in path_key order, one
-`ScanItem` per path that is in the tree or in the old manifest, so a consumer can merge
-it with other sorted streams.
+they are read only for a path whose stat changed. The device number is not compared: a
+snapshot of the tree, mounted at a new path each night, has the live tree's inodes and
+times under another device number (restic doesn't compare it either). A path the old
+manifest lacks may still be found in a `stat_cache` stream (the remote manifest, when
+the run has no local manifest): the same four fields and a hash recorded with them, and
+the file isn't opened either. A regular file with more than one name is recorded once
+(FLAG_LINKED, at its first name in path order); its later names become HARDLINK entries
+naming the first, and are not hashed. Output is in path_key order, one `ScanItem` per
+path that is in the tree or in the old manifest, so a consumer can merge it with other
+sorted streams.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from baycat.entry import (
     FLAG_LINKED,
     FLAG_SPARSE,
     HARDLINK,
+    NO_HASH,
     Entry,
     entry_from_stat,
     kind_of_mode,
@@ -80,10 +86,10 @@ class ScanItem(NamedTuple):
 
 
 
-# The stat fields an entry records, fetched by C code in one call each (the hot loop).
-_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_dev", "st_uid",
-                      "st_gid")
-_entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode, dev, uid, gid
+# The stat fields an unchanged entry must have kept, fetched by C code in one call each
+# (the hot loop). Not the device: see the module docstring.
+_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_uid", "st_gid")
+_entry_stat = itemgetter(3, 4, 5, 7, 8, 9)  # Entry: mtime, ctime, ino, mode, uid, gid
 
 
 _new_item = tuple.__new__
@@ -99,7 +105,8 @@ class _WalkMerge:
     """
 
     def __init__(self, root: bytes, old: Iterator[Entry], cfg: ScanConfig,
-                 warn: NoticeFunc, path_filter: PathFilter | None) -> None:
+                 warn: NoticeFunc, path_filter: PathFilter | None,
+                 stat_cache: Iterator[Entry] | None = None) -> None:
         self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
                           path_filter=path_filter,
                           mounts=MountPolicy(cfg.one_file_system))
@@ -114,6 +121,23 @@ class _WalkMerge:
         self._old_key = b""
         self._take_old()
         self._incomplete: bytes | None = None  # "dir/" whose children are unknown
+        self._cache = stat_cache
+        self._cache_next: Entry | None = next(stat_cache, None) if stat_cache else None
+
+    def _cached_hash(self, entry: Entry, key: bytes) -> bytes:
+        """The hash the stat cache holds for this file when its stat matches; b"" else.
+        The cache is a sorted stream, advanced past `key` (paths come in order)."""
+        assert self._cache is not None
+        nxt = self._cache_next
+        while nxt is not None and nxt.path.replace(b"/", b"\0") < key:
+            nxt = self._cache_next = next(self._cache, None)
+        if nxt is None or nxt.path != entry.path:
+            return NO_HASH
+        # ino and ctime 0: recorded without them (an older baycat, a racy stat).
+        if (nxt.kind == FILE and nxt.xxh and nxt.ino and nxt.ctime_ns and not nxt.deleted_ns
+                and same_stat(entry, nxt)):
+            return nxt.xxh
+        return NO_HASH
 
     def _take_old(self) -> Entry | None:
         entry = self._old_next
@@ -167,6 +191,10 @@ class _WalkMerge:
             elif (kind == FILE and old is not None and old.kind == FILE and old.xxh
                     and same_stat(entry, old)):
                 entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
+            elif kind == FILE and old is None and self._cache is not None:
+                xxh = self._cached_hash(entry, key)
+                if xxh:
+                    entry = entry._replace(xxh=xxh)
             out.append(ScanItem(path, entry, old))
         return out
 
@@ -217,14 +245,16 @@ async def scan(
     warn: NoticeFunc = ignore_notice,
     path_filter: PathFilter | None = None,
     stop: StopRequest | None = None,
+    stat_cache: Iterator[Entry] | None = None,
 ) -> bool:
     """Scan `root` against the `old` manifest stream, calling `on_batch` in path order.
+    `stat_cache`: entries (sorted) whose hash a new path takes when its stat matches.
 
     Returns False when `stop` cut the scan short (the items seen were complete, but the
     rest of the tree was not seen: nothing may be concluded about it)."""
     progress = progress or Progress()
     loop = asyncio.get_running_loop()
-    merger = _WalkMerge(root, old, cfg, warn, path_filter)
+    merger = _WalkMerge(root, old, cfg, warn, path_filter, stat_cache)
     ready: asyncio.Queue[tuple[list[ScanItem], _Pending] | None] = asyncio.Queue(
         cfg.queue_batches)
 
