@@ -69,7 +69,8 @@ def sync_command(
         "marked deleted in the manifest, still restorable).")] = False,
     max_delete: Annotated[int | None, typer.Option(
         "--max-delete", metavar="N", min=0,
-        help="With --delete: refuse the whole delete step when more than N would go. "
+        help="With --delete: refuse the whole delete step (exit code 5) when more than N "
+        "would go. "
         "Example: --delete --max-delete 100")] = None,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
