@@ -13,6 +13,7 @@ from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     AsJson,
+    CaBundle,
     ClearFilters,
     DryRun,
     EndpointUrl,
@@ -20,6 +21,7 @@ from baycat.cli.options import (
     ExcludeFrom,
     Include,
     IncludeFrom,
+    NoVerifySsl,
     PoolSize,
     PriceFile,
     Profile,
@@ -78,6 +80,8 @@ def sync_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     storage_class: StorageClass = None,
     sse: Annotated[str | None, typer.Option(
         "--sse", metavar="ALG", help="Server-side encryption: AES256 or aws:kms. "
@@ -143,7 +147,7 @@ def sync_command(
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
-                        retries, timeout)
+                        retries, timeout, ca_bundle, no_verify_ssl)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
@@ -214,6 +218,8 @@ def restore_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
@@ -241,7 +247,7 @@ def restore_command(
             raise UsageError(f"{destination}: restore needs a local directory as DST")
         parse_endpoint(source)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
