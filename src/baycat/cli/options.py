@@ -121,6 +121,23 @@ def s3_options(endpoint_url: str | None, region: str | None, profile: str | None
                      fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
 
 
+# ---- monitoring (cli/monitor.py) ---------------------------------------------------------
+
+HealthcheckUrl = Annotated[str | None, typer.Option(
+    "--healthcheck-url", metavar="URL",
+    help="Ping URL as healthchecks.io expects: GET URL/start when the run begins, POST "
+    "URL (exit 0), URL/log (exit 4: another run holds the lock) or URL/fail (any other "
+    "exit) with the one-line summary when it ends. A ping that fails (5 s timeout) is a "
+    "warning; it never fails the backup. "
+    "Example: --healthcheck-url https://hc-ping.com/UUID")]
+MetricsFile = Annotated[Path | None, typer.Option(
+    "--metrics-file", metavar="FILE", dir_okay=False,
+    help="Write the run to FILE in Prometheus text format (node_exporter's textfile "
+    "collector): start and end time, success, exit code, files and bytes by operation, "
+    "requests by type, cost, seconds. Replaced atomically; as readable as the local tree. "
+    "Example: --metrics-file /var/lib/node_exporter/textfile/baycat-home.prom")]
+
+
 # ---- prices -----------------------------------------------------------------------------
 
 PriceFile = Annotated[Path | None, typer.Option(

@@ -3,13 +3,16 @@ share (the run under the live display, the summary, --json)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from baycat import api
+from baycat.cli.monitor import RunMonitor
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     AsJson,
@@ -19,8 +22,10 @@ from baycat.cli.options import (
     EndpointUrl,
     Exclude,
     ExcludeFrom,
+    HealthcheckUrl,
     Include,
     IncludeFrom,
+    MetricsFile,
     NoVerifySsl,
     PoolSize,
     PriceFile,
@@ -42,6 +47,7 @@ from baycat.cli.output import (
     json_on_fatal,
     live_display,
     print_summary,
+    summary_line,
     warn,
 )
 from baycat.cli.run import FatalFunc, fatal_errors, run_engine, start_logging
@@ -122,6 +128,8 @@ def sync_command(
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -139,10 +147,15 @@ def sync_command(
       baycat sync --exclude '*.tmp' --storage-class STANDARD_IA ~/data s3://b/home/
       baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
+      baycat sync --healthcheck-url https://hc-ping.com/UUID /srv/data s3://b/data/
     """
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(source, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         filters = filter_spec(ctx, clear_filters)
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = s3_options(endpoint_url, region, profile, transfers,
@@ -179,17 +192,29 @@ def sync_command(
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal, stop)
+                    on_fatal, monitor, tree, stop)
+
+
+def _local_tree(source: str, destination: str) -> Path | None:
+    """The local directory of a sync or restore (what the metrics file is about)."""
+    for side in (source, destination):
+        with contextlib.suppress(UsageError):
+            endpoint = parse_endpoint(side)
+            if isinstance(endpoint, LocalEndpoint):
+                return endpoint.path
+    return None
 
 
 def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
                     progress: bool | None, quiet: bool, as_json: bool, source: str,
-                    destination: str, on_fatal: FatalFunc | None,
-                    stop: StopRequest | None = None) -> None:
+                    destination: str, on_fatal: FatalFunc | None, monitor: RunMonitor,
+                    tree: Path | None, stop: StopRequest | None = None) -> None:
     log.info("%s -> %s", source, destination)
+    monitor.start()
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, stop, on_fatal)
     print_summary(summary, as_json, quiet)
+    monitor.finish(summary, int(summary.exit_code), summary_line(summary), tree)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -223,6 +248,8 @@ def restore_command(
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -239,9 +266,13 @@ def restore_command(
       baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
       baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(destination, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
@@ -259,4 +290,4 @@ def restore_command(
                        progress=progress_state, warn=warn,
                        on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal)
+                    on_fatal, monitor, tree)
