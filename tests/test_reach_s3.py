@@ -27,7 +27,7 @@ from baycat.ops.transfer import TransferConfig
 from baycat.store.s3_options import S3Options
 from tests.cli_helpers import run_baycat
 from tests.support.counting_proxy import CountingProxy
-from tests.support.forward_proxy import ForwardProxy
+from tests.support.forward_proxy import ConnectProxy, ForwardProxy
 from tests.support.seaweed import SeaweedServer
 from tests.support.static_http import StaticServer
 from tests.trees import make_tree
@@ -215,6 +215,19 @@ def test_every_request_goes_through_http_proxy(tmp_path: Path, seaweed: SeaweedS
     assert {"GET", "PUT", "COPY", "POST"} <= set(sent)  # POST: multipart, DeleteObjects
     assert sent == dict(forward_proxy.counts())  # each one passed through the proxy
     assert not forward_proxy.refused
+
+
+def test_https_through_https_proxy(tmp_path: Path, seaweed: SeaweedServer,
+                                   tls_front: CountingProxy, ca_file: Path,
+                                   bucket: str) -> None:
+    with ConnectProxy(tls_front.port) as proxy:
+        env = {**_keys(seaweed), "AWS_ENDPOINT_URL": tls_front.endpoint_url,
+               "AWS_CA_BUNDLE": str(ca_file), "HTTPS_PROXY": proxy.url}
+        summary = _sync(env, _tree(tmp_path), f"s3://{bucket}/p/")
+        assert summary["uploaded"]["files"] == 3
+        assert summary["requests"] == dict(tls_front.counts())
+        # Every connection to the endpoint came through a tunnel of the proxy.
+        assert tls_front.connections == sum(proxy.tunnels.values()) >= 1
 
 
 def test_no_proxy_bypasses_it(tmp_path: Path, seaweed: SeaweedServer,
