@@ -12,6 +12,7 @@ proxy on loopback, a static web server for `restore https://`.
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,17 @@ def test_addressing_style_from_config_file(tmp_path: Path, seaweed: SeaweedServe
     assert set(forward_proxy.refused) == {f"{bucket}.localhost:{port}"}, forward_proxy.refused
     assert forward_proxy.total() == 0
     assert summary["exit_code"] == 3
+
+
+def test_unreachable_profile_endpoint_names_host_and_port(tmp_path: Path,
+                                                          seaweed: SeaweedServer) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _config(tmp_path, seaweed, "[profile p]\nregion = us-east-1\n"
+                  "aws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+                  f"endpoint_url = http://127.0.0.1:{port}\n")
+    summary = _sync(env, "--profile", "p", "--retries", "1", _tree(tmp_path), "s3://bkt/p/",
+                    check=3)
+    line = _one_line(summary["_stderr"])
+    assert f"cannot reach the S3 endpoint 127.0.0.1:{port}" in line, line
