@@ -68,6 +68,18 @@ def test_healthcheck_fail_with_the_error_line(tmp_path: Path, tree: Path,
     assert body.startswith("baycat: error: cannot reach the S3 endpoint") and "exit code 3" in body
 
 
+def test_healthcheck_max_delete_refusal_fails_saying_why(tmp_path: Path, tree: Path,
+                                                         receiver: PingReceiver) -> None:
+    run_baycat("sync", tree, tmp_path / "backup")
+    (tree / "a").unlink()
+    (tree / "c").unlink()
+    run_baycat("sync", "--delete", "--max-delete", "1", "--healthcheck-url", receiver.url,
+               tree, tmp_path / "backup", check=5)
+    assert [p for _, p, _ in receiver.pings] == ["/start", "/fail"]
+    body = receiver.pings[1][2].decode()
+    assert "more than --max-delete 1" in body and "exit code 5" in body
+
+
 def test_healthcheck_locked_run_only_logs(tmp_path: Path, tree: Path,
                                           receiver: PingReceiver) -> None:
     (tree / ".baycat").mkdir()

@@ -214,7 +214,8 @@ def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Prog
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, stop, on_fatal)
     print_summary(summary, as_json, quiet)
-    monitor.finish(summary, int(summary.exit_code), summary_line(summary), tree)
+    line = "; ".join([summary_line(summary), *summary.refused])
+    monitor.finish(summary, int(summary.exit_code), line, tree)
     raise typer.Exit(int(summary.exit_code))
 
 
