@@ -13,14 +13,15 @@ from typing import Any
 
 def run_baycat(*args: str | Path | bytes, check: int | None = 0, env: dict[str, str] | None = None,
                preexec_fn: Callable[[], None] | None = None, timeout: float = 120,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+               cwd: Path | None = None,
+               input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     cmd = [sys.executable, "-m", "baycat", *(os.fsdecode(a) if isinstance(a, bytes) else str(a)
                                             for a in args)]
     full_env = {**os.environ, **(env or {})}
     if "BAYCAT_TEST_LOGLEVEL" in full_env:  # e.g. BAYCAT_TEST_LOGLEVEL=debug pytest ...
         full_env.setdefault("BAYCAT_LOGLEVEL", full_env["BAYCAT_TEST_LOGLEVEL"])
     proc = subprocess.run(cmd, capture_output=True, env=full_env, timeout=timeout,
-                          preexec_fn=preexec_fn, cwd=cwd)
+                          preexec_fn=preexec_fn, cwd=cwd, input=input)
     if check is not None and proc.returncode != check:
         raise AssertionError(
             f"baycat {args} exited {proc.returncode}, expected {check}\n"

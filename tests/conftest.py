@@ -21,6 +21,17 @@ def _scrub_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
+@pytest.fixture(autouse=True)
+def _scrub_baycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+                      ) -> None:
+    """Nor a developer's baycat settings: every option reads BAYCAT_<OPTION> and the
+    config file under $XDG_CONFIG_HOME (cli/config.py). The suite's own knobs stay."""
+    for name in list(os.environ):
+        if name.startswith("BAYCAT_") and not name.startswith(("BAYCAT_TEST_", "BAYCAT_SOAK_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-config"))
+
+
 # ---- a real S3 server for the whole session -------------------------------------------
 
 

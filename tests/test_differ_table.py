@@ -5,7 +5,7 @@ kept as deleted, and items the scan could not read.
 
 Entries are built from two spellings of one path: `loc(...)` as the scan records it
 (ctime, inode and device included) and `rem(...)` as the remote manifest records the
-same state (those three zero, the object's ETag set for files). Keyword arguments
+same state (no device, the object's ETag set for files). Keyword arguments
 change single fields, so a row names exactly what differs.
 """
 
@@ -40,10 +40,10 @@ def loc(kind: str = FILE, path: bytes = b"p", **changes: Any) -> Entry:
 
 
 def rem(kind: str = FILE, path: bytes = b"p", **changes: Any) -> Entry:
-    """What the remote manifest records for the same state: no ctime, inode or device
-    (they mean nothing elsewhere), and for a file the ETag of its uploaded object."""
-    entry = loc(kind, path)._replace(ctime_ns=0, ino=0, dev=0,
-                                     etag=ETAG_A if kind == FILE else "")
+    """What the remote manifest records for the same state: no device (a snapshot has
+    another; ctime and inode stay, for a run without local state: differ.as_remote), and
+    for a file the ETag of its uploaded object."""
+    entry = loc(kind, path)._replace(dev=0, etag=ETAG_A if kind == FILE else "")
     return entry._replace(**changes)
 
 
@@ -123,8 +123,11 @@ def test_decide_content_and_metadata_changes(local: Entry, remote: Entry,
 # (case, local, remote, the new remote entry)
 META_ENTRIES = [
     ("file, mode changed: the object's etag, key and version stay",
-     loc(mode=0o100600, flags=FLAG_RACY), rem(key="k", version_id="v1"),
+     loc(mode=0o100600), rem(key="k", version_id="v1"),
      rem(mode=0o100600, key="k", version_id="v1")),
+    ("racy stat: neither its ctime nor its inode is recorded, nor the flag",
+     loc(mode=0o100600, flags=FLAG_RACY), rem(key="k", version_id="v1"),
+     rem(mode=0o100600, key="k", version_id="v1", ctime_ns=0, ino=0)),
     ("file back after its deletion: not deleted any more",
      loc(), rem(deleted_ns=T0), rem()),
     ("new directory", loc(DIR), None, rem(DIR)),

@@ -152,8 +152,13 @@ def test_state_and_local_backup_files_are_private_under_umask_000(
     _assert_private(src / ".baycat")
     _assert_private(dst / ".baycat")
     if target.root is not None:
-        _assert_private(target.root)
+        # baycat's state is private; data objects and directories have their source's
+        # modes (issue 14 §5), never more.
+        _assert_private(target.root / ".baycat")
         assert (target.root / ".baycat" / "store.lock").exists()
+        backup, source = _modes(target.root), _modes(src)
+        assert {p: oct(m) for p, m in backup.items() if not p.startswith((".baycat", "."))
+                and m != source[p]} == {}
 
 
 def test_a_symlink_given_as_the_source_is_followed(tmp_path: Path) -> None:

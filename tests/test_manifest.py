@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -92,13 +93,15 @@ def test_symlinks_are_recorded_not_followed(tmp_path: Path) -> None:
                         b"empty"}
 
 
-def test_special_files_are_skipped_with_a_warning(tmp_path: Path) -> None:
+def test_sockets_are_skipped_with_a_warning_and_fifos_recorded(tmp_path: Path) -> None:
     tree = tmp_path / "t"
     make_tree(tree, {"f": b"x"})
     os.mkfifo(tree / "fifo")
-    proc = run_baycat("manifest", "create", tree)
-    assert b"fifo" in proc.stderr and b"special file" in proc.stderr
-    assert set(entries_by_path(tree)) == {b"f"}
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tree / "sock"))
+        proc = run_baycat("manifest", "create", tree)
+    assert b"sock: skipped socket" in proc.stderr and b"fifo" not in proc.stderr
+    assert set(entries_by_path(tree)) == {b"f", b"fifo"}
 
 
 @pytest.fixture
@@ -196,7 +199,7 @@ def test_pool_size_saved_by_create_and_kept_by_update(tmp_path: Path) -> None:
     make_tree(tmp_path / "t", {"f": b"x"})
     run_baycat("manifest", "create", "--pool-size", "3", tmp_path / "t")
     header, _ = manifest_json(tmp_path / "t")
-    assert header["pool_size"] == 3 and header["format_version"] == 1
+    assert header["pool_size"] == 3 and header["format_version"] == 2
     (tmp_path / "t" / "g").write_bytes(b"new")
     out = run_baycat("manifest", "update", "--pool-size", "1", tmp_path / "t").stdout
     assert b"pool size 1" in out

@@ -167,6 +167,7 @@ def test_multipart_upload_over_tls_with_a_private_ca(
 
 def test_restore_https_with_a_private_ca(tmp_path: Path, ca: trustme.CA, ca_file: Path) -> None:
     tree = _tree(tmp_path)
+    (tmp_path / "site").mkdir()
     baycat.sync_blocking(tree, str(tmp_path / "site" / "backup"))
     with StaticServer(tmp_path / "site" / "backup") as web, \
             CountingProxy(f"http://127.0.0.1:{web.port}", tls=_server_context(ca)) as front:

@@ -159,6 +159,7 @@ def test_two_trees_syncing_to_one_backup_keep_both(tmp_path: Path) -> None:
     best-effort; the conditional-commit merge itself is tested deterministically against
     SeaweedFS below."""
     backup = tmp_path / "backup"
+    backup.mkdir()  # the rounds' backups go below it (a missing parent is refused)
     for round_ in range(4):
         trees = []
         for name in ("a", "b"):

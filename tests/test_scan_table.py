@@ -132,7 +132,10 @@ OLD_ENTRY_ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("file: mode only", FILE, {"mode": 0o100600}, REBUILT),
     ("file: uid only", FILE, {"uid": 4321}, REBUILT),
     ("file: gid only", FILE, {"gid": 4321}, REBUILT),
-    ("file: device only", FILE, {"dev": 1}, REBUILT),
+    # A snapshot at a new path: another device, the same file (the old entry, old device
+    # and all, is kept: a no-change night writes nothing).
+    ("file: device only", FILE, {"dev": 1}, REUSED),
+    ("dir: device only", DIR, {"dev": 1}, REUSED),
     # The stat is trusted: a hash that no longer matches the bytes is not noticed.
     ("file: other hash, same stat", FILE, {"xxh": xxh(b"other")}, REUSED),
     ("dir: nothing", DIR, {}, REUSED),
@@ -170,8 +173,12 @@ async def test_what_the_scan_makes_of_an_old_entry(tmp_path: Path) -> None:
         with row(f"{name} (expected {outcome})"):
             check_outcome(item, opened, outcome, _content(i))
             assert item.entry is not None and item.entry.kind == kind
-            # Every recorded fact is the disk's now, whatever the old entry said.
-            assert item.entry == as_on_disk(tmp_path, item.entry)
+            # Every recorded fact is the disk's now, whatever the old entry said (but the
+            # device of a reused entry: see above).
+            on_disk = as_on_disk(tmp_path, item.entry)
+            if outcome == REUSED:
+                on_disk = on_disk._replace(dev=item.entry.dev)
+            assert item.entry == on_disk
 
 
 def as_on_disk(root: Path, entry: Entry) -> Entry:
@@ -422,3 +429,55 @@ async def test_a_file_that_changes_between_walk_and_hash_is_an_error(tmp_path: P
     assert by_path[b"ok"].entry is not None and not by_path[b"ok"].error
     assert len(notices) == len(RACES)
 
+
+
+# ---- no old manifest: the stat cache (the remote manifest's entries) -------------------
+
+# (what the cached entry says differently from the disk, is the file hashed)
+STAT_CACHE_ROWS: list[tuple[str, dict[str, Any], bool]] = [
+    ("nothing", {}, False),
+    ("size", {"size": 4}, True),
+    ("mtime", {"mtime_ns": 1}, True),
+    ("ctime", {"ctime_ns": 1}, True),
+    ("inode", {"ino": 1}, True),
+    ("device only", {"dev": 1}, False),
+    ("mode and owner only", {"mode": 0o100600, "uid": 4321}, False),
+    ("recorded without ctime and inode (a racy stat, an older baycat)",
+     {"ctime_ns": 0, "ino": 0}, True),
+    ("kept as deleted", {"deleted_ns": 1}, True),
+    ("no hash", {"xxh": b""}, True),
+    ("racy", {"flags": FLAG_RACY}, True),
+    ("a directory", {"kind": DIR, "size": 0, "xxh": b""}, True),
+]
+
+
+async def test_a_new_path_takes_the_stat_cache_hash_only_when_the_stat_matches(
+        tmp_path: Path) -> None:
+    make_tree(tmp_path, {f"r{i:02d}": _content(i) for i in range(len(STAT_CACHE_ROWS))})
+    cache = [entry._replace(**{"dev": 0, "etag": "e", **changes}) for entry, (_, changes, _) in
+             zip(recorded(tmp_path), STAT_CACHE_ROWS, strict=True)]
+    # Paths the tree doesn't have, before, between and after: the cursor skips them.
+    extra = [entry._replace(path=entry.path + suffix) for entry in cache[:2]
+             for suffix in (b"-gone", b"/below")]
+    cache = sorted(cache + extra + [cache[0]._replace(path=b"a")],
+                   key=lambda e: path_key(e.path))
+    items: list[ScanItem] = []
+
+    async def on_batch(batch: list[ScanItem]) -> None:
+        items.extend(batch)
+
+    watch = OpenWatch(tmp_path)
+    try:
+        assert await scan(os.fsencode(tmp_path), iter(()), CONFIG, on_batch,
+                          stat_cache=iter(cache))
+        opened = {os.path.basename(p) for p in watch.opened_files()}
+    finally:
+        watch.close()
+    assert [item.path for item in items] == [b"r%02d" % i for i in range(len(STAT_CACHE_ROWS))]
+    for i, (name, _, hashed) in enumerate(STAT_CACHE_ROWS):
+        item = items[i]
+        with row(f"{name} (hashed: {hashed})"):
+            assert item.old is None and item.entry is not None and not item.error
+            assert (item.path in opened) == hashed
+            assert item.entry.xxh == xxh(_content(i))
+            assert item.entry.etag == ""  # the stat cache lends its hash, nothing else

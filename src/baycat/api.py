@@ -32,6 +32,7 @@ from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import History
 from baycat.manifest.generations import history as read_history
 from baycat.ops.backup import SyncOptions, sync_to_store
+from baycat.ops.browse import DiffSummary, Listing, diff_generations, diff_tree, list_backup
 from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
 from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
 from baycat.ops.manifest import ManifestSummary, build_manifest
@@ -133,12 +134,18 @@ async def update_manifest(
     filters: FilterSpec | None = None,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
+    state_dir: PathLike | None = None,
+    user_state_dir: PathLike | None = None,
 ) -> ManifestSummary:
     """Refresh (or with `create`, rebuild from scratch) the local manifest of `directory`,
-    hashing only files whose stat changed. `filters` None: those recorded in it."""
+    hashing only files whose stat changed. `filters` None: those recorded in it.
+    `manifest` None: DIR/.baycat/manifest, or below `state_dir` when given, or below
+    `user_state_dir` (default ~/.local/state/baycat) when DIR can't hold it."""
     return await build_manifest(Path(directory), manifest=Path(manifest) if manifest else None,
                                 create=create, pool_size=pool_size, progress=progress,
-                                warn=warn, filters=filters)
+                                warn=warn, filters=filters,
+                                state_dir=Path(state_dir) if state_dir else None,
+                                user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
 def estimate_cost(
@@ -192,7 +199,7 @@ restore_blocking = _blocking(restore)
 update_manifest_blocking = _blocking(update_manifest)
 
 
-# ---- verify and history --------------------------------------------------------------
+# ---- verify, history, ls, diff --------------------------------------------------------------
 
 
 async def verify(
@@ -221,11 +228,18 @@ async def verify_local(
     pool_size: int | None = None,
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
+    manifest: PathLike | None = None,
+    state_dir: PathLike | None = None,
+    user_state_dir: PathLike | None = None,
 ) -> VerifySummary:
     """Compare the tree `directory` with its local manifest (what changed since the last
-    sync); no network, nothing written."""
+    sync); no network, nothing written. The manifest: `manifest`, else DIR/.baycat's,
+    else one in the per-user state directory (`state_dir`, `user_state_dir`) that
+    describes DIR."""
     return await verify_tree(Path(directory), pool_size=pool_size, progress=progress,
-                             warn=warn)
+                             warn=warn, manifest=Path(manifest) if manifest else None,
+                             state_dir=Path(state_dir) if state_dir else None,
+                             user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
 async def history(source: str, *, s3: S3Options | None = None) -> History:
@@ -242,7 +256,40 @@ async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: boo
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
 
+async def ls(source: str, path: str = "", *, at_ns: int | None = None,
+             recursive: bool = False, include_deleted: bool = False,
+             s3: S3Options | None = None) -> Listing:
+    """The entries of the backup at `source` at `path` (a directory's children, or
+    with `recursive` all below it) as of the latest generation or `at_ns`; reads the
+    manifest only."""
+    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    return await _with_store(store, list_backup(store, path, at_ns=at_ns,
+                                                recursive=recursive,
+                                                include_deleted=include_deleted))
+
+
+async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | None = None,
+               s3: S3Options | None = None, pool_size: int | None = None,
+               progress: Progress | None = None,
+               warn: NoticeFunc = ignore_notice) -> DiffSummary:
+    """What changed in the backup at `source` between two generations (`at`: none,
+    the one before the latest and the latest; one time, it and the latest; two, those),
+    or with `directory` between a generation (the latest, or `at[0]`'s) and that tree
+    now. Reads the manifest only; nothing is written."""
+    if directory is not None and len(at) > 1:
+        raise UsageError("diff with a directory compares one generation: give --at once")
+    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    if directory is None:
+        return await _with_store(store, diff_generations(store, at))
+    return await _with_store(store, diff_tree(store, Path(directory),
+                                              at_ns=at[0] if at else None,
+                                              pool_size=pool_size, progress=progress,
+                                              warn=warn))
+
+
 verify_blocking = _blocking(verify)
 verify_local_blocking = _blocking(verify_local)
 history_blocking = _blocking(history)
 gc_blocking = _blocking(gc)
+ls_blocking = _blocking(ls)
+diff_blocking = _blocking(diff)

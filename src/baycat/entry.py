@@ -20,10 +20,20 @@ from typing import NamedTuple
 FILE = "f"
 DIR = "d"
 SYMLINK = "l"
+# Format 2 (manifest/segment.py BCS2):
+HARDLINK = "h"  # a later name of a regular file already recorded at `link`: no object
+FIFO = "p"
+CHAR_DEVICE = "c"  # device kinds carry `rdev`; recreated only by a restore run as root
+BLOCK_DEVICE = "b"
 
 # Entry.flags bits.
 FLAG_RACY = 1  # stat taken within the timestamp granularity of a write: don't trust it next run
 FLAG_INCOMPLETE = 2  # a directory that could not be listed: its children are unknown, not gone
+FLAG_SPARSE = 4  # fewer blocks allocated than its size: restored with holes
+FLAG_LINKED = 8  # a regular file with more names: later HARDLINK entries may name it
+# The flags that describe the file itself (kept in the remote manifest); the others are
+# about this machine's scan.
+FILE_FLAGS = FLAG_SPARSE | FLAG_LINKED
 
 NO_HASH = b""
 
@@ -46,6 +56,10 @@ class Entry(NamedTuple):
     version_id: str  # S3 VersionId on versioned buckets; "" otherwise
     deleted_ns: int  # when the local file was seen deleted (kept remote entries); 0 if live
     flags: int
+    # Format 2. Defaults, so that the common entry shares three singletons (no memory):
+    rdev: int = 0  # device number of CHAR_DEVICE/BLOCK_DEVICE entries
+    link: bytes = b""  # HARDLINK: the path (earlier in path order) of the file it names
+    xattrs: bytes = b""  # extended attributes, xattrs.encode()'s blob; b"" when none
 
 
 def path_key(path: bytes) -> bytes:
@@ -53,22 +67,36 @@ def path_key(path: bytes) -> bytes:
     return path.replace(b"/", b"\0")
 
 
+# The kind of each file type baycat records (a HARDLINK is a FILE seen a second time);
+# sockets are not recorded (nothing can be restored of one).
+KIND_OF_TYPE = {stat.S_IFREG: FILE, stat.S_IFDIR: DIR, stat.S_IFLNK: SYMLINK,
+                stat.S_IFIFO: FIFO, stat.S_IFCHR: CHAR_DEVICE, stat.S_IFBLK: BLOCK_DEVICE}
+# The file type each kind's mode must have (manifest/validate.py).
+TYPE_OF_KIND = {kind: file_type for file_type, kind in KIND_OF_TYPE.items()}
+TYPE_OF_KIND[HARDLINK] = stat.S_IFREG
+DEVICES = (CHAR_DEVICE, BLOCK_DEVICE)
+
+
 def kind_of_mode(mode: int) -> str | None:
-    """FILE, DIR or SYMLINK for modes baycat records; None for sockets, FIFOs, devices."""
-    if stat.S_ISREG(mode):
-        return FILE
-    if stat.S_ISDIR(mode):
-        return DIR
-    if stat.S_ISLNK(mode):
-        return SYMLINK
-    return None
+    """The kind of a file type baycat records; None for sockets."""
+    return KIND_OF_TYPE.get(stat.S_IFMT(mode))
 
 
-def entry_from_stat(path: bytes, kind: str, st: os.stat_result, target: bytes = b"") -> Entry:
+def stat_flags(kind: str, st: os.stat_result) -> int:
+    """FLAG_SPARSE for a regular file with fewer blocks than its size (st_blocks is in
+    512-byte units whatever the filesystem's block size)."""
+    return FLAG_SPARSE if kind == FILE and st.st_blocks * 512 < st.st_size else 0
+
+
+def entry_from_stat(path: bytes, kind: str, st: os.stat_result, target: bytes = b"",
+                    link: bytes = b"", xattrs: bytes = b"", flags: int = 0) -> Entry:
+    """`flags`: besides what `stat_flags` finds (FLAG_LINKED, FLAG_INCOMPLETE)."""
     size = st.st_size if kind == FILE else 0
+    rdev = st.st_rdev if kind in DEVICES else 0
     return Entry(
         path, kind, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
-        st.st_mode, st.st_uid, st.st_gid, target, NO_HASH, "", "", "", 0, 0,
+        st.st_mode, st.st_uid, st.st_gid, target, NO_HASH, "", "", "", 0,
+        flags | stat_flags(kind, st), rdev, link, xattrs,
     )
 
 
@@ -104,16 +132,18 @@ def with_stat(entry: Entry, st: os.stat_result, xxh: bytes, racy: bool | None = 
 
     Once per file read (hash or upload): built positionally, not with `_replace`, which
     goes through a dict of keywords and costs twice the time."""
-    flags = entry.flags
+    flags = entry.flags & ~FLAG_SPARSE | stat_flags(entry.kind, st)
     if racy is not None:
         flags = flags | FLAG_RACY if racy else flags & ~FLAG_RACY
     return Entry(entry.path, entry.kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
                  st.st_dev, st.st_mode, st.st_uid, st.st_gid, entry.target, xxh, entry.etag,
-                 entry.key, entry.version_id, entry.deleted_ns, flags)
+                 entry.key, entry.version_id, entry.deleted_ns, flags, entry.rdev, entry.link,
+                 entry.xattrs)
 
 
 def same_metadata(a: Entry, b: Entry) -> bool:
-    """Equal in what a restore reproduces besides content (mode, owner, mtime, target)."""
+    """Equal in what a restore reproduces besides content (mode, owner, mtime, target,
+    device number, hardlink, extended attributes, sparseness)."""
     return (
         a.kind == b.kind
         and a.mode == b.mode
@@ -121,6 +151,10 @@ def same_metadata(a: Entry, b: Entry) -> bool:
         and a.gid == b.gid
         and a.target == b.target
         and a.mtime_ns == b.mtime_ns
+        and a.rdev == b.rdev
+        and a.link == b.link
+        and a.xattrs == b.xattrs
+        and (a.flags ^ b.flags) & FILE_FLAGS == 0
     )
 
 

@@ -13,6 +13,7 @@ Points:
     restore.before_write         path of a file or symlink, just before it is written
     restore.before_dir_metadata  path of a directory, just before its mode, owner and
                                  mtime are set (the last pass of a restore)
+    upload.before_read           path of a file about to be read for a whole-file upload
 """
 
 from __future__ import annotations

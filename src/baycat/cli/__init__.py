@@ -12,8 +12,39 @@
 
 Each command checks its arguments inside `fatal_errors`, runs the engine through
 `run_engine` and hands the result to a printer; modules above import modules below.
+
+`main` (the console script) answers `baycat --version` before importing any of that:
+the app and its commands pull in typer, rich, asyncio and the engine, ~170 ms that
+a version check has no use for (issue 18: `--version` within 5x `python -c pass`).
 """
 
-from baycat.cli.main import app, main
+from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typer import Typer
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        from baycat.version import __version__
+
+        print(f"baycat {__version__}")
+        return
+    from baycat.cli.main import main as run_app
+
+    run_app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # imported on first use, like the rest of the app
+        from baycat.cli.main import app
+
+        return app
+    raise AttributeError(f"module 'baycat.cli' has no attribute {name!r}")
+
+
+app: Typer
 __all__ = ["app", "main"]

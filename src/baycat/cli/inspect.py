@@ -23,10 +23,12 @@ from baycat.cli.options import (
     Quiet,
     Region,
     Retries,
+    StateDir,
     Timeout,
     Transfers,
     price_table,
     s3_options,
+    user_state_base,
 )
 from baycat.cli.output import (
     json_on_fatal,
@@ -51,6 +53,11 @@ def verify_command(
     local: Annotated[Path | None, typer.Option(
         "--local", metavar="DIR", help="Instead: compare the tree DIR with its manifest "
         "(what changed since the last sync); no network, nothing written.")] = None,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", "-m", metavar="FILE", dir_okay=False,
+        help="With --local: the manifest to compare with (default: DIR/.baycat/manifest, "
+        "else the one in the state directory that describes DIR).")] = None,
+    state_dir: StateDir = None,
     deep: Annotated[bool, typer.Option(
         "--deep", help="Download and re-hash every object (bounded by --transfers).")
     ] = False,
@@ -93,6 +100,8 @@ def verify_command(
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
             raise UsageError("--deep and --sample check a backup, not --local")
+        if local is None and (manifest is not None or state_dir is not None):
+            raise UsageError("--manifest and --state-dir go with --local")
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                         timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
@@ -100,7 +109,8 @@ def verify_command(
     work: Coroutine[Any, Any, VerifySummary]
     if local is not None:
         work = api.verify_local(local, pool_size=pool_size, progress=progress_state,
-                                warn=warn)
+                                warn=warn, manifest=manifest, state_dir=state_dir,
+                                user_state_dir=user_state_base())
     else:
         assert source is not None
         options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,

@@ -1,5 +1,6 @@
 """The `baycat` app: the typer objects, the global options (--version, --log-level,
---log-file), the table of commands and `main()`.
+--log-file; --config and the BAYCAT_* variables come from cli/config.py), the table of
+commands and `main()`.
 
 Exit codes (also in README.md):
   0   success
@@ -20,7 +21,8 @@ from typing import Annotated
 
 import typer
 
-from baycat.cli import inspect, manifest, sync
+from baycat.cli import browse, inspect, manifest, sync
+from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
@@ -32,11 +34,20 @@ EXIT_CODES_HELP = (
     "written; 4 another baycat holds the tree's lock (nothing done); 5 refused by a "
     "safety limit (--max-delete); 130 interrupted."
 )
+CONFIG_HELP = (
+    "Every option can also be set by an environment variable BAYCAT_<OPTION> (shown "
+    "with each option: BAYCAT_TRANSFERS=8; a list option takes whitespace-separated "
+    "values) or in the config file ~/.config/baycat/config.toml (--config FILE), whose "
+    "[job.NAME] tables `baycat sync --job NAME` runs. Precedence: option > environment "
+    "> job > config defaults. The app's options (--log-level, --log-file, --config) may "
+    "follow the command name; -q, -v and --json may precede it."
+)
 
 app = typer.Typer(
     name="baycat",
     help="Back up a directory tree to S3 (or a local directory) re-reading and re-sending "
-    "as little as possible.\n\n" + EXIT_CODES_HELP,
+    "as little as possible.\n\n" + CONFIG_HELP + "\n\n" + EXIT_CODES_HELP,
+    cls=ConfigGroup,
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -85,6 +96,8 @@ app.command("restore", epilog=EXIT_CODES_HELP)(sync.restore_command)
 app.command("verify", epilog=EXIT_CODES_HELP)(inspect.verify_command)
 app.command("history", epilog=EXIT_CODES_HELP)(inspect.history_command)
 app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
+app.command("ls", epilog=EXIT_CODES_HELP)(browse.ls_command)
+app.command("diff", epilog=EXIT_CODES_HELP)(browse.diff_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)

@@ -12,15 +12,21 @@ from baycat import api
 from baycat.cli.options import (
     ClearFilters,
     Exclude,
+    ExcludeCaches,
     ExcludeFrom,
+    ExcludeIfPresent,
+    FilesFrom,
     Include,
     IncludeFrom,
+    OneFileSystem,
     PoolSize,
     PriceFile,
     ProgressFlag,
     Quiet,
+    StateDir,
     filter_spec,
     price_table,
+    user_state_base,
 )
 from baycat.cli.output import (
     json_on_fatal,
@@ -40,7 +46,7 @@ from baycat.scan.local_manifest import default_manifest_path
 
 def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
                       manifest: Path | None, create: bool, pool_size: int | None,
-                      progress_flag: bool | None, quiet: bool) -> None:
+                      progress_flag: bool | None, quiet: bool, state_dir: Path | None) -> None:
     with fatal_errors():
         filters = filter_spec(ctx, clear_filters)
         start_logging(quiet)
@@ -48,7 +54,9 @@ def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
     with live_display(progress, progress_flag, quiet):
         summary = run_engine(api.update_manifest(directory, manifest=manifest, create=create,
                                                  pool_size=pool_size, progress=progress,
-                                                 warn=warn, filters=filters))
+                                                 warn=warn, filters=filters,
+                                                 state_dir=state_dir,
+                                                 user_state_dir=user_state_base()))
     print_manifest_summary(summary, quiet)
     if summary.errors:
         raise typer.Exit(int(ExitCode.PARTIAL))
@@ -60,8 +68,10 @@ def manifest_create(
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="FILE",
-                     help="Where to write the manifest (default: DIR/.baycat/manifest)."),
+                     help="Where to write the manifest (default: DIR/.baycat/manifest, or the "
+                     "state directory when DIR is read-only)."),
     ] = None,
+    state_dir: StateDir = None,
     pool_size: PoolSize = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
@@ -70,13 +80,18 @@ def manifest_create(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Build a new manifest of DIR, hashing every file; saves --pool-size and the
     filters in it.
 
     Example: baycat manifest create --pool-size 4 --exclude '*.tmp' /srv/data
     """
-    _manifest_command(ctx, clear_filters, directory, output, True, pool_size, progress, quiet)
+    _manifest_command(ctx, clear_filters, directory, output, True, pool_size, progress, quiet,
+                      state_dir)
 
 
 def manifest_update(
@@ -85,8 +100,10 @@ def manifest_update(
     manifest: Annotated[
         Path | None,
         typer.Option("--manifest", "-m", metavar="FILE",
-                     help="The manifest to refresh (default: DIR/.baycat/manifest)."),
+                     help="The manifest to refresh (default: DIR/.baycat/manifest, or the "
+                     "state directory when DIR is read-only)."),
     ] = None,
+    state_dir: StateDir = None,
     pool_size: PoolSize = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
@@ -95,6 +112,10 @@ def manifest_update(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Refresh the manifest of DIR, reading only files whose size, mtime, ctime or inode
     changed. --pool-size applies to this run only; the saved one is kept. Creates the
@@ -104,7 +125,7 @@ def manifest_update(
     Example: baycat manifest update /srv/data
     """
     _manifest_command(ctx, clear_filters, directory, manifest, False, pool_size, progress,
-                      quiet)
+                      quiet, state_dir)
 
 
 def manifest_show(

@@ -8,15 +8,19 @@ environment: the layers below take values.
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import ParameterSource  # typer's own copy of click
 from typer.core import TyperCommand
 
 from baycat.errors import UsageError
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
+from baycat.scan.selection import read_listed
 from baycat.store.endpoints import check_http_url
 from baycat.store.s3_options import S3Options
 
@@ -38,6 +42,23 @@ AsJson = Annotated[bool, typer.Option(
     "schema: docs/json-summary.md. Example: baycat sync --json ~/data DST > run.json")]
 DryRun = Annotated[bool, typer.Option(
     "--dry-run", help="Show what would be done; change nothing anywhere.")]
+
+
+# ---- local state ------------------------------------------------------------------------
+
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", metavar="DIR", envvar="BAYCAT_STATE_DIR", file_okay=False,
+    help="Keep baycat's local state (manifest, cache, lock) below DIR, one subdirectory "
+    "per job, instead of in the source's .baycat/ (also BAYCAT_STATE_DIR). Without it, a "
+    "source that can't hold .baycat/ (a read-only snapshot) uses $XDG_STATE_HOME/baycat "
+    "(default ~/.local/state/baycat). Example: --state-dir /var/lib/baycat")]
+
+
+def user_state_base() -> Path | None:
+    """$XDG_STATE_HOME/baycat when XDG_STATE_HOME is set to an absolute path (the XDG
+    spec says to ignore a relative one); None: the default, ~/.local/state/baycat."""
+    home = os.environ.get("XDG_STATE_HOME", "")
+    return Path(home) / "baycat" if os.path.isabs(home) else None
 
 
 # ---- the store --------------------------------------------------------------------------
@@ -174,7 +195,29 @@ ClearFilters = Annotated[bool, typer.Option(
     "--clear-filters", help="Forget the filters recorded in the manifest (without filter "
     "options, the recorded ones apply). Example: baycat sync --clear-filters ~/data DST")]
 
+OneFileSystem = Annotated[bool, typer.Option(
+    "--one-file-system", "-x",
+    help="Don't descend into other mounted filesystems (a mount point is recorded as an "
+    "empty directory). Pseudo filesystems (proc, sysfs, devtmpfs, cgroup, ...) are never "
+    "entered, even without -x. Example: baycat sync -x / s3://b/host1/root/")]
+ExcludeCaches = Annotated[bool, typer.Option(
+    "--exclude-caches", help="Leave out the contents of directories holding a valid "
+    "CACHEDIR.TAG (bford.info/cachedir); the tag itself is kept.")]
+ExcludeIfPresent = Annotated[list[str] | None, typer.Option(
+    "--exclude-if-present", metavar="NAME",
+    help="Leave out the contents of directories holding a file named NAME (kept itself); "
+    "repeatable. Example: --exclude-if-present .nobackup")]
+FilesFrom = Annotated[str | None, typer.Option(
+    "--files-from", metavar="FILE",
+    help="Back up only the paths listed in FILE, one a line, relative to the source "
+    "(a listed directory with all below it; the directories above listed paths are "
+    "recorded too; blank lines and # comments skipped); '-' reads standard input. "
+    "Example: git ls-files | baycat sync --files-from - . DST")]
+
 _FILTER_OPTIONS = ("exclude", "include", "exclude_from", "include_from")
+# Selection options beyond rules; with any of them given, the spec is given too.
+_SELECTION_OPTIONS = ("one_file_system", "exclude_caches", "exclude_if_present",
+                      "files_from")
 
 
 class FilterCommand(TyperCommand):
@@ -195,11 +238,22 @@ class FilterCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+# Filter options from the environment or the config file have no order among them:
+# excludes first, then the includes that take paths back (their meaning when read).
+_CONFIGURED_ORDER = ("exclude_from", "exclude", "include_from", "include")
+
+
 def filter_spec(ctx: typer.Context, clear: bool) -> FilterSpec | None:
-    """The rules given on the command line, in order; None: use the recorded ones.
-    BaycatError: a --*-from file can't be read."""
-    sequence: list[tuple[str, str]] = ctx.meta.get("baycat.filters", [])
-    if not sequence:
+    """The rules given (the environment's and the config file's first, in
+    `_CONFIGURED_ORDER`, then the command line's in its order), with the selection
+    options; None: use the recorded ones. BaycatError: a --*-from file can't be read."""
+    configured = [(name, value) for name in _CONFIGURED_ORDER
+                  if ctx.get_parameter_source(name) in (ParameterSource.ENVIRONMENT,
+                                                        ParameterSource.DEFAULT_MAP)
+                  for value in ctx.params.get(name) or ()]
+    sequence: list[tuple[str, str]] = configured + ctx.meta.get("baycat.filters", [])
+    params = ctx.params
+    if not sequence and not any(params.get(name) for name in _SELECTION_OPTIONS):
         return FilterSpec() if clear else None
     rules: list[Rule] = []
     for name, value in sequence:
@@ -207,4 +261,9 @@ def filter_spec(ctx: typer.Context, clear: bool) -> FilterSpec | None:
             rules += rules_from_file(Path(value), include=name == "include_from")
         else:
             rules.append(Rule(include=name == "include", pattern=value))
-    return FilterSpec(tuple(rules))
+    files_from = params.get("files_from")
+    return replace(
+        FilterSpec(tuple(rules)), one_file_system=bool(params.get("one_file_system")),
+        exclude_caches=bool(params.get("exclude_caches")),
+        exclude_if_present=tuple(params.get("exclude_if_present") or ()),
+        files_from=read_listed(files_from, sys.stdin.buffer.read) if files_from else None)

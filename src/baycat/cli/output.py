@@ -19,8 +19,18 @@ from typing import Any, Protocol
 
 import typer
 
+from baycat import xattrs
 from baycat.cli.display import LiveDisplay, stderr_console
-from baycat.entry import DIR, FILE, SYMLINK, Entry
+from baycat.entry import (
+    BLOCK_DEVICE,
+    CHAR_DEVICE,
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+)
 from baycat.errors import BaycatError
 from baycat.manifest.generations import History, format_time
 from baycat.ops.cost import TreeCostEstimate
@@ -101,7 +111,7 @@ def summary_line(summary: SyncSummary) -> str:
     """The run in one line: what was done to how many files (and bytes)."""
     parts = []
     for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
-                 "marked_deleted", "unchanged", "failed"):
+                 "marked_deleted", "extra", "unchanged", "failed"):
         count = getattr(summary, name)
         if count.files or name in ("unchanged", "failed"):
             parts.append(f"{name.replace('_', ' ')} {count.files:,}"
@@ -156,7 +166,8 @@ def print_manifest(header: dict[str, Any], entries: Iterable[Entry] | None) -> N
         out.write(json.dumps(entry_json(entry)) + "\n")
 
 
-_TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
+_TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink", HARDLINK: "hardlink",
+               FIFO: "fifo", CHAR_DEVICE: "char-device", BLOCK_DEVICE: "block-device"}
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -171,6 +182,13 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "hash": entry.xxh.hex() if entry.xxh else None,
         "target": os.fsdecode(entry.target) if entry.kind == SYMLINK else None,
     }
+    # Format 2's facts, only where they are set (the output of a format-1 tree is as it was).
+    if entry.link:
+        doc["link"] = os.fsdecode(entry.link)
+    if entry.rdev:
+        doc["rdev"] = entry.rdev
+    if entry.xattrs:
+        doc["xattrs"] = sorted(os.fsdecode(name) for name in xattrs.decode(entry.xattrs))
     try:
         entry.path.decode()
     except UnicodeDecodeError:

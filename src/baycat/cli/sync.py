@@ -21,12 +21,16 @@ from baycat.cli.options import (
     DryRun,
     EndpointUrl,
     Exclude,
+    ExcludeCaches,
     ExcludeFrom,
+    ExcludeIfPresent,
+    FilesFrom,
     HealthcheckUrl,
     Include,
     IncludeFrom,
     MetricsFile,
     NoVerifySsl,
+    OneFileSystem,
     PoolSize,
     PriceFile,
     Profile,
@@ -34,6 +38,7 @@ from baycat.cli.options import (
     Quiet,
     Region,
     Retries,
+    StateDir,
     StorageClass,
     Timeout,
     Transfers,
@@ -41,6 +46,7 @@ from baycat.cli.options import (
     filter_spec,
     price_table,
     s3_options,
+    user_state_base,
 )
 from baycat.cli.output import (
     action_printer,
@@ -102,6 +108,13 @@ def sync_command(
     exclude_from: ExcludeFrom = None,
     include_from: IncludeFrom = None,
     clear_filters: ClearFilters = False,
+    one_file_system: OneFileSystem = False,
+    exclude_caches: ExcludeCaches = False,
+    exclude_if_present: ExcludeIfPresent = None,
+    files_from: FilesFrom = None,
+    no_xattrs: Annotated[bool, typer.Option(
+        "--no-xattrs", help="Leave extended attributes (ACLs, file capabilities, user.*) "
+        "out: neither read nor restored.")] = False,
     delete_excluded: Annotated[bool, typer.Option(
         "--delete-excluded", help="Treat excluded paths already in the backup as deleted "
         "locally (default: leave them in the backup untouched).")] = False,
@@ -121,6 +134,12 @@ def sync_command(
         "GET) and redo the commit if another writer overwrote it. For several hosts writing "
         "one prefix on servers whose conditional PUT is not atomic (SeaweedFS 4.48 is one; "
         "AWS S3 is not).")] = False,
+    state_dir: StateDir = None,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", "-m", metavar="FILE", dir_okay=False,
+        help="The local manifest to use and refresh, as `manifest update -m` does "
+        "(default: SRC/.baycat/manifest, or the state directory's). Example: "
+        "-m /var/lib/baycat/home.manifest")] = None,
     keep_generations: Annotated[int, typer.Option(
         "--keep-generations", metavar="K", min=1, max=10000,
         help="Keep the last K manifest generations (commits) in the backup, for "
@@ -181,12 +200,15 @@ def sync_command(
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop,
-                                  history=keep_generations, verify_commits=verify_commit)
+                                  history=keep_generations, verify_commits=verify_commit,
+                                  xattrs=not no_xattrs,
+                                  state_dir=state_dir, user_state_dir=user_state_base(),
+                                  manifest=manifest)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
-                                             dry_run=dry_run)
+                                             dry_run=dry_run, xattrs=not no_xattrs)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
                                      progress=progress_state, warn=warn, on_action=on_action)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
@@ -225,14 +247,22 @@ def restore_command(
         "http(s):// URL of a web server or public bucket serving one (plain GETs).")],
     destination: Annotated[str, typer.Argument(metavar="DST", help="Directory to restore into.")],
     path: Annotated[list[str] | None, typer.Option(
-        "--path", metavar="GLOB",
-        help="Restore only paths matching GLOB (or below it); repeatable. "
-        "Example: --path 'photos/2024/*'")] = None,
+        "--path", metavar="PATTERN",
+        help="Restore only paths matching PATTERN (gitignore syntax, as --exclude: '*' "
+        "stays within one name, a matching directory brings all below it), with the "
+        "directories above them; repeatable. Example: --path 'photos/2024/*'")] = None,
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Make DST exactly the backup (within --path): remove what the "
+        "backup doesn't have (never outside DST, never through a symlink; not after a "
+        "failure). Without it such paths stay and are counted as `extra`.")] = False,
     include_deleted: Annotated[bool, typer.Option(
         "--include-deleted", help="Also restore files that were deleted locally but kept "
         "in the backup.")] = False,
     keep_setuid: Annotated[bool, typer.Option(
         "--keep-setuid", help="Restore setuid/setgid bits (off by default).")] = False,
+    no_xattrs: Annotated[bool, typer.Option(
+        "--no-xattrs", help="Leave extended attributes (ACLs, file capabilities, user.*) "
+        "out: neither read nor restored.")] = False,
     at: Annotated[str | None, typer.Option(
         "--at", metavar="TIME",
         help="Restore the tree as the last sync at or before TIME left it (ISO 8601; "
@@ -256,8 +286,9 @@ def restore_command(
     verbose: Verbose = False,
     as_json: AsJson = False,
 ) -> None:
-    """Restore a backup into DST: files, empty dirs, symlinks, modes, mtimes (and owners
-    when run as root), each file verified against the manifest's hash. Files already
+    """Restore a backup into DST: files, empty dirs, symlinks, hardlinks, sparse files,
+    FIFOs, modes, mtimes and extended attributes (owners and device nodes when run as
+    root), each file verified against the manifest's hash. Files already
     identical in DST are skipped, so an interrupted restore resumes cheaply.
 
     \b
@@ -285,7 +316,7 @@ def restore_command(
     progress_state = Progress()
     options = RestoreOptions(transfers=transfers, pool_size=pool_size, dry_run=dry_run,
                              keep_setuid=keep_setuid, include_deleted=include_deleted,
-                             at_ns=at_ns,
+                             at_ns=at_ns, delete=delete, xattrs=not no_xattrs,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
                        progress=progress_state, warn=warn,

@@ -5,6 +5,14 @@ remotely it is the object `PREFIX/.baycat/root`, replaced by one conditional PUT
 commit. Everything else (segments, packs) is immutable and content addressed.
 
 It is JSON (small, readable, and parseable by anything that can GET a file over HTTP).
+
+Format versions: 1 (segments BCS1, no `top`); 2 (segments BCS2 with device numbers,
+hardlinks and extended attributes; `top`, the source directory's own metadata). A
+format-2 reader reads both; a root may list segments of either encoding (segments a
+commit did not touch are kept as they are). Later additions fit without a new version
+when an older baycat can safely ignore them: header facts go to `info` (e.g.
+"encryption"), kept across commits; anything an older reader must not ignore raises
+FORMAT_VERSION.
 """
 
 from __future__ import annotations
@@ -15,9 +23,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from baycat import xattrs
 from baycat.errors import ManifestError, ManifestFormatError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HASH_ALGORITHM = "xxh3-128"
 # Cap on a root's size when read from an untrusted place.
 MAX_ROOT_BYTES = 256 << 20
@@ -128,6 +137,45 @@ class Generation:
 
 
 @dataclass(frozen=True, slots=True)
+class TopDir:
+    """The source directory's own mode, owner, mtime and extended attributes (the
+    entries only describe what is below it). Format 2; None in a format-1 root."""
+
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    xattrs: bytes = b""
+
+    @classmethod
+    def of(cls, st: os.stat_result, xattrs: bytes = b"") -> TopDir:
+        return cls(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, xattrs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "uid": self.uid, "gid": self.gid,
+                "mtime_ns": self.mtime_ns, "xattrs": self.xattrs.hex()}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TopDir:
+        doc = _dict(raw, "top")
+        try:
+            mode = _int(doc["mode"], "top mode", high=0o177777)
+            if mode & 0o170000 != 0o040000:
+                raise _corrupt("top mode is not a directory's")
+            blob = bytes.fromhex(_str(doc.get("xattrs", ""), "top xattrs"))
+            if len(blob) > xattrs.MAX_BLOB:
+                raise _corrupt("top xattrs too large")
+            xattrs.decode(blob)
+            return cls(mode, _int(doc["uid"], "top owner", high=(1 << 32) - 2),
+                       _int(doc["gid"], "top group", high=(1 << 32) - 2),
+                       _int(doc["mtime_ns"], "top mtime", low=INT64_MIN), blob)
+        except KeyError as exc:
+            raise _corrupt(f"no {exc.args[0]!r} in top") from None
+        except ValueError:
+            raise _corrupt("top xattrs malformed") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Root:
     """A whole manifest's description. `info` holds free-form header facts."""
 
@@ -144,10 +192,11 @@ class Root:
     format_version: int = FORMAT_VERSION
     hash_algorithm: str = HASH_ALGORITHM
     info: dict[str, Any] = field(default_factory=dict)
+    top: TopDir | None = None
 
     def header_json(self) -> dict[str, Any]:
         """The header as `manifest show --json` prints it."""
-        return {
+        doc: dict[str, Any] = {
             "format_version": self.format_version,
             "baycat_version": self.baycat_version,
             "hash_algorithm": self.hash_algorithm,
@@ -159,6 +208,9 @@ class Root:
             "files": self.files,
             "bytes": self.file_bytes,
         }
+        if self.top is not None:
+            doc["top"] = self.top.to_json()
+        return doc
 
     def to_bytes(self) -> bytes:
         doc = self.header_json()
@@ -207,6 +259,7 @@ class Root:
                 format_version=version,
                 hash_algorithm=_str(doc["hash_algorithm"], "hash algorithm"),
                 info=_dict(doc.get("info", {}), "info"),
+                top=None if doc.get("top") is None else TopDir.from_json(doc["top"]),
             )
         except KeyError as exc:
             raise _corrupt(f"no {exc.args[0]!r}") from None

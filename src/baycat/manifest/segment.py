@@ -11,7 +11,12 @@ Where a segment ends is decided by the paths themselves (`Chunker`), so insertin
 changing one entry changes one segment, not every segment after it.
 
 Layout of an encoded segment (before zlib):
-    b"BCS1" | u32 count | for each column: u32 length | column bytes
+    b"BCS2" | u32 count | for each column: u32 length | column bytes
+
+Format 1 segments (b"BCS1") have the first 17 columns; BCS2 adds three (rdev, hardlink
+path, extended attributes) that are zero-length when every entry has the default (0 or
+b""), so a tree without devices, hardlinks or xattrs pays 12 bytes a segment for them
+and decoding them is three `repeat`s. Both decode; only BCS2 is written.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import xxhash
 from baycat.entry import Entry
 from baycat.errors import ManifestError
 
-MAGIC = b"BCS1"
+MAGIC = b"BCS2"
+MAGIC_V1 = b"BCS1"
+_COLUMNS = {MAGIC_V1: 17, MAGIC: 20}
 HASH_SIZE = 16
 _ZERO_HASH = bytes(HASH_SIZE)
 
@@ -111,6 +118,12 @@ def encode(entries: list[Entry]) -> bytes:
     columns.append(_join(e.etag.encode() for e in entries))
     columns.append(_join(e.key.encode() for e in entries))
     columns.append(_join(e.version_id.encode() for e in entries))
+    # Format 2's columns, empty when all entries have the default (the common case).
+    rdevs = [e.rdev for e in entries]
+    columns.append(_int_column(rdevs, "q") if any(rdevs) else b"")
+    links = [e.link for e in entries]
+    columns.append(_join(links) if any(links) else b"")
+    columns.append(_blob_column([e.xattrs for e in entries]))
     parts = [MAGIC, struct.pack("<I", len(entries))]
     for col in columns:
         parts.append(struct.pack("<I", len(col)))
@@ -131,7 +144,8 @@ def _split_columns(blob: bytes) -> tuple[int, list[bytes]]:
     raw = inflater.decompress(blob, MAX_DECODED_BYTES)
     if inflater.unconsumed_tail or not inflater.eof:
         raise ManifestError("corrupt manifest segment: truncated or too large")
-    if raw[:4] != MAGIC:
+    expected = _COLUMNS.get(bytes(raw[:4]))
+    if expected is None:
         raise ManifestError("corrupt manifest segment: bad magic")
     (count,) = struct.unpack_from("<I", raw, 4)
     if count > MAX_DECODED_ENTRIES:  # untrusted input: refuse before building entries
@@ -142,7 +156,7 @@ def _split_columns(blob: bytes) -> tuple[int, list[bytes]]:
         (length,) = struct.unpack_from("<I", raw, pos)
         columns.append(raw[pos + 4:pos + 4 + length])
         pos += 4 + length
-    if len(columns) != 17 or pos != len(raw):
+    if len(columns) != expected or pos != len(raw):
         raise ManifestError("corrupt manifest segment: wrong column count")
     if len(columns[_HASH_COLUMN]) != count * HASH_SIZE:
         raise ManifestError("corrupt manifest segment: column length mismatch")
@@ -161,6 +175,7 @@ def decode(blob: bytes) -> list[Entry]:
         etags = _split_text(columns[14], count)
         keys = _split_text(columns[15], count)
         versions = _split_text(columns[16], count)
+        rdevs, links, xattrs = _format2_columns(columns, count)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"corrupt manifest segment: {exc}") from None
     if len(kinds) != count or any(len(col) != count for col in ints):
@@ -170,8 +185,49 @@ def decode(blob: bytes) -> list[Entry]:
     size, mtime, ctime, ino, dev, mode, uid, gid, deleted, flags = ints
     # tuple.__new__ over zip: every entry is built by C code (no Python-level __new__).
     rows = zip(paths, kinds, size, mtime, ctime, ino, dev, mode, uid, gid, targets, xxhs,
-               etags, keys, versions, deleted, flags, strict=True)
+               etags, keys, versions, deleted, flags, rdevs, links, xattrs, strict=True)
     return list(map(tuple.__new__, repeat(Entry), rows))
+
+
+def _blob_column(values: list[bytes]) -> bytes:
+    """Values that may hold any byte (xattrs): u32 lengths (shuffled), then the values
+    concatenated; b"" when all are empty."""
+    if not any(values):
+        return b""
+    return _int_column([len(v) for v in values], "I") + b"".join(values)
+
+
+def _read_blob_column(data: bytes, count: int) -> list[bytes]:
+    head = 4 * count
+    if len(data) < head:
+        raise ManifestError("corrupt manifest segment: column length mismatch")
+    lengths = _read_int_column(data[:head], "I")
+    if head + sum(lengths) != len(data):
+        raise ManifestError("corrupt manifest segment: column length mismatch")
+    out, pos = [], head
+    for length in lengths:
+        out.append(data[pos:pos + length])
+        pos += length
+    return out
+
+
+_Format2 = tuple[Iterable[int], Iterable[bytes], Iterable[bytes]]
+
+
+def _format2_columns(columns: list[bytes], count: int) -> _Format2:
+    """rdev, link and xattrs of each entry: the defaults for a BCS1 segment or an empty
+    column (shared objects: no memory per entry)."""
+    if len(columns) == 17:
+        return repeat(0, count), repeat(b"", count), repeat(b"", count)
+    rdev, link, blob = columns[17:20]
+    rdevs: Iterable[int] = repeat(0, count)
+    if rdev:
+        rdevs = numbers = _read_int_column(rdev, "q")
+        if len(numbers) != count:
+            raise ManifestError("corrupt manifest segment: column length mismatch")
+    links: Iterable[bytes] = _split(link, count) if link else repeat(b"", count)
+    xattrs: Iterable[bytes] = _read_blob_column(blob, count) if blob else repeat(b"", count)
+    return rdevs, links, xattrs
 
 
 def has_content(blob: bytes, wanted: AbstractSet[bytes]) -> bool:

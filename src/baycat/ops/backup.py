@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from baycat.entry import Entry
+from baycat.entry import DIR, FILE, Entry
 from baycat.manifest.file import ManifestReader
+from baycat.manifest.keys import object_key
 from baycat.manifest.remote import RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.synced import (
@@ -32,7 +33,7 @@ from baycat.manifest.synced import (
     write_synced,
 )
 from baycat.ops.differ import Action, Decision
-from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters
+from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters, skip_manifest
 from baycat.ops.summary import SyncSummary
 from baycat.ops.sync_changes import ChangeSet, apply_deletes
 from baycat.ops.sync_context import SyncContext, SyncOptions
@@ -41,17 +42,21 @@ from baycat.ops.sync_transfers import Transfers
 from baycat.ops.transfer import Uploader, abort_leftover_uploads
 from baycat.ops.upload_journal import UploadJournal
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import read_ignore_files
+from baycat.scan.filters import combine
 from baycat.scan.local_manifest import (
     LocalManifestSink,
-    default_manifest_path,
     entries_of,
     lock_path,
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
-from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
+from baycat.scan.statedir import (
+    choose_state_dir,
+    remote_cache_path,
+    remove_stale_state,
+    sync_job,
+)
 from baycat.store.base import ObjectStore
 from baycat.version import __version__
 
@@ -70,8 +75,9 @@ class BackupRun:
         self.source = check_source_dir(source)
         self.store = store
         self.options = options
-        self.state_dir = ensure_state_dir(self.source)
-        self.manifest_path = default_manifest_path(self.source)
+        self.state_dir = choose_state_dir(self.source, sync_job(store.url), options.state_dir,
+                                          options.user_state_dir)
+        self.manifest_path = options.manifest or self.state_dir / "manifest"
         self.ctx = SyncContext(self.source, store, options, progress, warn, on_action)
         self.uploader = Uploader(store, options.transfer, self.ctx.root_bytes, options.stop)
 
@@ -132,7 +138,9 @@ class _Phases:
         self.synced_path = synced_path
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
-                        baycat_version=__version__, filters=self.filters.to_header())
+                        baycat_version=__version__, filters=self.filters.to_header(),
+                        top=read_top(ctx.root_bytes, options.xattrs))
+        self.manifest_path = manifest_path
         self.sink = LocalManifestSink(manifest_path, old)
         self.changes = ChangeSet(ctx, remote, template)
         self.transfers = Transfers(ctx, self.changes, uploader)
@@ -185,11 +193,24 @@ class _Phases:
                 group.create_task(self.changes.checkpoints(transfers_done))
             scan_started = time.perf_counter()
             pool = choose_pool_size(options.pool_size, self.old.root if self.old else None)
+            stat_cache = None
+            if self.old is None:
+                # No local manifest for this job (a snapshot at a new path with fresh
+                # state, lost state): the remote manifest's stat fields stand in for it,
+                # so unchanged files are not read (pipeline.py; docs/design.md says why
+                # this can't take a changed file for an unchanged one).
+                await self.loaded
+                stat_cache = self.remote.entries()
             complete = await scan(ctx.root_bytes, entries_of(self.old),
-                                  ScanConfig(pool_size=pool), self._on_batch,
+                                  ScanConfig(pool_size=pool, xattrs=options.xattrs,
+                                             reuse_old=_reusable(self.old),
+                                             one_file_system=self.filters.one_file_system),
+                                  self._on_batch,
                                   progress=ctx.progress, warn=ctx.warn, stop=options.stop,
-                                  path_filter=self.filters.matcher(
-                                      read_ignore_files(ctx.source)))
+                                  stat_cache=stat_cache,
+                                  path_filter=combine(
+                                      skip_manifest(ctx.source, self.manifest_path),
+                                      self.filters.path_filter(ctx.source)))
             await self._take(await self.feed.finish(complete))
             summary.unchanged.files = self.feed.same
             summary.seconds["scan"] = time.perf_counter() - scan_started
@@ -212,6 +233,9 @@ class _Phases:
             if action.decision is Decision.META:
                 entry = action.meta_entry()
                 self.changes.put(entry.path, entry)
+                if entry.kind == DIR or entry.etag:  # the object is there already
+                    await self.ctx.mirror_metadata(entry, object_key(entry)
+                                                   if entry.kind == FILE else None)
                 self.summary.metadata.add(0)
                 self.ctx.report("metadata", entry.path, 0)
             elif action.decision is Decision.CONTENT:
@@ -236,7 +260,7 @@ class _Phases:
             written = self.sink.finish(Root(
                 created_ns=time.time_ns(), source=str(self.ctx.source),
                 baycat_version=__version__, filters=self.filters.to_header(),
-                pool_size=old.root.pool_size if old else None))
+                pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
         if (interrupted or summary.errors or summary.refused or remote.etag is None
                 or local_root is None or self.transfers.damaged or remote.contested_paths):
@@ -244,6 +268,12 @@ class _Phases:
         else:
             write_synced(self.synced_path, SyncedState(remote.etag, root_digest(local_root),
                                                        self.ctx.options.delete))
+
+
+def _reusable(old: ManifestReader | None) -> bool:
+    """Can the scan reuse the old local manifest's entries as they are? Not format 1's:
+    they lack extended attributes, hardlinks and the sparse flag."""
+    return old is None or old.root.format_version >= 2
 
 
 async def sync_to_store(

@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import NamedTuple
 
-from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, path_key, same_metadata
+from baycat.entry import (
+    FILE,
+    FILE_FLAGS,
+    FLAG_INCOMPLETE,
+    FLAG_RACY,
+    Entry,
+    path_key,
+    same_metadata,
+)
 from baycat.scan.pipeline import ScanItem
 
 
@@ -23,10 +31,17 @@ class Decision(Enum):
 
 
 def as_remote(local: Entry, etag: str = "", key: str = "", version_id: str = "") -> Entry:
-    """The remote manifest's entry for a local one: no ctime/inode/device (those only
-    mean something on the machine that took them)."""
-    return local._replace(ctime_ns=0, ino=0, dev=0, flags=0, etag=etag, key=key,
-                          version_id=version_id, deleted_ns=0)
+    """The remote manifest's entry for a local one. Its ctime and inode stay: with size
+    and mtime they let a run without a local manifest (a snapshot at a new path) know a
+    file unchanged without reading it (scan/pipeline.py). Not the device (a snapshot has
+    another), and none of them when the stat was racy (FLAG_RACY: not to be trusted).
+    Only the flags that describe the file (sparse, linked) stay, not this machine's scan."""
+    flags = local.flags & FILE_FLAGS
+    if local.flags & FLAG_RACY:
+        return local._replace(ctime_ns=0, ino=0, dev=0, flags=flags, etag=etag, key=key,
+                              version_id=version_id, deleted_ns=0)
+    return local._replace(dev=0, flags=flags, etag=etag, key=key, version_id=version_id,
+                          deleted_ns=0)
 
 
 def decide(local: Entry | None, remote: Entry | None) -> Decision:

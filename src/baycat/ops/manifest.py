@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from baycat.entry import DIR, FILE, SYMLINK
 from baycat.errors import UsageError
-from baycat.manifest.file import remove_stale_temps
+from baycat.manifest.file import DEFAULT_FILENAME, remove_stale_temps
 from baycat.manifest.root import Root
 from baycat.ops.prepare import (
     check_source_dir,
@@ -20,17 +21,16 @@ from baycat.ops.prepare import (
 )
 from baycat.private import mkdir_private
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import FilterSpec, combine, read_ignore_files
+from baycat.scan.filters import FilterSpec, combine
 from baycat.scan.local_manifest import (
     LocalManifestSink,
-    default_manifest_path,
     entries_of,
     lock_path,
     open_manifest,
 )
 from baycat.scan.lock import TreeLock
-from baycat.scan.pipeline import ScanConfig, ScanItem, scan
-from baycat.scan.statedir import ensure_state_dir, state_dir_of
+from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
+from baycat.scan.statedir import choose_state_dir, ensure_state_dir, state_dir_of, tree_job
 from baycat.version import __version__
 
 
@@ -62,17 +62,23 @@ async def build_manifest(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     filters: FilterSpec | None = None,
+    state_dir: Path | None = None,
+    user_state_dir: Path | None = None,
 ) -> ManifestSummary:
     """Create (hash everything) or update (hash only what changed) the local manifest.
 
     `filters` None: those recorded in the manifest (none for a new one); they are recorded
     in the new manifest's header either way, so `sync` and `manifest update` agree.
+    Without `manifest`, it is DIR/.baycat/manifest, or in the per-user state directory
+    (scan/statedir.py: below `state_dir` when given; `user_state_dir` for a read-only DIR).
     """
     started = time.perf_counter()
     root = check_source_dir(root)
-    manifest = manifest or default_manifest_path(root)
     progress = progress or Progress()
-    if manifest.absolute().parent == state_dir_of(root):
+    if manifest is None:
+        manifest = choose_state_dir(root, tree_job(root), state_dir,
+                                    user_state_dir) / DEFAULT_FILENAME
+    elif manifest.absolute().parent == state_dir_of(root):
         ensure_state_dir(root)
     else:  # a place the user chose (-o/-m)
         try:
@@ -91,16 +97,20 @@ async def build_manifest(
             sink = LocalManifestSink(manifest, old)
             tally = _Tally(sink, warn)
             try:
-                await scan(os.fsencode(root), entries_of(old), ScanConfig(pool_size=run_pool),
+                reuse = old is None or old.root.format_version >= 2  # format 1: refresh
+                config = ScanConfig(pool_size=run_pool, reuse_old=reuse,
+                                    one_file_system=filters.one_file_system)
+                await scan(os.fsencode(root), entries_of(old), config,
                            tally.on_batch, progress=progress, warn=tally.note,
                            path_filter=combine(skip_manifest(root, manifest),
-                                               filters.matcher(read_ignore_files(root))))
+                                               filters.path_filter(root)))
                 template = Root(
                     created_ns=time.time_ns(),
                     source=str(root),
                     baycat_version=__version__,
                     pool_size=(pool_size or default_pool_size()) if create else saved_pool,
                     filters=filters.to_header(),
+                    top=read_top(os.fsencode(root), with_xattrs=True),
                 )
                 written = sink.finish(template, force=create or old is None)
             except BaseException:
@@ -133,7 +143,7 @@ class _Tally:
     def __init__(self, sink: LocalManifestSink, warn: NoticeFunc) -> None:
         self._sink = sink
         self._warn = warn
-        self.kinds = {FILE: 0, DIR: 0, SYMLINK: 0}
+        self.kinds: Counter[str] = Counter()  # every kind (FIFOs, hardlinks, ...)
         self.bytes = 0
         self.errors = 0
 

@@ -11,6 +11,9 @@ what differs is fetched (restore_writer.py writes it). The manifest is untrusted
 it is checked whole (manifest/validate.py) before anything is written, and again while
 writing.
 
+`--path` restores part of the backup with the directories above it; what DST holds and
+the backup doesn't is counted, and removed with `--delete` (restore_select.py).
+
 `--at TIME` restores an earlier generation (manifest/generations.py). Entries carry the
 VersionId of their object when the bucket is versioned, and those versions are read.
 Entries without one (no versioning) are checked against one LIST of the store first: an
@@ -28,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baycat.dirfd import DirFds
-from baycat.entry import FILE, Entry, path_key
+from baycat.entry import DIR, FILE, Entry, path_key
 from baycat.errors import ManifestError, UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import format_time, load_generation
@@ -36,6 +39,7 @@ from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.validate import checked, validate
 from baycat.ops.prepare import choose_pool_size
+from baycat.ops.restore_select import Extras, Parents, PathSelection
 from baycat.ops.restore_writer import RestoreOptions, RestoreWriter
 from baycat.ops.summary import SyncSummary
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
@@ -58,38 +62,61 @@ __all__ = ["RestoreOptions", "RestoreRun", "restore_from_store"]
 
 class RemoteMerge:
     """The remote manifest's entries, merged in path order with DST's scan items: each
-    entry is handed to `plan` with the local entry at its path (or None)."""
+    selected entry is handed to `plan` with the local entry at its path (or None), after
+    the directories above it (`Parents`); a local path the backup doesn't have is an
+    extra."""
 
     def __init__(self, entries: Iterator[Entry], writer: RestoreWriter) -> None:
         self._entries = entries
         self._writer = writer
         self._next: Entry | None = None  # read from the manifest, not yet planned
+        self._selection = PathSelection(writer.options.paths)
+        self._parents = Parents() if writer.options.paths else None
+        self.extras = Extras()
 
     async def on_batch(self, items: list[ScanItem]) -> None:
         for item in items:
             if item.changed and item.error == "":
                 self._writer.local_changes[item.path] = item.entry
-            await self.until(path_key(item.path), item)
+            in_backup = await self.until(path_key(item.path), item)
+            local = item.entry
+            if (not in_backup and local is not None and not item.error
+                    and self._selection.matches(item.path, local.kind == DIR)):
+                self.extras.add(local)
 
-    async def until(self, key: bytes | None, item: ScanItem | None) -> None:
+    async def until(self, key: bytes | None, item: ScanItem | None) -> bool:
         """Plan every remote entry up to `key` (None: all that are left); the one at
-        `key` itself with `item`'s local entry."""
+        `key` itself with `item`'s local entry. True: the backup has `key`'s path."""
         writer = self._writer
         while True:
             if self._next is None:
                 self._next = await asyncio.to_thread(next, self._entries, None)
                 if self._next is None:
-                    return
+                    return False
             current = self._next
             current_key = path_key(current.path)
             if key is not None and current_key > key:
-                return
+                return False
             self._next = None
             local = item.entry if item is not None and current.path == item.path else None
-            if writer.wanted(current):
-                await writer.plan(current, local)
+            wanted = writer.wanted(current)
+            if wanted:
+                await self._offer(current, local)
             if key is not None and current_key == key:
-                return
+                return wanted
+
+    async def _offer(self, remote: Entry, local: Entry | None) -> None:
+        """Plan `remote` if --path selects it, and first the directories above it."""
+        parents = self._parents
+        if parents is None:
+            await self._writer.plan(remote, local)
+        elif self._selection.matches(remote.path, remote.kind == DIR):
+            for parent, parent_local in parents.above(remote.path):
+                await self._writer.plan(parent, parent_local)
+            await self._writer.plan(remote, local)
+            parents.selected_dir(remote, local)
+        else:
+            parents.hold(remote, local)
 
 
 class RestoreRun:
@@ -145,6 +172,8 @@ class RestoreRun:
             await remote.load()
         if remote.root is None:
             raise ManifestError(f"no baycat backup at {self.store.url} (no .baycat/root)")
+        if not self.options.paths:  # DST is the backup's top only in a whole restore
+            writer.top = remote.root.top
         unversioned = await asyncio.to_thread(_validate, remote.entries())
         if self.options.at_ns is not None and unversioned:
             writer.listing = await _listing(self.store)
@@ -155,22 +184,56 @@ class RestoreRun:
         pool = choose_pool_size(options.pool_size, old.root if old is not None else None)
         async with asyncio.TaskGroup() as group:
             workers = [group.create_task(writer.worker()) for _ in range(options.transfers)]
-            await scan(os.fsencode(self.dest), entries_of(old), ScanConfig(pool_size=pool),
+            await scan(os.fsencode(self.dest), entries_of(old),
+                       ScanConfig(pool_size=pool, xattrs=options.xattrs,
+                                  reuse_old=old is None or old.root.format_version >= 2),
                        merge.on_batch, progress=self.progress, warn=self.warn)
             await merge.until(None, None)
             for _ in workers:
                 await writer.queue.put(None)
+        self._extras(merge.extras)
         if writer.gone_since:
             self.summary.notices.append(
                 f"{writer.gone_since} files were overwritten or removed since "
                 f"{writer.generation} and could not be restored (no bucket versioning)")
+        writer.finish_links()
         if not options.dry_run:
             writer.finish_dirs()
+            writer.finish_top()
             root = Root(created_ns=time.time_ns(), source=str(self.dest),
                         baycat_version=__version__,
                         pool_size=old.root.pool_size if old else None)
             await asyncio.to_thread(record_changes, self.manifest_path, old,
                                     writer.local_changes, root)
+
+
+    def _extras(self, extras: Extras) -> None:
+        """Count what DST holds beyond the backup, and with --delete remove it (only
+        after a run without failures, as sync's delete step)."""
+        summary, writer = self.summary, self.writer
+        if not extras.found:
+            return
+        if not self.options.delete:
+            for _, _, size in extras.found:
+                summary.extra.add(size)
+            summary.notices.append(
+                f"{len(extras.found)} paths in {self.dest} are not in the backup and were "
+                "left there (--delete removes them)")
+            return
+        if summary.errors:
+            for _, _, size in extras.found:
+                summary.extra.add(size)
+            summary.notices.append("not deleting anything because some files failed")
+            return
+        failed = dict(extras.remove(self.fds)) if not self.options.dry_run else {}
+        for path, _, size in extras.found:
+            if path in failed:
+                writer.fail(path, f"cannot delete: {failed[path]}")
+                summary.extra.add(size)
+            else:
+                summary.deleted.add(size)
+                writer.report("delete", path, size)
+                writer.local_changes[path] = None
 
 
 class _Unversioned:

@@ -35,6 +35,8 @@ class SyncSummary:
     copied: OpCount = field(default_factory=OpCount)
     metadata: OpCount = field(default_factory=OpCount)  # manifest-only changes
     deleted: OpCount = field(default_factory=OpCount)  # objects removed (--delete)
+    # restore: paths in DST the backup doesn't have, left there (removed: `deleted`)
+    extra: OpCount = field(default_factory=OpCount)
     marked_deleted: OpCount = field(default_factory=OpCount)  # kept, marked deleted
     downloaded: OpCount = field(default_factory=OpCount)  # restore
     adopted: OpCount = field(default_factory=OpCount)  # --scan-remote: already there
@@ -83,6 +85,6 @@ class SyncSummary:
 
 # The `operations` object of `--json` (docs/json-summary.md): name -> SyncSummary field.
 OPERATIONS = (("uploaded", "uploaded"), ("copied", "copied"), ("metadata_only", "metadata"),
-              ("deleted", "deleted"), ("marked_deleted", "marked_deleted"),
+              ("deleted", "deleted"), ("marked_deleted", "marked_deleted"), ("extra", "extra"),
               ("downloaded", "downloaded"), ("adopted", "adopted"), ("skipped", "unchanged"),
               ("failed", "failed"))

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baycat.entry import as_text
-from baycat.errors import BucketMissingError, CredentialsError
+from baycat.entry import DIR, FILE, Entry, as_text
+from baycat.errors import BaycatError, BucketMissingError, CredentialsError
 from baycat.manifest.remote import DEFAULT_HISTORY
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
@@ -48,6 +48,13 @@ class SyncOptions:
     # filter excludes are left alone in the backup unless delete_excluded.
     filters: FilterSpec | None = None
     delete_excluded: bool = False
+    xattrs: bool = True  # record extended attributes (--no-xattrs: don't read them)
+    # Where the local state lives (scan/statedir.py): below `state_dir` when given, else
+    # in SRC/.baycat, else (a read-only source) below `user_state_dir` (None:
+    # ~/.local/state/baycat). `manifest`: the local manifest's own path, when chosen.
+    state_dir: Path | None = None
+    user_state_dir: Path | None = None
+    manifest: Path | None = None
 
 
 class SyncContext:
@@ -69,7 +76,25 @@ class SyncContext:
     def warn(self, notice: Notice) -> None:
         if notice.failure:
             self.summary.fail(as_text(notice.path), notice.message)
+        else:  # a remark (a socket skipped, ...): in the summary too, so --json has it
+            self.summary.notices.append(f"{as_text(notice.path)}: {notice.message}")
         self._warn(notice)
+
+    async def mirror_metadata(self, entry: Entry, key: str | None = None) -> None:
+        """On a store that mirrors metadata (a local directory: store/local.py), give the
+        object (`key`) or directory of `entry` its source's mode (and a file its mtime).
+        A failure is a remark: the object stays private, the backup is whole."""
+        apply = getattr(self.store, "apply_metadata", None)
+        if apply is None or self.options.dry_run or entry.kind not in (FILE, DIR):
+            return
+        try:
+            if key is None:
+                key = entry.path.decode("utf-8")
+            await apply(key, entry.mode, entry.mtime_ns if entry.kind == FILE else None,
+                        entry.kind == DIR)
+        except (UnicodeDecodeError, BaycatError) as exc:
+            self.warn(Notice(entry.path, f"mode not mirrored in the backup: {exc}",
+                             failure=False))
 
     def report(self, what: str, path: bytes, size: int) -> None:
         if self._on_action is not None:

@@ -24,7 +24,7 @@ from baycat.manifest.root import Root
 from baycat.manifest.synced import SyncedState, root_digest
 from baycat.ops.differ import Action, Differ
 from baycat.ops.sync_context import SyncContext
-from baycat.scan.filters import FilterSpec, read_ignore_files
+from baycat.scan.filters import FilterSpec
 from baycat.scan.pipeline import ScanItem
 
 
@@ -64,8 +64,7 @@ class DiffFeed:
 
     def _differ_over(self, entries: Iterator[Entry]) -> Differ:
         if not self.ctx.options.delete_excluded:  # excluded: not ours, not deleted
-            matcher = self._filters.matcher(read_ignore_files(self.ctx.source))
-            entries = matcher.keep_remote(entries)
+            entries = self._filters.keep_remote(self.ctx.source, entries)
         return Differ(entries, purge_deleted=self.ctx.options.delete)
 
     async def feed(self, items: list[ScanItem]) -> list[Action]:

@@ -11,6 +11,10 @@ On a first sync uploads stream at once. Otherwise new content waits until the sc
 objects with the same content: those become copies, ordered before any write to their
 source keys (transfer_plan.py) and conditional on the source's recorded ETag. A file
 that fails is reported and not recorded, so the next run tries it again.
+
+Files of one run with the same content and no object to copy from yet (duplicates in a
+first sync: a kernel tree has ~400) are uploaded once: the first is uploaded, the others
+wait for it and are copied server-side from the object it made (`InRunCopies`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Transfers:
         self.damaged: dict[bytes, Entry] = {}
         self.listing: dict[str, ObjectInfo] = {}  # --scan-remote: the bucket's objects
         self.prefix = ctx.store.key_prefix
+        self.in_run = InRunCopies(ctx.options.transfer.multipart_threshold)
 
     # ---- what to transfer --------------------------------------------------------------
 
@@ -61,6 +66,7 @@ class Transfers:
         self.ctx.progress.transfer.total_files += 1
         self.ctx.progress.transfer.total_bytes += local.size
         if stream:
+            self.in_run.claim(local)
             await self.queue.put(Job(local, key_for_path(local.path, self.prefix), None))
         else:
             self.deferred.append(local)
@@ -88,6 +94,9 @@ class Transfers:
             jobs.append(Job(local, key_for_path(local.path, self.prefix), source))
         self.deferred = []
         ordered = order_jobs(jobs)
+        for job in ordered:
+            if job.source is None:  # in queue order: the first of a content is uploaded
+                self.in_run.claim(job.local)
         self.readers = CopyReaders(ordered)
         for job in ordered:
             await self.queue.put(job)
@@ -106,12 +115,16 @@ class Transfers:
             if ctx.stop_requested() or ctx.options.dry_run:
                 if source is not None:
                     self.readers.done(source)
+                self.in_run.settle(local)
                 if not ctx.stop_requested():  # a dry run counts what it would do
-                    (ctx.summary.copied if source else ctx.summary.uploaded).add(local.size)
-                    ctx.report("copy" if source else "upload", local.path, local.size)
+                    copy = source is not None or self.in_run.is_duplicate(local)
+                    (ctx.summary.copied if copy else ctx.summary.uploaded).add(local.size)
+                    ctx.report("copy" if copy else "upload", local.path, local.size)
                 continue  # after a stop request: drain, no new work
             try:
                 stored = await self._copy(job) if source is not None else None
+                if stored is None and source is None:
+                    stored = await self._copy_in_run(job)
                 entry = local
                 if stored is None:
                     await self.readers.wait_until_read(key)
@@ -124,18 +137,21 @@ class Transfers:
                         ctx.summary.uploaded.add(done.bytes_sent)
                         self.changes.bytes_since_commit += done.bytes_sent
                         ctx.report("upload", local.path, done.bytes_sent)
+                self.in_run.uploaded(local, entry, key, stored)
             except BaycatError as exc:
                 if isinstance(exc, FATAL):
                     raise
                 ctx.warn(Notice(local.path, f"not backed up: {exc}"))
                 continue
             finally:
+                self.in_run.settle(local)  # duplicates waiting on it go on (or upload)
                 ctx.progress.transfer.files += 1
                 if local.size >= LARGE_FILE:
                     ctx.progress.active.pop(as_text(local.path), None)
             self.changes.put(local.path, as_remote(entry, stored.etag,
                                                    stored_key(local.path, self.prefix),
                                                    stored.version_id))
+            await ctx.mirror_metadata(entry, key)
 
     async def _copy(self, job: Job) -> Stored | None:
         """Copy `job.local`'s content from `job.source`'s object; None when the copy
@@ -154,13 +170,32 @@ class Transfers:
             return None  # the object went away: upload after all
         except PreconditionFailed:
             self.damaged[source.path] = source
-            self.ctx.summary.notices.append(f"{as_text(source.path)}: {_DAMAGED}")
             self.ctx.warn(Notice(source.path, _DAMAGED, failure=False))
             return None
         finally:
             self.readers.done(source)
         if store.content_etags and stored.etag.strip('"') != source.etag.strip('"'):
             return None  # what was copied is not the recorded content: upload over it
+        self.ctx.summary.copied.add(job.local.size)
+        self.ctx.report("copy", job.local.path, job.local.size)
+        return stored
+
+    async def _copy_in_run(self, job: Job) -> Stored | None:
+        """A duplicate of content this run uploads: wait for that upload, then copy its
+        object (conditional on the ETag it got). None: upload this file itself."""
+        made = await self.in_run.source_for(job.local)
+        if made is None:
+            return None
+        source_key, source = made
+        await self.readers.wait_until_read(job.key)  # a write like any other
+        try:
+            stored = await self.ctx.store.copy(source_key, job.key, if_match=source.etag,
+                                               source_version=source.version_id)
+        except (NotFound, PreconditionFailed):
+            return None  # replaced behind our back since: upload after all
+        if (self.ctx.store.content_etags
+                and stored.etag.strip('"') != source.etag.strip('"')):
+            return None
         self.ctx.summary.copied.add(job.local.size)
         self.ctx.report("copy", job.local.path, job.local.size)
         return stored
@@ -221,3 +256,54 @@ class Transfers:
             self.ctx.summary.notices.append(
                 f"{len(unknown)} objects under {self.ctx.store.url} are not in the manifest "
                 f"(e.g. {unknown[0]!r})")
+
+
+class InRunCopies:
+    """Content uploaded by this run, for copying to its duplicates in the same run.
+
+    `claim` is called in queue order: the first file of a content is its uploader, the
+    later ones wait for it. Workers take jobs from one FIFO queue, so by the time a
+    duplicate is taken its uploader was taken before it and never waits on a duplicate:
+    no cycle. Multipart-sized files are left out (a copy would not keep the multipart
+    ETag the manifest records), as are empty files (nothing to save)."""
+
+    def __init__(self, multipart_threshold: int) -> None:
+        self._limit = multipart_threshold
+        self._uploader: dict[bytes, bytes] = {}  # content hash -> path of its uploader
+        self._made: dict[bytes, asyncio.Future[tuple[str, Stored] | None]] = {}
+
+    def _tracked(self, local: Entry) -> bool:
+        return 0 < local.size < self._limit and bool(local.xxh)
+
+    def claim(self, local: Entry) -> None:
+        if self._tracked(local) and local.xxh not in self._uploader:
+            self._uploader[local.xxh] = local.path
+            self._made[local.xxh] = asyncio.get_running_loop().create_future()
+
+    def is_duplicate(self, local: Entry) -> bool:
+        uploader = self._uploader.get(local.xxh) if self._tracked(local) else None
+        return uploader is not None and uploader != local.path
+
+    async def source_for(self, local: Entry) -> tuple[str, Stored] | None:
+        """The key and Stored of the object holding `local`'s content, once uploaded;
+        None when `local` is its content's uploader, or that upload failed."""
+        if not self.is_duplicate(local):
+            return None
+        return await asyncio.shield(self._made[local.xxh])
+
+    def uploaded(self, local: Entry, entry: Entry, key: str, stored: Stored) -> None:
+        """`local`'s content is now in the object at `key`: unless the file changed
+        while it was read (`entry`, what was sent, has another hash), or the object
+        was made in parts."""
+        made = self._made.get(local.xxh) if self._tracked(local) else None
+        if (made is not None and not made.done() and self._uploader[local.xxh] == local.path
+                and entry.xxh == local.xxh and "-" not in stored.etag):
+            made.set_result((key, stored))
+
+    def settle(self, local: Entry) -> None:
+        """The uploader is done either way: a failed or skipped upload leaves the
+        duplicates to upload themselves."""
+        if self._tracked(local) and self._uploader.get(local.xxh) == local.path:
+            made = self._made[local.xxh]
+            if not made.done():
+                made.set_result(None)

@@ -19,10 +19,12 @@ from dataclasses import dataclass, replace
 
 import xxhash
 
+from baycat import hooks
 from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
 from baycat.ops.ratelimit import TokenBucket
 from baycat.ops.upload_journal import UploadJournal
+from baycat.scan.hasher import is_racy
 from baycat.stop import StopRequest
 from baycat.store.base import NotFound, ObjectStore, Stored
 
@@ -101,7 +103,8 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
             after = os.fstat(fd)
             if same_file_stat(before, after) and len(data) == after.st_size:
                 return ReadFile(data, hashlib.md5(data).digest(),
-                                with_stat(entry, after, xxhash.xxh3_128_digest(data)))
+                                with_stat(entry, after, xxhash.xxh3_128_digest(data),
+                                          racy=is_racy(after)))
         raise FileChanged("file kept changing while being read")
     except OSError as exc:
         raise FileChanged(f"cannot read: {exc.strerror}") from None
@@ -181,6 +184,7 @@ class Uploader:
             return await self._multipart(entry, key, part_size, on_bytes)
         held = await self.budget.acquire(entry.size + 1)
         try:
+            hooks.fire("upload.before_read", entry.path)
             read = await asyncio.to_thread(read_whole, self._full(entry), entry)
             if self.bwlimit is not None:
                 await self.bwlimit.take(len(read.data))
@@ -298,7 +302,10 @@ class Uploader:
                 self._forget(upload_id)
         finally:
             os.close(fd)
-        return Uploaded(with_stat(entry, after, digest.digest()), stored, sent)
+        # racy: the remote entry keeps this stat's ctime and inode only when it can be
+        # trusted later (differ.as_remote), as a hash's stat is (scan/hasher.py).
+        return Uploaded(with_stat(entry, after, digest.digest(), racy=is_racy(after)), stored,
+                        sent)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: what could not be aborted now stays in the journal, and the next

@@ -43,9 +43,9 @@ from baycat.manifest.root import Generation, SegmentRef
 from baycat.manifest.validate import check_entry, checked
 from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters
 from baycat.progress import NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import read_ignore_files
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
+from baycat.scan.statedir import find_manifest
 from baycat.store.base import NotFound, ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
 
@@ -299,13 +299,17 @@ def _report_leftovers(summary: VerifySummary, listing: dict[str, ObjectInfo],
 
 async def verify_tree(directory: Path, *, pool_size: int | None = None,
                       progress: Progress | None = None,
-                      warn: NoticeFunc = ignore_notice) -> VerifySummary:
+                      warn: NoticeFunc = ignore_notice, manifest: Path | None = None,
+                      state_dir: Path | None = None,
+                      user_state_dir: Path | None = None) -> VerifySummary:
     """Compare the tree at `directory` with its local manifest (what changed since the
-    last sync or manifest update), reading only files whose stat changed."""
+    last sync or manifest update), reading only files whose stat changed. The manifest:
+    `manifest`, else the one found for the tree (statedir.find_manifest)."""
     progress = progress or Progress()
     started = time.perf_counter()
     root = check_source_dir(directory)
-    manifest = default_manifest_path(root)
+    if manifest is None:
+        manifest = find_manifest(root, state_dir, user_state_dir) or default_manifest_path(root)
     old = open_manifest(manifest)
     if old is None:
         raise UsageError(f"no manifest at {manifest} (run `baycat sync` or "
@@ -328,8 +332,8 @@ async def verify_tree(directory: Path, *, pool_size: int | None = None,
     with old:
         filters = resolve_filters(None, old.root)
         pool = choose_pool_size(pool_size, old.root)
-        await scan(os.fsencode(root), old.entries(), ScanConfig(pool_size=pool), on_batch,
-                   progress=progress, warn=warn,
-                   path_filter=filters.matcher(read_ignore_files(root)))
+        config = ScanConfig(pool_size=pool, one_file_system=filters.one_file_system)
+        await scan(os.fsencode(root), old.entries(), config, on_batch,
+                   progress=progress, warn=warn, path_filter=filters.path_filter(root))
     summary.seconds["total"] = time.perf_counter() - started
     return summary

@@ -11,6 +11,10 @@ Semantics (README "Choosing what to back up"):
   a path nothing matches is included.
 - An excluded directory is never entered, so nothing below it can be re-included (as in
   git): exclude `logs/*` rather than `logs/` to keep `logs/keep.txt`.
+- Beyond patterns (selection.py, mounts.py): `--one-file-system`, `--exclude-caches`,
+  `--exclude-if-present NAME` and `--files-from FILE`. A `FilterSpec` holds them all and
+  is what a manifest header records, so `sync`, `manifest update` and `verify --local`
+  choose the same paths.
 
 Everything here is pure except reading `.baycatignore` files, which goes through a
 `read` function (a test passes a dict). A `Matcher` keeps the ignore files of the
@@ -22,13 +26,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
 from baycat.entry import DIR, Entry
 from baycat.errors import UsageError
+from baycat.scan.mounts import MountPolicy
+from baycat.scan.selection import FilesFrom, Markers, RemoteSelection
 from baycat.scan.walker import PathFilter, SkipFunc
 
 IGNORE_FILE = b".baycatignore"
@@ -73,30 +79,81 @@ class FilterSpec:
 
     rules: tuple[Rule, ...] = ()
     ignore_files: bool = True  # honour .baycatignore files
+    one_file_system: bool = False  # enter no mount point below the top (-x)
+    exclude_caches: bool = False  # a valid CACHEDIR.TAG keeps only itself
+    exclude_if_present: tuple[str, ...] = ()  # marker names doing the same
+    files_from: tuple[bytes, ...] | None = None  # only these paths (selection.py)
 
     def __post_init__(self) -> None:
         for rule in self.rules:
             if not rule.pattern.strip() or "\0" in rule.pattern:
                 raise UsageError(f"empty or invalid filter pattern {rule.pattern!r}")
+        for name in self.exclude_if_present:
+            if name in ("", ".", "..") or "/" in name or "\0" in name:
+                raise UsageError(f"--exclude-if-present takes a file name, not {name!r}")
 
     @classmethod
     def from_header(cls, lines: Iterable[str]) -> FilterSpec:
         """Rebuild the spec recorded in a manifest header (`Root.filters`)."""
         rules: list[Rule] = []
-        ignore_files = True
+        spec = cls()
+        markers: list[str] = []
+        listed: list[bytes] = []
         for line in lines:
+            keyword, _, value = line.partition(" ")
             if line == "no-ignore-files":
-                ignore_files = False
+                spec = replace(spec, ignore_files=False)
+            elif line == "one-file-system":
+                spec = replace(spec, one_file_system=True)
+            elif line == "exclude-caches":
+                spec = replace(spec, exclude_caches=True)
+            elif keyword == "exclude-if-present" and value:
+                markers.append(value)
+            elif keyword == "files-from" and value:
+                listed.append(os.fsencode(value))
             else:
                 rules.append(Rule.parse(line))
-        return cls(tuple(rules), ignore_files)
+        return replace(spec, rules=tuple(rules), exclude_if_present=tuple(markers),
+                       files_from=tuple(listed) if listed else None)
 
     def to_header(self) -> tuple[str, ...]:
-        return tuple(str(r) for r in self.rules) + (() if self.ignore_files
-                                                    else ("no-ignore-files",))
+        lines = [str(r) for r in self.rules]
+        if not self.ignore_files:
+            lines.append("no-ignore-files")
+        if self.one_file_system:
+            lines.append("one-file-system")
+        if self.exclude_caches:
+            lines.append("exclude-caches")
+        lines += [f"exclude-if-present {name}" for name in self.exclude_if_present]
+        lines += [f"files-from {os.fsdecode(path)}" for path in self.files_from or ()]
+        return tuple(lines)
 
     def matcher(self, read: ReadIgnore | None) -> Matcher:
         return Matcher(self, read if self.ignore_files else None)
+
+    def _markers(self, root: Path) -> Markers | None:
+        if not self.exclude_caches and not self.exclude_if_present:
+            return None
+        return Markers(os.fsencode(root), self.exclude_caches,
+                       [os.fsencode(n) for n in self.exclude_if_present])
+
+    def path_filter(self, root: Path) -> PathFilter | None:
+        """What the walk of the tree at `root` leaves out: rules, ignore files, markers,
+        --files-from (mount points: ScanConfig.one_file_system)."""
+        return combine(self.matcher(read_ignore_files(root)), self._markers(root),
+                       FilesFrom(self.files_from) if self.files_from is not None else None)
+
+    def keep_remote(self, root: Path, entries: Iterator[Entry]) -> Iterator[Entry]:
+        """The remote manifest stream less every path this spec leaves out of the walk
+        of `root` (see Matcher.keep_remote): those are not deleted locally."""
+        entries = self.matcher(read_ignore_files(root)).keep_remote(entries)
+        markers = self._markers(root)
+        if markers is None and self.files_from is None and not self.one_file_system:
+            return entries
+        return RemoteSelection(
+            os.fsencode(root), markers,
+            FilesFrom(self.files_from) if self.files_from is not None else None,
+            MountPolicy(True) if self.one_file_system else None).keep(entries)
 
 
 def rules_from_file(path: Path, include: bool) -> list[Rule]:

@@ -26,6 +26,11 @@ ATTEMPTS = 3
 # (timestamps advance in coarse ticks): such an entry is marked racy and re-hashed next run.
 RACY_WINDOW_NS = 2_000_000_000
 
+
+def is_racy(st: os.stat_result) -> bool:
+    """The stat `st`, taken now, is within RACY_WINDOW_NS of the file's last change."""
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_WINDOW_NS
+
 # O_NONBLOCK: a path swapped for a FIFO since the walk must not hang us (no effect on files).
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
@@ -71,8 +76,7 @@ def hash_file(full_path: bytes, entry: Entry) -> HashResult:
             total += size
             after = os.fstat(fd)
             if same_file_stat(before, after) and size == after.st_size:
-                racy = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < RACY_WINDOW_NS
-                return HashResult(with_stat(entry, after, digest.digest(), racy=racy),
+                return HashResult(with_stat(entry, after, digest.digest(), racy=is_racy(after)),
                                   bytes_read=total)
         return HashResult(None, "file kept changing while being read", total)
     except OSError as exc:

@@ -5,22 +5,46 @@
       with the old manifest)          to the hasher pool)
 
 A file whose (size, mtime, ctime, inode) equals its old manifest entry takes the old hash
-and is never opened. Output is in path_key order, one `ScanItem` per path that is in the
-tree or in the old manifest, so a consumer can merge it with other sorted streams.
+and is never opened, and its old extended attributes (an xattr change moves the ctime):
+they are read only for a path whose stat changed. The device number is not compared: a
+snapshot of the tree, mounted at a new path each night, has the live tree's inodes and
+times under another device number (restic doesn't compare it either). A path the old
+manifest lacks may still be found in a `stat_cache` stream (the remote manifest, when
+the run has no local manifest): the same four fields and a hash recorded with them, and
+the file isn't opened either. A regular file with more than one name is recorded once
+(FLAG_LINKED, at its first name in path order); its later names become HARDLINK entries
+naming the first, and are not hashed. Output is in path_key order, one `ScanItem` per
+path that is in the tree or in the old manifest, so a consumer can merge it with other
+sorted streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
-from baycat.entry import FILE, FLAG_INCOMPLETE, Entry, entry_from_stat, kind_of_mode, same_stat
+from baycat import xattrs
+from baycat.entry import (
+    FILE,
+    FLAG_INCOMPLETE,
+    FLAG_LINKED,
+    FLAG_SPARSE,
+    HARDLINK,
+    NO_HASH,
+    Entry,
+    entry_from_stat,
+    kind_of_mode,
+    same_stat,
+)
+from baycat.manifest.root import TopDir
 from baycat.progress import Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.hasher import HashResult, hash_file
+from baycat.scan.mounts import MountPolicy
 from baycat.scan.walker import PathFilter, walk
 from baycat.stop import StopRequest
 
@@ -37,6 +61,11 @@ class ScanConfig:
     queue_batches: int = 4
     job_bytes: int = 32 << 20  # a hash job (one thread hop) reads at most this much...
     job_files: int = 128  # ...or this many files
+    one_file_system: bool = False  # enter no mount point below the top (-x)
+    xattrs: bool = True  # read extended attributes (of paths whose stat changed)
+    # False: the old manifest's entries are from format 1 (no xattrs, hardlinks, sparse
+    # flag): refresh every entry's metadata from the tree (contents still by stat).
+    reuse_old: bool = True
 
 
 class ScanItem(NamedTuple):
@@ -57,13 +86,15 @@ class ScanItem(NamedTuple):
 
 
 
-# The stat fields an entry records, fetched by C code in one call each (the hot loop).
-_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_dev", "st_uid",
-                      "st_gid")
-_entry_stat = itemgetter(3, 4, 5, 7, 6, 8, 9)  # Entry: mtime, ctime, ino, mode, dev, uid, gid
+# The stat fields an unchanged entry must have kept, fetched by C code in one call each
+# (the hot loop). Not the device: see the module docstring.
+_stat_of = attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_mode", "st_uid", "st_gid")
+_entry_stat = itemgetter(3, 4, 5, 7, 8, 9)  # Entry: mtime, ctime, ino, mode, uid, gid
 
 
 _new_item = tuple.__new__
+_IFMT = 0o170000
+_IFREG = 0o100000
 
 
 class _WalkMerge:
@@ -74,14 +105,39 @@ class _WalkMerge:
     """
 
     def __init__(self, root: bytes, old: Iterator[Entry], cfg: ScanConfig,
-                 warn: NoticeFunc, path_filter: PathFilter | None) -> None:
+                 warn: NoticeFunc, path_filter: PathFilter | None,
+                 stat_cache: Iterator[Entry] | None = None) -> None:
         self._walk = walk(root, batch_entries=cfg.batch_entries, warn=warn,
-                          path_filter=path_filter)
+                          path_filter=path_filter,
+                          mounts=MountPolicy(cfg.one_file_system))
+        self._root = root
+        self._warn = warn
+        self._xattrs = cfg.xattrs
+        self._reuse = cfg.reuse_old
+        # (dev, inode) -> first name, of regular files with more than one name.
+        self._links: dict[tuple[int, int], bytes] = {}
         self._old = old
         self._old_next: Entry | None = None
         self._old_key = b""
         self._take_old()
         self._incomplete: bytes | None = None  # "dir/" whose children are unknown
+        self._cache = stat_cache
+        self._cache_next: Entry | None = next(stat_cache, None) if stat_cache else None
+
+    def _cached_hash(self, entry: Entry, key: bytes) -> bytes:
+        """The hash the stat cache holds for this file when its stat matches; b"" else.
+        The cache is a sorted stream, advanced past `key` (paths come in order)."""
+        assert self._cache is not None
+        nxt = self._cache_next
+        while nxt is not None and nxt.path.replace(b"/", b"\0") < key:
+            nxt = self._cache_next = next(self._cache, None)
+        if nxt is None or nxt.path != entry.path:
+            return NO_HASH
+        # ino and ctime 0: recorded without them (an older baycat, a racy stat).
+        if (nxt.kind == FILE and nxt.xxh and nxt.ino and nxt.ctime_ns and not nxt.deleted_ns
+                and same_stat(entry, nxt)):
+            return nxt.xxh
+        return NO_HASH
 
     def _take_old(self) -> Entry | None:
         entry = self._old_next
@@ -106,27 +162,64 @@ class _WalkMerge:
             key = path.replace(b"/", b"\0")
             while self._old_next is not None and self._old_key < key:
                 out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            link, linked = b"", 0
+            if st.st_nlink > 1 and st.st_mode & _IFMT == _IFREG:
+                first = self._links.setdefault((st.st_dev, st.st_ino), path)
+                if first == path:
+                    linked = FLAG_LINKED
+                else:
+                    link = first
             old = self._old_next
             if old is not None and old.path == path:
                 self._take_old()
                 if (_entry_stat(old) == _stat_of(st) and old.target == target
-                        and not old.flags and not incomplete
+                        and old.link == link and old.flags & ~FLAG_SPARSE == linked
+                        and not incomplete and self._reuse
+                        and (self._xattrs or not old.xattrs)
                         and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
                     out.append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
                     continue
             else:
                 old = None
-            kind = kind_of_mode(st.st_mode)
+            kind = HARDLINK if link else kind_of_mode(st.st_mode)
             assert kind is not None
-            entry = entry_from_stat(path, kind, st, target)
+            entry = entry_from_stat(path, kind, st, target, link, self._read_xattrs(path, kind),
+                                    linked)
             if incomplete:
                 entry = entry._replace(flags=FLAG_INCOMPLETE)
                 self._incomplete = path + b"/"
             elif (kind == FILE and old is not None and old.kind == FILE and old.xxh
                     and same_stat(entry, old)):
                 entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
+            elif kind == FILE and old is None and self._cache is not None:
+                xxh = self._cached_hash(entry, key)
+                if xxh:
+                    entry = entry._replace(xxh=xxh)
             out.append(ScanItem(path, entry, old))
         return out
+
+    def _read_xattrs(self, path: bytes, kind: str) -> bytes:
+        if not self._xattrs or kind == HARDLINK:  # a hardlink's are its first name's
+            return b""
+        try:
+            return xattrs.read(self._root + b"/" + path)
+        except FileNotFoundError:
+            return b""  # gone since the walk: the next run sees it deleted
+        except OSError as exc:
+            self._warn(Notice(path, f"cannot read extended attributes: {exc.strerror}",
+                              failure=False))
+            return b""
+
+
+def read_top(root: bytes, with_xattrs: bool) -> TopDir | None:
+    """The tree's own directory facts, for the root's header (None: can't stat it; the
+    scan reports that)."""
+    try:
+        st = os.lstat(root)
+        blob = xattrs.read(root) if with_xattrs else b""
+    except OSError:
+        return None
+    return TopDir.of(st, blob)
 
 
 # Indexes of a batch being hashed, and the future of their results (in that order).
@@ -152,14 +245,16 @@ async def scan(
     warn: NoticeFunc = ignore_notice,
     path_filter: PathFilter | None = None,
     stop: StopRequest | None = None,
+    stat_cache: Iterator[Entry] | None = None,
 ) -> bool:
     """Scan `root` against the `old` manifest stream, calling `on_batch` in path order.
+    `stat_cache`: entries (sorted) whose hash a new path takes when its stat matches.
 
     Returns False when `stop` cut the scan short (the items seen were complete, but the
     rest of the tree was not seen: nothing may be concluded about it)."""
     progress = progress or Progress()
     loop = asyncio.get_running_loop()
-    merger = _WalkMerge(root, old, cfg, warn, path_filter)
+    merger = _WalkMerge(root, old, cfg, warn, path_filter, stat_cache)
     ready: asyncio.Queue[tuple[list[ScanItem], _Pending] | None] = asyncio.Queue(
         cfg.queue_batches)
 

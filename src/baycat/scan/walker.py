@@ -2,10 +2,16 @@
 
 Blocking code: the engine runs `next()` of `walk()` in a thread. Each directory's names
 are sorted (bytes) and a directory's children come right after it, which is exactly the
-`entry.path_key` order. Symlinks are recorded as symlinks and never followed; sockets,
-FIFOs and devices are skipped with a warning; unreadable directories are reported and
+`entry.path_key` order. Symlinks are recorded as symlinks and never followed; FIFOs and
+devices are recorded (never opened); sockets are skipped with a remark (nothing of one can
+be restored); unreadable directories are reported and
 the walk goes on: such a directory is yielded with `incomplete=True`, which tells the
 differ that its children were not seen (not that they were deleted).
+
+Mount points: a directory whose `st_dev` differs from its parent's is the root of another
+filesystem; `MountPolicy` (mounts.py) says whether to enter it (never for pseudo
+filesystems such as /proc, nor for any with --one-file-system). One not entered is
+yielded as an empty directory.
 
 Speed matters here more than anywhere (a no-change run is this walk and little else), so
 it stats names relative to an open directory descriptor (`fstatat`, cheaper than a full
@@ -22,6 +28,7 @@ from typing import Protocol
 
 from baycat.manifest.file import STATE_DIRNAME
 from baycat.progress import Notice, NoticeFunc, ignore_notice
+from baycat.scan.mounts import MountPolicy
 
 # (relative path, lstat result, symlink target or b"", incomplete directory)
 Walked = tuple[bytes, os.stat_result, bytes, bool]
@@ -44,7 +51,8 @@ class PathFilter(Protocol):
     def for_dir(self, rel_dir: bytes, names: list[bytes]) -> SkipFunc | None: ...
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+_RECORDED = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR,
+             stat.S_IFBLK)
 _IFMT = 0o170000  # stat.S_IFMT as a mask: no function call in the hot loop
 _IFREG = stat.S_IFREG
 
@@ -52,11 +60,12 @@ _IFREG = stat.S_IFREG
 class _Dir:
     """One open directory level of the walk."""
 
-    __slots__ = ("fd", "names", "prefix", "skip")
+    __slots__ = ("dev", "fd", "names", "prefix", "skip")
 
     def __init__(self, fd: int, prefix: bytes, names: list[bytes],
-                 path_filter: PathFilter | None) -> None:
+                 path_filter: PathFilter | None, dev: int) -> None:
         self.fd = fd
+        self.dev = dev  # its filesystem: a child on another one is a mount point
         self.prefix = prefix
         self.names: Iterator[bytes] = iter(names)
         self.skip = path_filter.for_dir(prefix[:-1], names) if path_filter else None
@@ -88,20 +97,24 @@ def walk(
     batch_entries: int = 1000,
     warn: NoticeFunc = ignore_notice,
     path_filter: PathFilter | None = None,
+    mounts: MountPolicy | None = None,
 ) -> Iterator[list[Walked]]:
-    """Yield batches of (path, lstat, target, incomplete) below `root`, in path_key order."""
+    """Yield batches of (path, lstat, target, incomplete) below `root`, in path_key order.
+    `mounts`: which mount points to enter (default: all but pseudo filesystems)."""
+    mounts = mounts or MountPolicy()
     opened = _open_dir(None, root, b"", warn)
     if opened is None:
         raise OSError(f"cannot read directory {os.fsdecode(root)}")
     fd, names = opened
     # The top's .baycat/ is baycat's own state: never walked.
-    stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME], path_filter)]
+    stack = [_Dir(fd, b"", [n for n in names if n != STATE_DIRNAME], path_filter,
+                  os.fstat(fd).st_dev)]
     batch: list[Walked] = []
     lstat = os.lstat
     try:
         while stack:
             level = stack[-1]
-            dir_fd, prefix, skip = level.fd, level.prefix, level.skip
+            dir_fd, prefix, skip, dev = level.fd, level.prefix, level.skip, level.dev
             for name in level.names:
                 rel = prefix + name
                 try:
@@ -120,7 +133,7 @@ def walk(
                             batch = []
                     continue
                 if fmt not in _RECORDED:
-                    warn(Notice(rel, "skipped special file (socket, FIFO or device)",
+                    warn(Notice(rel, "skipped socket (a socket can't be backed up)",
                                 failure=False))
                     continue
                 is_dir = fmt == stat.S_IFDIR
@@ -133,11 +146,14 @@ def walk(
                     except OSError as exc:
                         warn(Notice(rel, f"cannot read symlink: {exc.strerror}"))
                         continue
-                if is_dir:
+                if is_dir and st.st_dev != dev and not mounts.enters(st.st_dev):
+                    batch.append((rel, st, b"", False))  # a mount point left out: empty
+                elif is_dir:
                     child = _open_dir(dir_fd, name, rel, warn)
                     batch.append((rel, st, b"", child is None))
                     if child is not None and child[0] >= 0:
-                        stack.append(_Dir(child[0], rel + b"/", child[1], path_filter))
+                        stack.append(_Dir(child[0], rel + b"/", child[1], path_filter,
+                                          st.st_dev))
                         break  # descend now: children sort right after their directory
                 else:
                     batch.append((rel, st, target, False))

@@ -44,7 +44,7 @@ def parse_endpoint(text: str) -> Endpoint:
         if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
             raise UsageError(f"{text}: the prefix has empty, '.' or '..' parts")
         return S3Endpoint(bucket, prefix + "/" if prefix else "")
-    if text.startswith("file://"):
+    if text.startswith(("file://", "file:/")):
         parsed = urlparse(text)
         if parsed.netloc not in ("", "localhost"):
             raise UsageError(f"{text}: only local file:// URLs are supported")
@@ -53,9 +53,18 @@ def parse_endpoint(text: str) -> Endpoint:
     if text.startswith(("http://", "https://")):
         check_http_url(text, "backup URL")
         return HttpEndpoint(text if text.endswith("/") else text + "/")
-    if "://" in text.split("/", 1)[0]:
-        raise UsageError(f"{text}: unsupported URL scheme (use a path, file://, s3://)")
+    if _SCHEME.match(text):
+        # A typo of a URL (`s3:/bucket`, `s3:bucket`, `sftp://...`) would otherwise back up
+        # into a local directory named after it and exit 0 (rsync, too, reads `x:` as
+        # "not a local path").
+        raise UsageError(f"{text}: not a valid destination URL (expected s3://bucket/prefix/, "
+                         "file:///path or https://host/path/; a local path with a colon in "
+                         f"its first part can be written ./{text})")
     return LocalEndpoint(Path(text))
+
+
+# `scheme:` as RFC 3986 spells a scheme, at the very start.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 _USERINFO = re.compile(r"(://)[^/?#]*@")
@@ -111,7 +120,13 @@ def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
             check_http_url(s3.endpoint_url)
         return S3Store(endpoint.bucket, endpoint.prefix, s3)
     if isinstance(endpoint, LocalEndpoint):
-        return LocalStore(endpoint.path.absolute(), create=create)
+        root = endpoint.path.absolute()
+        if create and not root.exists() and not root.parent.is_dir():
+            # As cp and rsync: the backup's directory may be new, its parent may not (a
+            # typo would otherwise make directories anywhere, /nonexistent at the root).
+            raise UsageError(f"{endpoint.path}: its parent directory {root.parent} does not "
+                             "exist (create it first)")
+        return LocalStore(root, create=create)
     if create:
         raise UsageError(f"{endpoint.url}: HTTP(S) backups can only be restored from")
     from baycat.store.http import HttpStore  # aiohttp loads only when HTTP is used

@@ -6,8 +6,12 @@ mirror of the tree. Every write goes to a temporary file and is renamed into pla
 made atomic by an flock on `DIR/.baycat/store.lock`. ETags are quoted MD5 hex, as S3's.
 
 Whatever the umask, objects are created 0600 and directories 0700 (private.py): a backup
-never lets more users read a file than could before. (`_write` takes the mode, so data
-objects can later keep their source's permission bits.)
+never lets more users read a file than could before. Then, so that the backup is a real
+mirror, a sync gives each data object and directory its source's permission bits and a
+data object its mtime (`apply_metadata`): a file's bits without setuid, setgid and sticky;
+a directory's plus the owner's rwx (so baycat can keep writing into a directory whose
+source is read-only; the owner is the user running baycat, no one else gains access).
+baycat's own state below `.baycat/` stays 0600/0700.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from baycat.dirfd import open_node
 from baycat.errors import BucketMissingError, RemoteError
 from baycat.private import FILE_MODE, mkdir_private, open_private
 from baycat.store.base import (
@@ -148,6 +153,33 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
+
+    async def apply_metadata(self, key: str, mode: int, mtime_ns: int | None,
+                             directory: bool) -> None:
+        """The source's permission bits (and mtime) on the object or directory `key`
+        (a directory is created if missing). Not a request; a no-op for baycat's own
+        keys. Raises RemoteError when it can't be done (the object stays private)."""
+        await asyncio.to_thread(self._apply_metadata, key, mode, mtime_ns, directory)
+
+    def _apply_metadata(self, key: str, mode: int, mtime_ns: int | None,
+                        directory: bool) -> None:
+        if key.startswith(".baycat/") or key == ".baycat":
+            return
+        path = self._path(key)
+        perm = (mode & 0o777) | 0o700 if directory else mode & 0o777
+        try:
+            if directory:
+                mkdir_private(path, parents=True)
+            fd, node = open_node(os.fsencode(path), None, directory)  # no link followed
+            try:
+                os.chmod(node, perm)
+                if mtime_ns is not None:
+                    os.utime(node, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RemoteError(f"cannot set the mode of {key} in {self.root}: "
+                              f"{exc.strerror}") from None
 
     def _lock(self) -> int:
         lock_path = self.root / ".baycat" / "store.lock"
