@@ -108,9 +108,10 @@ def test_private_ca_from_env_flag_and_profile(tmp_path: Path, seaweed: SeaweedSe
                                              bucket: str) -> None:
     tree = _tree(tmp_path)
     env = {**_keys(seaweed), "AWS_ENDPOINT_URL": tls_front.endpoint_url,
-           "AWS_CA_BUNDLE": str(ca_file)}
+           "AWS_CA_BUNDLE": str(ca_file), "BAYCAT_LOGLEVEL": "info"}
     url = f"s3://{bucket}/p/"
     first = _sync(env, tree, url)
+    assert "fast path can't use" not in first["_stderr"]
     # Every request went through the TLS front: the fast path's GET of the root and PUTs.
     assert first["requests"] == dict(tls_front.counts()) and first["requests"]["PUT"] >= 3
 
@@ -196,9 +197,10 @@ def test_every_request_goes_through_http_proxy(tmp_path: Path, seaweed: SeaweedS
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     tree = _tree(tmp_path)
     env = {**_keys(seaweed), "AWS_ENDPOINT_URL": seaweed.endpoint_url,
-           "HTTP_PROXY": forward_proxy.endpoint_url}
+           "HTTP_PROXY": forward_proxy.endpoint_url, "BAYCAT_LOGLEVEL": "info"}
     url = f"s3://{bucket}/p/"
     first = _sync(env, tree, url)
+    assert "fast path can't use" not in first["_stderr"]  # GET/PUT really took the fast path
     (tree / "d" / "b.txt").rename(tree / "moved.txt")  # a server-side copy, then a delete
     second = _sync(env, "--delete", tree, url)
     assert second["copied"]["files"] == 1 and second["deleted"]["files"] == 1
