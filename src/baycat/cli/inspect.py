@@ -12,8 +12,10 @@ import typer
 from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
+    CaBundle,
     DryRun,
     EndpointUrl,
+    NoVerifySsl,
     PoolSize,
     PriceFile,
     Profile,
@@ -68,6 +70,8 @@ def verify_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
@@ -99,7 +103,7 @@ def verify_command(
         if local is None and (manifest is not None or state_dir is not None):
             raise UsageError("--manifest and --state-dir go with --local")
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
     progress_state = Progress()
     work: Coroutine[Any, Any, VerifySummary]
@@ -125,6 +129,8 @@ def history_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option(
@@ -141,7 +147,8 @@ def history_command(
     on_fatal = json_on_fatal(as_json, History(source=source, generations=(), requests={}))
     with fatal_errors(on_fatal):
         start_logging(False)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
     found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
     print_history(found, as_json)
 
@@ -158,6 +165,8 @@ def gc_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Quiet = False,
@@ -180,7 +189,8 @@ def gc_command(
     with fatal_errors(on_fatal):
         start_logging(quiet)
         grace_s = parse_duration(grace)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
     summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
                          on_fatal=on_fatal)
     print_gc(summary, as_json, quiet)

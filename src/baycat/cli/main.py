@@ -6,8 +6,10 @@ Exit codes (also in README.md):
   0   success
   1   completed, but some files failed (they are listed; they are retried next run)
   2   usage error: bad arguments, missing or unusable source
-  3   remote, credential, manifest, lock or conflict error, or baycat's own state
+  3   remote, credential, manifest or conflict error, or baycat's own state
       (DIR/.baycat) can't be written (disk full, read-only)
+  4   another baycat holds the tree's lock: nothing was done
+  5   a safety limit refused a step (--max-delete: nothing was deleted)
   130 interrupted (SIGINT/SIGTERM)
 """
 
@@ -28,8 +30,9 @@ from baycat.version import __version__
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
-    "3 remote, credential, manifest, lock or conflict error, or DIR/.baycat can't be "
-    "written; 130 interrupted."
+    "3 remote, credential, manifest or conflict error, or DIR/.baycat can't be "
+    "written; 4 another baycat holds the tree's lock (nothing done); 5 refused by a "
+    "safety limit (--max-delete); 130 interrupted."
 )
 CONFIG_HELP = (
     "Every option can also be set by an environment variable BAYCAT_<OPTION> (shown "

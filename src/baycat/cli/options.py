@@ -87,6 +87,17 @@ Retries = Annotated[int, typer.Option(
     "--retries", min=1, max=100, metavar="N",
     help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
     "Example: --retries 10")]
+# TLS, with the AWS CLI's names (issue 15): the same for botocore, the fast path and
+# `restore https://`.
+CaBundle = Annotated[str | None, typer.Option(
+    "--ca-bundle", metavar="FILE",
+    help="Trust the CAs in FILE (PEM) for the store's TLS certificate, e.g. a MinIO or "
+    "Ceph behind a private CA (default: AWS_CA_BUNDLE, the profile's ca_bundle, then "
+    "botocore's bundle). Proxies: HTTPS_PROXY, HTTP_PROXY, NO_PROXY. "
+    "Example: --ca-bundle /etc/ssl/private-ca.pem")]
+NoVerifySsl = Annotated[bool, typer.Option(
+    "--no-verify-ssl", help="Do not verify the store's TLS certificate (insecure: "
+    "anyone on the path can read and change what is sent).")]
 StorageClass = Annotated[str | None, typer.Option(
     "--storage-class", metavar="CLASS", case_sensitive=False,
     help=f"S3 storage class of data objects ({', '.join(STORAGE_CLASSES)}); manifest "
@@ -97,7 +108,8 @@ StorageClass = Annotated[str | None, typer.Option(
 def s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
                transfers: int, storage_class: str | None = None, sse: str | None = None,
                sse_kms_key_id: str | None = None, retries: int = 5,
-               timeout: float = DEFAULT_TIMEOUT) -> S3Options:
+               timeout: float = DEFAULT_TIMEOUT, ca_bundle: str | None = None,
+               no_verify_ssl: bool = False) -> S3Options:
     """The store options from the flags and the AWS_* environment; UsageError for a bad
     endpoint or a KMS key without aws:kms."""
     env = os.environ
@@ -113,7 +125,13 @@ def s3_options(endpoint_url: str | None, region: str | None, profile: str | None
     region = region or env.get("AWS_DEFAULT_REGION") or None
     env_keys = not profile and not env.get("AWS_PROFILE") and bool(
         env.get("AWS_ACCESS_KEY_ID")) and bool(env.get("AWS_SECRET_ACCESS_KEY"))
+    # AWS_CA_BUNDLE as botocore reads it (a profile's ca_bundle botocore finds itself):
+    # resolved here, `restore https://` and the fast path's checks see it too.
+    ca_bundle = ca_bundle or env.get("AWS_CA_BUNDLE") or None
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise UsageError(f"CA bundle {ca_bundle!r}: no such file")
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
+                     ca_bundle=ca_bundle, verify_ssl=not no_verify_ssl,
                      access_key_id=env["AWS_ACCESS_KEY_ID"] if env_keys else None,
                      secret_access_key=env["AWS_SECRET_ACCESS_KEY"] if env_keys else None,
                      session_token=(env.get("AWS_SESSION_TOKEN") or None) if env_keys else None,
@@ -122,6 +140,23 @@ def s3_options(endpoint_url: str | None, region: str | None, profile: str | None
                      sse_kms_key_id=sse_kms_key_id, attempts=retries,
                      connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT), read_timeout=timeout,
                      fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
+
+
+# ---- monitoring (cli/monitor.py) ---------------------------------------------------------
+
+HealthcheckUrl = Annotated[str | None, typer.Option(
+    "--healthcheck-url", metavar="URL",
+    help="Ping URL as healthchecks.io expects: GET URL/start when the run begins, POST "
+    "URL (exit 0), URL/log (exit 4: another run holds the lock) or URL/fail (any other "
+    "exit) with the one-line summary when it ends. A ping that fails (5 s timeout) is a "
+    "warning; it never fails the backup. "
+    "Example: --healthcheck-url https://hc-ping.com/UUID")]
+MetricsFile = Annotated[Path | None, typer.Option(
+    "--metrics-file", metavar="FILE", dir_okay=False,
+    help="Write the run to FILE in Prometheus text format (node_exporter's textfile "
+    "collector): start and end time, success, exit code, files and bytes by operation, "
+    "requests by type, cost, seconds. Replaced atomically; as readable as the local tree. "
+    "Example: --metrics-file /var/lib/node_exporter/textfile/baycat-home.prom")]
 
 
 # ---- prices -----------------------------------------------------------------------------

@@ -98,6 +98,17 @@ def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
         return
     if quiet:
         return
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
+    typer.echo(summary_line(summary))
+    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
+               f"{'committed' if summary.committed else 'unchanged'}"
+               f"; {summary.seconds.get('total', 0):.2f} s")
+    for notice in summary.notices:
+        typer.echo(f"note: {redact(notice)}")
+
+
+def summary_line(summary: SyncSummary) -> str:
+    """The run in one line: what was done to how many files (and bytes)."""
     parts = []
     for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
                  "marked_deleted", "extra", "unchanged", "failed"):
@@ -105,14 +116,8 @@ def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
         if count.files or name in ("unchanged", "failed"):
             parts.append(f"{name.replace('_', ' ')} {count.files:,}"
                          + (f" ({count.bytes:,} B)" if count.bytes else ""))
-    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
     prefix = "dry run: would have " if summary.dry_run else ""
-    typer.echo(f"{prefix}{'; '.join(parts)}")
-    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
-               f"{'committed' if summary.committed else 'unchanged'}"
-               f"; {summary.seconds.get('total', 0):.2f} s")
-    for notice in summary.notices:
-        typer.echo(f"note: {redact(notice)}")
+    return f"{prefix}{'; '.join(parts)}"
 
 
 def action_printer(verbose: bool, to_stderr: bool) -> ActionFunc:

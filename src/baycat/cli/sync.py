@@ -3,6 +3,7 @@ share (the run under the live display, the summary, --json)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from baycat import api
+from baycat.cli.monitor import RunMonitor
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     AsJson,
+    CaBundle,
     ClearFilters,
     DryRun,
     EndpointUrl,
@@ -22,8 +25,11 @@ from baycat.cli.options import (
     ExcludeFrom,
     ExcludeIfPresent,
     FilesFrom,
+    HealthcheckUrl,
     Include,
     IncludeFrom,
+    MetricsFile,
+    NoVerifySsl,
     OneFileSystem,
     PoolSize,
     PriceFile,
@@ -47,6 +53,7 @@ from baycat.cli.output import (
     json_on_fatal,
     live_display,
     print_summary,
+    summary_line,
     warn,
 )
 from baycat.cli.run import FatalFunc, fatal_errors, run_engine, start_logging
@@ -76,7 +83,8 @@ def sync_command(
         "marked deleted in the manifest, still restorable).")] = False,
     max_delete: Annotated[int | None, typer.Option(
         "--max-delete", metavar="N", min=0,
-        help="With --delete: refuse the whole delete step when more than N would go. "
+        help="With --delete: refuse the whole delete step (exit code 5) when more than N "
+        "would go. "
         "Example: --delete --max-delete 100")] = None,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
@@ -84,6 +92,8 @@ def sync_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     storage_class: StorageClass = None,
     sse: Annotated[str | None, typer.Option(
         "--sse", metavar="ALG", help="Server-side encryption: AES256 or aws:kms. "
@@ -137,6 +147,8 @@ def sync_command(
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -154,15 +166,20 @@ def sync_command(
       baycat sync --exclude '*.tmp' --storage-class STANDARD_IA ~/data s3://b/home/
       baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
+      baycat sync --healthcheck-url https://hc-ping.com/UUID /srv/data s3://b/data/
     """
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(source, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         filters = filter_spec(ctx, clear_filters)
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
-                        retries, timeout)
+                        retries, timeout, ca_bundle, no_verify_ssl)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
@@ -197,17 +214,30 @@ def sync_command(
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal, stop)
+                    on_fatal, monitor, tree, stop)
+
+
+def _local_tree(source: str, destination: str) -> Path | None:
+    """The local directory of a sync or restore (what the metrics file is about)."""
+    for side in (source, destination):
+        with contextlib.suppress(UsageError):
+            endpoint = parse_endpoint(side)
+            if isinstance(endpoint, LocalEndpoint):
+                return endpoint.path
+    return None
 
 
 def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
                     progress: bool | None, quiet: bool, as_json: bool, source: str,
-                    destination: str, on_fatal: FatalFunc | None,
-                    stop: StopRequest | None = None) -> None:
+                    destination: str, on_fatal: FatalFunc | None, monitor: RunMonitor,
+                    tree: Path | None, stop: StopRequest | None = None) -> None:
     log.info("%s -> %s", source, destination)
+    monitor.start()
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, stop, on_fatal)
     print_summary(summary, as_json, quiet)
+    line = "; ".join([summary_line(summary), *summary.refused])
+    monitor.finish(summary, int(summary.exit_code), line, tree)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -244,9 +274,13 @@ def restore_command(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -264,15 +298,19 @@ def restore_command(
       baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
       baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(destination, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
         parse_endpoint(source)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
@@ -284,4 +322,4 @@ def restore_command(
                        progress=progress_state, warn=warn,
                        on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal)
+                    on_fatal, monitor, tree)

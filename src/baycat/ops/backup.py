@@ -262,8 +262,8 @@ class _Phases:
                 baycat_version=__version__, filters=self.filters.to_header(),
                 pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
-        if (interrupted or summary.errors or remote.etag is None or local_root is None
-                or self.transfers.damaged or remote.contested_paths):
+        if (interrupted or summary.errors or summary.refused or remote.etag is None
+                or local_root is None or self.transfers.damaged or remote.contested_paths):
             forget_synced(self.synced_path)
         else:
             write_synced(self.synced_path, SyncedState(remote.etag, root_digest(local_root),

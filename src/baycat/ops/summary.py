@@ -54,13 +54,22 @@ class SyncSummary:
     interrupted: bool = False
     errors: list[FileError] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    # What a safety limit refused (--max-delete): also in `notices`; exit code 5.
+    refused: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             return ExitCode.INTERRUPTED
+        if self.refused:
+            return ExitCode.REFUSED
         return ExitCode.PARTIAL if self.errors else ExitCode.OK
+
+    def refuse(self, message: str) -> None:
+        """A safety limit refused a step: the run says so and exits 5."""
+        self.refused.append(message)
+        self.notices.append(message)
 
     def fail(self, path: str, message: str, size: int = 0) -> None:
         self.failed.add(size)

@@ -93,9 +93,8 @@ async def apply_deletes(ctx: SyncContext, changes: ChangeSet, gone: list[Entry])
     limit = options.max_delete
     if limit is not None and len(gone) > limit:
         message = (f"not deleting: {len(gone)} paths would be deleted, more than "
-                   f"--max-delete {limit}")
-        summary.notices.append(message)
-        summary.fail("", message)
+                   f"--max-delete {limit}; the rest of the run is committed")
+        summary.refuse(message)
         return
     if summary.errors:
         message = "not deleting anything because some files failed this run"

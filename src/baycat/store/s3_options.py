@@ -30,6 +30,11 @@ class S3Options:
     storage_class: str | None = None  # STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE, ...
     sse: str | None = None  # "AES256" or "aws:kms" (every object)
     sse_kms_key_id: str | None = None
+    # TLS, as the AWS CLI names them: a CA bundle to trust (--ca-bundle, AWS_CA_BUNDLE;
+    # None: botocore's choice, a profile's ca_bundle included), or no verification at
+    # all (--no-verify-ssl). The same for the fast path and for `restore https://`.
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
     # GET/PUT/UploadPart through store/s3_fast.py (signed here, sent with aiohttp) rather
     # than botocore: the same requests for a fraction of the CPU. Off: botocore for all.
     fast_path: bool = True
