@@ -362,14 +362,20 @@ def _snapshot_section(report: RunReport) -> list[str]:
     snap = report.snapshot or {}
     lines = ["", "## Nightly snapshots at a new path (issue 14)", ""]
     if "skipped" in snap:
-        return [*lines, f"Skipped: {snap['skipped']}.", ""]
+        return [*lines, f"Skipped: {snap['skipped'].rstrip('.')}.", ""]
     lines += [
         f"{snap['spec']}, in a loop-mounted ext4 image; each night after the first "
         f"modifies {snap['fraction']:.0%} of the small files (same size, new bytes, mtime "
         "now) and is mounted read-only at a new path. Files opened and bytes read "
         "(strace), requests and bytes up (the counting proxy: wire bytes, request heads "
         "included) from the counted run; wall time and peak RSS from the timed run. "
-        "`×best` is the tool's wall time over the best peer's.", "",
+        "`×best` is the tool's wall time over the best peer's; `(n×)` after the bytes "
+        "read and `× changed` after the bytes up are over the night's changed bytes. "
+        "Reading a changed file about twice is the norm: once to hash it (baycat xxh3-128, "
+        "the peers MD5), once to send it; s5cmd also reads 512 B of each to guess its "
+        "content type. baycat's bytes up include its manifest: a random 1 % change "
+        "touches every segment of ~2,000 entries, so each night re-uploads all of them "
+        "(docs/design.md, \"Segments and roots\").", "",
         "What the peers do on a snapshot: rclone (`--update --use-server-modtime`) and "
         "s5cmd `sync` compare each file's size and mtime with the object's size and "
         "upload time from one listing of the prefix, so they open and upload only the "
@@ -410,12 +416,14 @@ def _snapshot_table(report: RunReport, scenario: str, changed: int | None) -> li
         opened = "–" if m.files_opened is None else f"{m.files_opened:,}"
         up = "–" if m.bytes_up is None else _bytes(m.bytes_up)
         times = ("–" if m.bytes_up is None or not changed else f"{m.bytes_up / changed:.2f}×")
+        read = _bytes(m.file_bytes_read) + ("" if m.file_bytes_read is None or not changed
+                                            else f" ({m.file_bytes_read / changed:.2f}×)")
         reqs = _reqs(m.requests) if m.requests is not None else (
             f"counting failed: {m.counted_failure[:60]}" if m.counted_failure else "–")
         total = "–" if m.total_requests is None else f"{m.total_requests:,}"
         rss = None if m.peak_rss_kib is None else m.peak_rss_kib * 1024
         rows.append(f"| {tool} | {wall} | {_r(ratio(report, tool, scenario))} | {opened} | "
-                    f"{_bytes(m.file_bytes_read)} | {up} | {times} | {reqs} | {total} | "
+                    f"{read} | {up} | {times} | {reqs} | {total} | "
                     f"{_bytes(rss)} | {correct} |")
     return rows
 

@@ -90,8 +90,8 @@ class _Mounts:
                               text=True, check=False)
         if proc.returncode:
             target.rmdir()
-            raise Refused(f"mount {' '.join(map(str, options))} refused: "
-                          f"{proc.stderr.strip() or proc.returncode}")
+            first = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[0]
+            raise Refused(f"mount {' '.join(map(str, options))} refused: {first}")
         self.active.append(target)
         return target
 
@@ -141,7 +141,8 @@ def _make_image(path: Path, spec: dataset.DatasetSpec) -> None:
     proc = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-N", str(inodes), str(path)],
                           capture_output=True, text=True, check=False)
     if proc.returncode:
-        raise Refused(f"mkfs.ext4 failed: {proc.stderr.strip()}")
+        first = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[0]
+        raise Refused(f"mkfs.ext4 failed: {first}")
 
 
 def _settle(since: float) -> None:
