@@ -65,10 +65,12 @@ def strace_available() -> bool:
     return shutil.which("strace") is not None
 
 
-def strace_argv(argv: list[str], log: Path) -> list[str]:
-    """`argv` under strace, logging read-family syscalls with the fd's path (`-y`)."""
+def strace_argv(argv: list[str], log: Path, *, opens: bool = False) -> list[str]:
+    """`argv` under strace, logging read-family syscalls with the fd's path (`-y`);
+    with `opens`, the open calls too (for "files opened", `fileio.parse_strace`)."""
+    calls = STRACE_SYSCALLS + (",open,openat,openat2" if opens else "")
     return ["strace", "-f", "-qq", "--seccomp-bpf", "-y", "-s", "0",
-            "-e", f"trace={STRACE_SYSCALLS}", "-o", str(log), "--", *argv]
+            "-e", f"trace={calls}", "-o", str(log), "--", *argv]
 
 
 def run(argv: list[str], env: dict[str, str], *, timeout_s: float, workdir: Path,
