@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
     package `__init__` (tests/lint/no_package_imports.py)."""
     _require_supported_python(session)
     session.install("-e", ".[test]", "ruff", "mypy", "import-linter",
-                    "types-jsonschema", "types-pexpect")
+                    "types-aiofiles", "types-jsonschema", "types-pexpect")
     paths = [p for p in ("src", "tests", "benchmarks", "noxfile.py") if Path(p).exists()]
     session.run("ruff", "check", *paths)
     session.run("mypy", "src", "tests", "benchmarks")

@@ -1,5 +1,5 @@
 """The declared dependencies are the ones the package imports: none unused (aiofiles was
-declared for years and never imported), none used without being declared."""
+once declared and never imported), none used without being declared."""
 
 from __future__ import annotations
 

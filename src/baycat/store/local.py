@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiofiles
+
 from baycat.dirfd import open_node
 from baycat.errors import BucketMissingError, RemoteError
 from baycat.private import FILE_MODE, mkdir_private, open_private
@@ -122,15 +124,17 @@ class LocalStore:
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         self.requests["GET"] += 1
+        # A stream is one call per chunk, the case aiofiles is made for (each read, and
+        # the close, off the event loop).
         try:
-            f = await asyncio.to_thread(open, self._path(key), "rb")
+            f = await aiofiles.open(self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{key}: not found") from None
         try:
-            while chunk := await asyncio.to_thread(f.read, 8 * CHUNK):
+            while chunk := await f.read(8 * CHUNK):
                 yield chunk
         finally:
-            f.close()
+            await f.close()
 
     def _write(self, path: Path, chunks: list[bytes] | bytes | bytearray,
                mode: int = FILE_MODE) -> None:
