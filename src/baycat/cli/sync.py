@@ -49,6 +49,7 @@ from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import STORAGE_CLASSES
 from baycat.ops.ratelimit import parse_rate
 from baycat.ops.restore import RestoreOptions
+from baycat.ops.safety import parse_max_changes
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.progress import Progress
@@ -71,6 +72,15 @@ def sync_command(
         "--max-delete", metavar="N", min=0,
         help="With --delete: refuse the whole delete step when more than N would go. "
         "Example: --delete --max-delete 100")] = None,
+    max_changes: Annotated[str | None, typer.Option(
+        "--max-changes", metavar="N|N%",
+        help="Refuse the run (upload and commit nothing, exit 5) when more than N files, "
+        "or N% of the files in the backup, changed content: mass modification is what "
+        "ransomware looks like. New and deleted files don't count. "
+        "Example: --max-changes 10%")] = None,
+    require_versioning: Annotated[bool, typer.Option(
+        "--require-versioning", help="Refuse to back up to a bucket that keeps no old "
+        "object versions (exit 3); a local directory never does.")] = False,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
@@ -149,6 +159,8 @@ def sync_command(
         if sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
         rate = parse_rate(bwlimit) if bwlimit else None
+        change_count, change_fraction = (parse_max_changes(max_changes)
+                                         if max_changes is not None else (None, None))
         prices = price_table(price_file)
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
@@ -163,7 +175,10 @@ def sync_command(
                                   checkpoint_seconds=checkpoint_interval,
                                   checkpoint_bytes=checkpoint_bytes,
                                   scan_remote=scan_remote, stop=stop,
-                                  history=keep_generations, verify_commits=verify_commit)
+                                  history=keep_generations, verify_commits=verify_commit,
+                                  require_versioning=require_versioning,
+                                  max_changes=change_count,
+                                  max_changes_fraction=change_fraction)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):

@@ -40,6 +40,8 @@ from baycat.manifest.rebase import Resolution, resolve, settle
 from baycat.manifest.rebuild import Change, rebuild_with_changes
 from baycat.manifest.remote_cache import RemoteCache
 from baycat.manifest.root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
+from baycat.manifest.versioning import INFO_KEY as VERSIONING_INFO
+from baycat.manifest.versioning import RECHECK_NS, VersioningCache
 from baycat.store.base import NotFound, NotModified, ObjectInfo, ObjectStore, PreconditionFailed
 
 ROOT_KEY = ".baycat/root"
@@ -147,12 +149,15 @@ class RemoteManifest:
         # while nonzero, the next run must not trust the no-change shortcut.
         self.contested_paths = 0
         self._notices: list[str] = []
+        # Whether the bucket keeps old versions: recorded in each root (manifest/versioning.py).
+        self.versioning = VersioningCache(store, cache_path.with_name(
+            cache_path.name + ".versioning"))
 
     @property
     def notices(self) -> list[str]:
         """Remarks for the run's summary (a damaged cache, a store without conditional
         writes)."""
-        return self._cache.notices + self._notices
+        return self._cache.notices + self._notices + self.versioning.notices
 
     # ---- reading -------------------------------------------------------------------
 
@@ -337,13 +342,14 @@ class RemoteManifest:
             return False
         bases = bases or {}
         conditional = await self._conditional_writes()
+        versioning = await self.versioning.get(self.root, RECHECK_NS)
         refused_unchanged = 0  # 412s although the root had not changed
         seen: list[str] = []  # root ETags other writers committed meanwhile
         for _ in range(COMMIT_ATTEMPTS):
             now_ns = time.time_ns()
             pack, body, root = await asyncio.to_thread(
                 self._build, self.root, changes, template, now_ns,
-                {CONDITIONAL_INFO: conditional})
+                {CONDITIONAL_INFO: conditional, VERSIONING_INFO: versioning.to_json()})
             await self.store.put(PACK_PREFIX + pack, body, md5=hashlib.md5(body).digest())
             # Without conditional writes, look just before writing (the window left open
             # is this GET's round trip) and read back just after.

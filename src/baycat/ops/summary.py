@@ -50,6 +50,13 @@ class SyncSummary:
     committed: bool = False
     checkpoints: int = 0  # remote manifest commits (the last one included)
     interrupted: bool = False
+    # A safety limit refused the run (--max-changes): why, how many changed, the limit.
+    refused: str = ""
+    refused_changes: int = 0
+    refused_limit: int | None = None
+    # The destination's versioning (manifest/versioning.py): "Enabled", "Suspended", ""
+    # (never enabled), "n/a" (a local directory), "unknown"; "" too before it is known.
+    bucket_versioning: str = ""
     errors: list[FileError] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -58,6 +65,8 @@ class SyncSummary:
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             return ExitCode.INTERRUPTED
+        if self.refused:
+            return ExitCode.REFUSED
         return ExitCode.PARTIAL if self.errors else ExitCode.OK
 
     def fail(self, path: str, message: str, size: int = 0) -> None:

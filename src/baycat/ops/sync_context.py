@@ -48,6 +48,12 @@ class SyncOptions:
     # filter excludes are left alone in the backup unless delete_excluded.
     filters: FilterSpec | None = None
     delete_excluded: bool = False
+    # Refuse to run against a bucket that keeps no old versions (ransomware protection).
+    require_versioning: bool = False
+    # Refuse the run (upload and commit nothing) when more files changed content than
+    # this: a count, or a fraction of the files in the remote manifest (e.g. 0.1).
+    max_changes: int | None = None
+    max_changes_fraction: float | None = None
 
 
 class SyncContext:

@@ -128,6 +128,12 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
 
+    async def versioning(self) -> str | None:
+        """The bucket's versioning status as S3 names it ("Enabled", "Suspended", or ""
+        when it was never turned on); None when the store keeps no versions by design (a
+        local directory). One request (GetBucketVersioning); may raise RemoteError."""
+        ...
+
     async def check(self) -> None:
         """Fail early and clearly when the store can't be used (bucket, credentials)."""
         ...

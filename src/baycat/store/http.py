@@ -204,6 +204,9 @@ class HttpStore:
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         self._read_only()
 
+    async def versioning(self) -> str | None:
+        return None  # read-only: whatever the server keeps is not ours to know
+
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list objects")
         yield  # pragma: no cover - makes this an async generator

@@ -288,6 +288,9 @@ class LocalStore:
                 out.append(ObjectInfo(key, os.path.getsize(full), _etag(md5)))
         return out
 
+    async def versioning(self) -> str | None:
+        return None  # a directory keeps one copy of each file: nothing to turn on
+
     async def open(self) -> None:
         pass
 

@@ -209,8 +209,10 @@ class S3Store:
     def _count(self, request: Any, **_: Any) -> None:
         method = request.method
         url = request.url
+        query = url.split("?", 1)[-1].split("&") if "?" in url else []
+        # Bucket-level GETs count as LIST, as the counting proxy classifies them.
         if method == "GET" and ("list-type=" in url or "?versions" in url or "&versions" in url
-                                or "uploads" in url.split("?", 1)[-1].split("&")):
+                                or "uploads" in query or "versioning" in query):
             kind = "LIST"
         elif method == "PUT" and "x-amz-copy-source" in request.headers:
             kind = "COPY"
@@ -443,6 +445,10 @@ class S3Store:
                 failed.append((error.get("Key", "")[len(self.prefix):],
                                error.get("Message", error.get("Code", "error"))))
         return failed
+
+    async def versioning(self) -> str | None:
+        response = await self._call("get_bucket_versioning", "")
+        return str(response.get("Status", "") or "")
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         client = await self._botocore()
