@@ -141,7 +141,8 @@ def gc_command(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory or file:// URL.")],
     grace: Annotated[str, typer.Option(
         "--grace", metavar="DURATION",
-        help="Keep unreferenced packs younger than this (a sync in progress on another "
+        help="Keep unreferenced packs, incomplete multipart uploads and a local "
+        "directory's temp files younger than this (a sync in progress on another "
         "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
         "Example: --grace 6h")] = "24h",
     dry_run: DryRun = False,
@@ -158,7 +159,9 @@ def gc_command(
     """Delete manifest packs that no kept generation needs. Every sync that changes
     something uploads one pack under PREFIX/.baycat/packs/; once `--keep-generations`
     lets a generation go, packs only it used are garbage. Data objects are never
-    touched. Costs one GET per kept generation, one LIST and the deletes.
+    touched. Also aborts incomplete multipart uploads under the prefix (S3 bills them
+    until aborted) and removes temp files that killed writes left in a local directory.
+    Costs one GET per kept generation, two LISTs and the deletes.
 
     \b
     Examples:

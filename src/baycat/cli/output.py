@@ -235,3 +235,10 @@ def print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
     typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
                f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
                f"{extra}")
+    if summary.aborted_uploads or summary.recent_uploads or summary.removed_temp_files:
+        verb = "would abort" if summary.dry_run else "aborted"
+        typer.echo(f"{verb} {summary.aborted_uploads:,} incomplete multipart uploads (kept "
+                   f"{summary.recent_uploads:,} recent); "
+                   f"{'would remove' if summary.dry_run else 'removed'} "
+                   f"{summary.removed_temp_files:,} leftover temp files "
+                   f"({summary.removed_temp_bytes:,} B)")

@@ -59,6 +59,15 @@ class ObjectInfo:
     etag: str
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An incomplete multipart upload: what aborting it takes, and when it began."""
+
+    key: str
+    upload_id: str
+    initiated_ns: int
+
+
 class NotModified:
     """Returned by a conditional GET whose ETag still matches."""
 
@@ -126,13 +135,24 @@ class ObjectStore(Protocol):
         """Delete keys; returns (key, error message) for those that failed."""
         ...
 
-    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
+    def list_uploads(self) -> AsyncIterator[Upload]:
+        """Incomplete multipart uploads under the prefix (ListMultipartUploads)."""
+        ...
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        """Remove the store's own temporary files last changed before `before_ns` (a
+        local directory's `.baycat-tmp-*` of a killed write); (path, size) of each (with
+        `dry_run`, of each that would go). A store without such files returns []."""
+        ...
 
     async def versioning(self) -> str | None:
         """The bucket's versioning status as S3 names it ("Enabled", "Suspended", or ""
         when it was never turned on); None when the store keeps no versions by design (a
         local directory). One request (GetBucketVersioning); may raise RemoteError."""
         ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
 
     async def check(self) -> None:
         """Fail early and clearly when the store can't be used (bucket, credentials)."""

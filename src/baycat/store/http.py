@@ -34,6 +34,7 @@ from baycat.store.base import (
     NotModified,
     ObjectInfo,
     Stored,
+    Upload,
     no_answer,
 )
 
@@ -202,6 +203,14 @@ class HttpStore:
         self._read_only()
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        self._read_only()
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list uploads")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
         self._read_only()
 
     async def versioning(self) -> str | None:

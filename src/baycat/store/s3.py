@@ -43,6 +43,7 @@ from baycat.store.base import (
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    Upload,
     content_md5,
     no_answer,
 )
@@ -445,6 +446,22 @@ class S3Store:
                 failed.append((error.get("Key", "")[len(self.prefix):],
                                error.get("Message", error.get("Code", "error"))))
         return failed
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_multipart_uploads")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    initiated = upload.get("Initiated")
+                    stamp = int(initiated.timestamp() * 1e9) if initiated is not None else 0
+                    yield Upload(upload["Key"][len(self.prefix):], upload["UploadId"], stamp)
+        except self._errors as exc:
+            raise self._error(exc) from None
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        return []  # a PUT is atomic: S3 leaves no half-written object
 
     async def versioning(self) -> str | None:
         response = await self._call("get_bucket_versioning", "")
