@@ -13,6 +13,8 @@ from baycat.api import (
     gc_blocking,
     history,
     history_blocking,
+    repair,
+    repair_blocking,
     restore,
     restore_blocking,
     sync,
@@ -37,6 +39,7 @@ from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import PriceTable, TreeCostEstimate, load_prices
 from baycat.ops.gc import GcSummary
 from baycat.ops.manifest import ManifestSummary
+from baycat.ops.repair import RepairOptions, RepairSummary
 from baycat.ops.restore import RestoreOptions
 from baycat.ops.summary import FileError, OpCount, SyncSummary
 from baycat.ops.transfer import TransferConfig
@@ -62,6 +65,8 @@ __all__ = [
     "Problem",
     "Progress",
     "RemoteError",
+    "RepairOptions",
+    "RepairSummary",
     "RestoreOptions",
     "Rule",
     "S3Options",
@@ -79,6 +84,8 @@ __all__ = [
     "history",
     "history_blocking",
     "load_prices",
+    "repair",
+    "repair_blocking",
     "restore",
     "restore_blocking",
     "sync",

@@ -36,6 +36,7 @@ from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
 from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
 from baycat.ops.manifest import ManifestSummary, build_manifest
 from baycat.ops.prepare import check_apart
+from baycat.ops.repair import RepairOptions, RepairSummary, repair_store
 from baycat.ops.restore import RestoreOptions, restore_from_store
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
@@ -242,7 +243,22 @@ async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: boo
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
 
+async def repair(source: PathLike, destination: str, options: RepairOptions | None = None,
+                 *, s3: S3Options | None = None, progress: Progress | None = None
+                 ) -> RepairSummary:
+    """Re-upload from the directory `source` (or copy from another object with the same
+    content) every object of the backup at `destination` that verify finds missing or
+    damaged (see baycat.ops.repair)."""
+    dst = parse_endpoint(destination)
+    if isinstance(dst, LocalEndpoint):
+        check_apart(Path(source), dst.path)
+    store = open_store(dst, s3 or S3Options(), create=False)
+    return await _with_store(store, repair_store(Path(source), store, options,
+                                                 progress=progress))
+
+
 verify_blocking = _blocking(verify)
 verify_local_blocking = _blocking(verify_local)
 history_blocking = _blocking(history)
 gc_blocking = _blocking(gc)
+repair_blocking = _blocking(repair)

@@ -27,7 +27,7 @@ from baycat.version import __version__
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
     "3 remote, credential, manifest, lock or conflict error, or DIR/.baycat can't be "
-    "written; 130 interrupted."
+    "written; 5 refused by a safety limit (--max-changes); 130 interrupted."
 )
 
 app = typer.Typer(
@@ -80,6 +80,7 @@ def main_callback(
 app.command("sync", cls=FilterCommand, epilog=EXIT_CODES_HELP)(sync.sync_command)
 app.command("restore", epilog=EXIT_CODES_HELP)(sync.restore_command)
 app.command("verify", epilog=EXIT_CODES_HELP)(inspect.verify_command)
+app.command("repair", epilog=EXIT_CODES_HELP)(inspect.repair_command)
 app.command("history", epilog=EXIT_CODES_HELP)(inspect.history_command)
 app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)

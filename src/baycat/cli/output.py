@@ -26,6 +26,7 @@ from baycat.manifest.generations import History, format_time
 from baycat.ops.cost import TreeCostEstimate
 from baycat.ops.gc import GcSummary
 from baycat.ops.manifest import ManifestSummary
+from baycat.ops.repair import RepairSummary
 from baycat.ops.summary import SyncSummary
 from baycat.ops.verify import VerifySummary
 from baycat.progress import ActionFunc, Notice, Progress
@@ -210,6 +211,25 @@ def print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
                f"{found or 'no problems'}{deep}"
                + (f"; requests: {requests}" if requests else "")
                + f"; {summary.seconds.get('total', 0):.2f} s")
+
+
+def print_repair(summary: RepairSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    for problem in summary.unrepairable:
+        write_stderr(f"baycat: cannot repair {problem.path}: {redact(problem.message)}")
+    if quiet:
+        return
+    for done in summary.repaired:
+        typer.echo(f"{done.how:<10} {done.path} (was {done.problem}; from {done.source})")
+    verb = "would repair" if summary.dry_run else "repaired"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    typer.echo(f"{summary.checked:,} files checked, {summary.damaged:,} damaged: {verb} "
+               f"{len(summary.repaired):,} (uploaded {summary.uploaded:,}, copied "
+               f"{summary.copied:,}), {len(summary.unrepairable):,} unrepairable; "
+               f"manifest {'committed' if summary.committed else 'unchanged'}"
+               + (f"; requests: {requests}" if requests else ""))
 
 
 def print_history(found: History, as_json: bool) -> None:
