@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from baycat.cli import inspect, manifest, sync
+from baycat.cli import inspect, manifest, retention, sync
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
@@ -83,6 +83,8 @@ app.command("verify", epilog=EXIT_CODES_HELP)(inspect.verify_command)
 app.command("repair", epilog=EXIT_CODES_HELP)(inspect.repair_command)
 app.command("history", epilog=EXIT_CODES_HELP)(inspect.history_command)
 app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
+app.command("forget", epilog=EXIT_CODES_HELP)(retention.forget_command)
+app.command("prune", epilog=EXIT_CODES_HELP)(retention.prune_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)

@@ -24,8 +24,10 @@ from baycat.entry import DIR, FILE, SYMLINK, Entry
 from baycat.errors import BaycatError
 from baycat.manifest.generations import History, format_time
 from baycat.ops.cost import TreeCostEstimate
+from baycat.ops.forget import ForgetSummary
 from baycat.ops.gc import GcSummary
 from baycat.ops.manifest import ManifestSummary
+from baycat.ops.prune import PruneSummary
 from baycat.ops.repair import RepairSummary
 from baycat.ops.summary import SyncSummary
 from baycat.ops.verify import VerifySummary
@@ -230,6 +232,42 @@ def print_repair(summary: RepairSummary, as_json: bool, quiet: bool) -> None:
                f"{summary.copied:,}), {len(summary.unrepairable):,} unrepairable; "
                f"manifest {'committed' if summary.committed else 'unchanged'}"
                + (f"; requests: {requests}" if requests else ""))
+
+
+def print_forget(summary: ForgetSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    if not quiet:
+        for decision in [*summary.kept, *summary.forgotten]:
+            what = f"keep   ({', '.join(decision.reasons)})" if decision.kept else "forget"
+            gen = decision.generation
+            typer.echo(f"{format_time(gen.time_ns):<21} {what:<40} {gen.files:>10,} files")
+        verb = "would forget" if summary.dry_run else "forgot"
+        typer.echo(f"kept {len(summary.kept):,} generations; {verb} "
+                   f"{len(summary.forgotten):,}")
+    if summary.prune is not None:
+        print_prune(summary.prune, False, quiet)
+
+
+def print_prune(summary: PruneSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    for item in summary.failed:
+        write_stderr(f"baycat: cannot delete {item['key']}: {redact(item['message'])}")
+    if summary.gc is not None:
+        for key, message in summary.gc.failed:
+            write_stderr(f"baycat: cannot delete {key}: {redact(message)}")
+    if quiet:
+        return
+    verb = "would free" if summary.dry_run else "freed"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    packs = summary.gc.deleted_packs if summary.gc is not None else 0
+    typer.echo(f"{verb} {summary.freed_objects:,} objects ({summary.freed_bytes:,} B): "
+               f"{summary.deleted_objects:,} of deleted files, {summary.deleted_versions:,} "
+               f"noncurrent versions, {packs:,} packs; {len(summary.locked):,} locked, "
+               f"{summary.young:,} too young; requests: {requests or 'none'}")
 
 
 def print_history(found: History, as_json: bool) -> None:

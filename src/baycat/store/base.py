@@ -57,6 +57,20 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified_ns: int = 0  # when it was written, as a LIST tells (0: not known)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an object on a versioned bucket (ListObjectVersions)."""
+
+    key: str
+    version_id: str
+    size: int
+    latest: bool
+    modified_ns: int
+    delete_marker: bool = False
+    etag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +147,18 @@ class ObjectStore(Protocol):
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         """Delete keys; returns (key, error message) for those that failed."""
+        ...
+
+    def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        """Every version and delete marker under the prefix; nothing from a store that
+        keeps no versions."""
+        ...
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        """Delete these (key, VersionId)s for good (batched DeleteObjects); returns
+        (key, VersionId, error code or message) for those that failed (e.g. AccessDenied
+        for a version under Object Lock retention)."""
         ...
 
     def list_uploads(self) -> AsyncIterator[Upload]:

@@ -35,6 +35,7 @@ from baycat.store.base import (
     ObjectInfo,
     Stored,
     Upload,
+    Version,
     no_answer,
 )
 
@@ -203,6 +204,14 @@ class HttpStore:
         self._read_only()
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        self._read_only()
+
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list versions")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
         self._read_only()
 
     async def list_uploads(self) -> AsyncIterator[Upload]:

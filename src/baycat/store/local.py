@@ -35,6 +35,7 @@ from baycat.store.base import (
     PreconditionFailed,
     Stored,
     Upload,
+    Version,
 )
 
 CHUNK = 1 << 20
@@ -286,8 +287,18 @@ class LocalStore:
                     continue
                 with open(full, "rb") as f:
                     md5 = hashlib.file_digest(f, "md5").digest()
-                out.append(ObjectInfo(key, os.path.getsize(full), _etag(md5)))
+                    st = os.fstat(f.fileno())
+                out.append(ObjectInfo(key, st.st_size, _etag(md5), st.st_mtime_ns))
         return out
+
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        return  # one copy of each file: no versions to list
+        yield  # pragma: no cover - makes this an async generator
+
+    async def delete_versions(self, versions: builtins.list[tuple[str, str]]
+                              ) -> builtins.list[tuple[str, str, str]]:
+        return [(key, version, "a local directory keeps no versions")
+                for key, version in versions]
 
     async def list_uploads(self) -> AsyncIterator[Upload]:
         self.requests["LIST"] += 1

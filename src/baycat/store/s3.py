@@ -44,6 +44,7 @@ from baycat.store.base import (
     PreconditionFailed,
     Stored,
     Upload,
+    Version,
     content_md5,
     no_answer,
 )
@@ -97,6 +98,11 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
 def _quoted(etag: str) -> str:
     """ETags as S3 sends them in headers; some servers leave the quotes off in XML."""
     return etag if not etag or etag.startswith('"') else f'"{etag}"'
+
+
+def _stamp(when: Any) -> int:
+    """ns since the epoch of a datetime botocore parsed (0 when absent)."""
+    return int(when.timestamp() * 1e9) if when is not None else 0
 
 
 def _code(exc: Any) -> str:
@@ -447,15 +453,48 @@ class S3Store:
                                error.get("Message", error.get("Code", "error"))))
         return failed
 
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_object_versions")
+        cut = len(self.prefix)
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket,
+                                                 Prefix=self.prefix + prefix):
+                for obj in page.get("Versions", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"),
+                                  int(obj.get("Size", 0)), bool(obj.get("IsLatest")),
+                                  _stamp(obj.get("LastModified")),
+                                  etag=_quoted(str(obj.get("ETag", ""))))
+                for obj in page.get("DeleteMarkers", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"), 0,
+                                  bool(obj.get("IsLatest")), _stamp(obj.get("LastModified")),
+                                  delete_marker=True)
+        except self._errors as exc:
+            raise self._error(exc, prefix) from None
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        failed: list[tuple[str, str, str]] = []
+        for start in range(0, len(versions), 1000):
+            batch = versions[start:start + 1000]
+            response = await self._call(
+                "delete_objects", "",
+                Delete={"Objects": [{"Key": self._key(k), "VersionId": v} for k, v in batch],
+                        "Quiet": True})
+            for error in response.get("Errors", []):
+                failed.append((error.get("Key", "")[len(self.prefix):],
+                               str(error.get("VersionId", "")),
+                               str(error.get("Code") or error.get("Message") or "error")))
+        return failed
+
     async def list_uploads(self) -> AsyncIterator[Upload]:
         client = await self._botocore()
         paginator = client.get_paginator("list_multipart_uploads")
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for upload in page.get("Uploads", []):
-                    initiated = upload.get("Initiated")
-                    stamp = int(initiated.timestamp() * 1e9) if initiated is not None else 0
-                    yield Upload(upload["Key"][len(self.prefix):], upload["UploadId"], stamp)
+                    yield Upload(upload["Key"][len(self.prefix):], upload["UploadId"],
+                                 _stamp(upload.get("Initiated")))
         except self._errors as exc:
             raise self._error(exc) from None
 
@@ -473,6 +512,7 @@ class S3Store:
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"],
+                                     _stamp(obj.get("LastModified")))
         except self._errors as exc:
             raise self._error(exc, prefix) from None
