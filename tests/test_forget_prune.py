@@ -170,7 +170,8 @@ def test_forget_and_prune_keep_exactly_what_kept_generations_need(
         # edit.txt's first two versions were needed by forgotten generations only.
         assert len(versions(store, "edit.txt")) == 1
         assert versions(store, "old.txt") == [] and versions(store, "gone.txt") == []
-        assert pruned["deleted_versions"] >= 4
+        assert pruned["deleted_versions"] >= 4 and pruned["versioned"]
+        assert pruned["freed_objects"] == pruned["deleted_versions"]
 
     # Every kept generation restores exactly (from a fresh cache each).
     for index, state in ((0, states[3]), (1, states[2])):

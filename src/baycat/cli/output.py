@@ -292,7 +292,8 @@ def print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
         if summary.foreign_keys else ""
     typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
                f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
-               f"{extra}")
+               + (f", {summary.locked_packs:,} under Object Lock" if summary.locked_packs
+                  else "") + extra)
     if summary.aborted_uploads or summary.recent_uploads or summary.removed_temp_files:
         verb = "would abort" if summary.dry_run else "aborted"
         typer.echo(f"{verb} {summary.aborted_uploads:,} incomplete multipart uploads (kept "

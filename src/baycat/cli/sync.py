@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -78,6 +79,17 @@ def sync_command(
         "or N% of the files in the backup, changed content: mass modification is what "
         "ransomware looks like. New and deleted files don't count. "
         "Example: --max-changes 10%")] = None,
+    object_lock_days: Annotated[int | None, typer.Option(
+        "--object-lock-days", metavar="N", min=1, max=36500,
+        help="S3 Object Lock: every object this run writes (data, manifest packs and "
+        "roots) is retained N days from its write, so stolen credentials can't delete or "
+        "overwrite history meanwhile. The bucket must have Object Lock enabled. "
+        "Example: --object-lock-days 30")] = None,
+    object_lock_mode: Annotated[str, typer.Option(
+        "--object-lock-mode", metavar="MODE",
+        help="governance (users with s3:BypassGovernanceRetention may still delete) or "
+        "compliance (nobody can, not even the account's root, until it expires).")
+    ] = "governance",
     require_versioning: Annotated[bool, typer.Option(
         "--require-versioning", help="Refuse to back up to a bucket that keeps no old "
         "object versions (exit 3); a local directory never does.")] = False,
@@ -158,6 +170,15 @@ def sync_command(
                              f"(one of {', '.join(STORAGE_CLASSES)})")
         if sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
+        if object_lock_mode.lower() not in ("governance", "compliance"):
+            raise UsageError(f"--object-lock-mode must be governance or compliance, not "
+                             f"{object_lock_mode!r}")
+        lock_mode = object_lock_mode.upper()
+        if object_lock_days is not None:
+            if isinstance(dst, LocalEndpoint):
+                raise UsageError("--object-lock-days needs an S3 destination (a local "
+                                 "directory can't lock objects)")
+            s3 = replace(s3, object_lock_days=object_lock_days, object_lock_mode=lock_mode)
         rate = parse_rate(bwlimit) if bwlimit else None
         change_count, change_fraction = (parse_max_changes(max_changes)
                                          if max_changes is not None else (None, None))
@@ -178,7 +199,9 @@ def sync_command(
                                   history=keep_generations, verify_commits=verify_commit,
                                   require_versioning=require_versioning,
                                   max_changes=change_count,
-                                  max_changes_fraction=change_fraction)
+                                  max_changes_fraction=change_fraction,
+                                  object_lock_days=object_lock_days,
+                                  object_lock_mode=lock_mode)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):

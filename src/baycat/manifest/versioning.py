@@ -35,6 +35,7 @@ from baycat.store.base import ObjectStore
 
 INFO_KEY = "bucket_versioning"
 ENABLED = "Enabled"
+SUSPENDED = "Suspended"
 NOT_APPLICABLE = "n/a"
 UNKNOWN = "unknown"
 RECHECK_NS = 24 * 3600 * 1_000_000_000  # at most one GetBucketVersioning a day
@@ -68,7 +69,7 @@ class VersioningRecord:
 
 def describe(status: str) -> str:
     """What a status means for a backup, in words."""
-    return {ENABLED: "versioned", "Suspended": "versioning suspended",
+    return {ENABLED: "versioned", SUSPENDED: "versioning suspended",
             "": "not versioned", NOT_APPLICABLE: "a local directory (no versions)",
             UNKNOWN: "versioning unknown"}.get(status, f"versioning {status!r}")
 

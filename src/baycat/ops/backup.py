@@ -33,7 +33,12 @@ from baycat.manifest.synced import (
 )
 from baycat.ops.differ import Action, Decision
 from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters
-from baycat.ops.safety import ChangeLimit, check_versioning, warn_versioning
+from baycat.ops.safety import (
+    ChangeLimit,
+    check_versioning,
+    object_lock_info,
+    warn_versioning,
+)
 from baycat.ops.summary import SyncSummary
 from baycat.ops.sync_changes import ChangeSet, apply_deletes
 from baycat.ops.sync_context import SyncContext, SyncOptions
@@ -133,7 +138,9 @@ class _Phases:
         self.synced_path = synced_path
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
-                        baycat_version=__version__, filters=self.filters.to_header())
+                        baycat_version=__version__, filters=self.filters.to_header(),
+                        info=object_lock_info(options.object_lock_days,
+                                              options.object_lock_mode))
         self.sink = LocalManifestSink(manifest_path, old)
         self.changes = ChangeSet(ctx, remote, template)
         self.transfers = Transfers(ctx, self.changes, uploader)

@@ -31,6 +31,7 @@ from baycat.errors import RemoteError, UsageError
 from baycat.manifest.generations import require_root
 from baycat.manifest.remote import PACK_PREFIX, read_generation_root
 from baycat.manifest.root import Root
+from baycat.ops.safety import locked_until_ns
 from baycat.store.base import NotFound, ObjectStore
 
 DEFAULT_GRACE_S = 24 * 3600
@@ -46,6 +47,7 @@ class GcSummary:
     deleted_packs: int = 0
     deleted_bytes: int = 0
     recent_packs: int = 0  # unreferenced but within the grace period: kept
+    locked_packs: int = 0  # unreferenced but under the Object Lock retention written: kept
     foreign_keys: list[str] = field(default_factory=list)  # not named like a pack: kept
     failed: list[tuple[str, str]] = field(default_factory=list)
     missing_generations: int = 0  # kept generations whose root copy is already gone
@@ -63,6 +65,7 @@ class GcSummary:
         return {"destination": self.destination, "dry_run": self.dry_run,
                 "live_packs": self.live_packs, "deleted_packs": self.deleted_packs,
                 "deleted_bytes": self.deleted_bytes, "recent_packs": self.recent_packs,
+                "locked_packs": self.locked_packs,
                 "foreign_keys": self.foreign_keys,
                 "failed": [{"key": k, "message": m} for k, m in self.failed],
                 "missing_generations": self.missing_generations,
@@ -124,7 +127,8 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
     # Without a root nothing says what is live (a first commit may be in flight).
     root = await require_root(store)
     live = await live_packs(store, root, summary)
-    cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(grace_s * 1e9)
+    now = now_ns if now_ns is not None else time.time_ns()
+    cutoff = now - int(grace_s * 1e9)
     garbage: dict[str, int] = {}
     async for info in store.list(PACK_PREFIX):
         name = info.key[len(PACK_PREFIX):]
@@ -135,6 +139,8 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
             summary.live_packs += 1
         elif made > cutoff:
             summary.recent_packs += 1
+        elif locked_until_ns(root.info, made) > now:
+            summary.locked_packs += 1  # the store would refuse: don't even try
         else:
             garbage[info.key] = info.size
     failed: dict[str, str] = {}

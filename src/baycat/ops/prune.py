@@ -26,11 +26,14 @@ from typing import Any
 
 from baycat.entry import FILE, Entry
 from baycat.errors import ExitCode, ManifestError
+from baycat.manifest.generations import format_time
 from baycat.manifest.keys import object_key
 from baycat.manifest.rebuild import sorted_changes
 from baycat.manifest.remote import RemoteManifest
 from baycat.manifest.root import Generation
+from baycat.manifest.versioning import ENABLED, SUSPENDED
 from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
+from baycat.ops.safety import locked_until_ns
 from baycat.store.base import ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
 
@@ -44,6 +47,7 @@ class PruneSummary:
 
     destination: str
     dry_run: bool
+    versioned: bool = False  # deletes add delete markers; space frees as versions go
     generations: int = 0  # kept generations whose needs were read
     entries_dropped: int = 0  # deleted-file entries no kept generation has live
     deleted_objects: int = 0
@@ -60,11 +64,17 @@ class PruneSummary:
 
     @property
     def freed_objects(self) -> int:
+        """Objects (versions) gone for good: on a versioned bucket, deleting a key only
+        adds a delete marker, and its versions are what `deleted_versions` counts."""
+        if self.versioned:
+            return self.deleted_versions
         packs = self.gc.deleted_packs if self.gc is not None else 0
         return self.deleted_objects + self.deleted_versions + packs
 
     @property
     def freed_bytes(self) -> int:
+        if self.versioned:
+            return self.deleted_version_bytes
         packs = self.gc.deleted_bytes if self.gc is not None else 0
         return self.deleted_bytes + self.deleted_version_bytes + packs
 
@@ -75,7 +85,8 @@ class PruneSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {"destination": self.destination, "dry_run": self.dry_run,
-                "generations": self.generations, "entries_dropped": self.entries_dropped,
+                "versioned": self.versioned, "generations": self.generations,
+                "entries_dropped": self.entries_dropped,
                 "deleted_objects": self.deleted_objects, "deleted_bytes": self.deleted_bytes,
                 "deleted_versions": self.deleted_versions,
                 "deleted_version_bytes": self.deleted_version_bytes,
@@ -116,6 +127,7 @@ class PruneRun:
         self.cutoff = self.now_ns - int(grace_s * 1e9)
         self.summary = PruneSummary(store.url, dry_run)
         self.needs = _Needs()
+        self.info: dict[str, Any] = {}  # the current root's (what Object Lock it records)
 
     async def run(self) -> PruneSummary:
         started = time.perf_counter()
@@ -127,6 +139,9 @@ class PruneRun:
                 if current.root is None:
                     raise ManifestError(f"no baycat backup at {self.store.url} "
                                         "(no .baycat/root)")
+                self.info = current.root.info
+                versioning = await current.versioning.get(current.root)
+                self.summary.versioned = versioning.status in (ENABLED, SUSPENDED)
                 deleted = self._read_current(current)
                 for generation in current.root.history:
                     if generation.time_ns != current.root.created_ns:  # not the current
@@ -182,6 +197,8 @@ class PruneRun:
             if info is not None and info.modified_ns > self.cutoff:
                 self.summary.young += 1  # written lately: maybe a sync in flight's
                 continue
+            if info is not None and self._locked(info.key, "", info.modified_ns):
+                continue
             if info is not None:
                 doomed[info.key] = info.size
             dropped.append(entry.path)
@@ -213,7 +230,8 @@ class PruneRun:
                     (key, version.version_id) in self.needs.versions
                     or (key, version.etag.strip('"')) in self.needs.etags):
                 continue
-            doomed[(key, version.version_id)] = version.size
+            if not self._locked(key, version.version_id, version.modified_ns):
+                doomed[(key, version.version_id)] = version.size
         failed: dict[tuple[str, str], str] = {}
         if doomed and not self.dry_run:
             failed = {(k, v): why for k, v, why in
@@ -225,6 +243,16 @@ class PruneRun:
             else:
                 self.summary.deleted_versions += 1
                 self.summary.deleted_version_bytes += size
+
+    def _locked(self, key: str, version_id: str, written_ns: int) -> bool:
+        """Under the retention the backup records: reported, and not even tried."""
+        until = locked_until_ns(self.info, written_ns)
+        if until <= self.now_ns:
+            return False
+        self.summary.locked.append({"key": key, "version_id": version_id,
+                                    "message": f"Object Lock retention until "
+                                    f"{format_time(until)}"})
+        return True
 
     def _refused(self, key: str, version_id: str, why: str) -> None:
         item = {"key": key, "version_id": version_id, "message": why}

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from baycat.entry import FILE, Entry
 from baycat.errors import UnversionedError, UsageError
 from baycat.manifest.remote import RemoteManifest
@@ -54,6 +56,25 @@ def warn_versioning(ctx: SyncContext) -> None:
     warning = versioning_warning(ctx.store.url, ctx.summary.bucket_versioning)
     if warning is not None:
         ctx.summary.notices.append(warning)
+
+
+OBJECT_LOCK_INFO = "object_lock"  # root.info: {"mode": "GOVERNANCE", "days": N}
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def object_lock_info(days: int | None, mode: str) -> dict[str, Any]:
+    """What a commit records in the root's info about the retention it wrote with."""
+    return {OBJECT_LOCK_INFO: {"mode": mode, "days": days}} if days else {}
+
+
+def locked_until_ns(info: dict[str, Any], written_ns: int) -> int:
+    """Until when an object written at `written_ns` is under the retention the root
+    records (0: none recorded). Untrusted input: anything odd counts as none."""
+    lock = info.get(OBJECT_LOCK_INFO)
+    days = lock.get("days") if isinstance(lock, dict) else None
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 < days < 100_000:
+        return 0
+    return written_ns + days * NS_PER_DAY
 
 
 def parse_max_changes(text: str) -> tuple[int | None, float | None]:

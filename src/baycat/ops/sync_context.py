@@ -54,6 +54,10 @@ class SyncOptions:
     # this: a count, or a fraction of the files in the remote manifest (e.g. 0.1).
     max_changes: int | None = None
     max_changes_fraction: float | None = None
+    # The Object Lock retention every object gets (S3Options carries it to the writes):
+    # recorded in the root's info, so gc and prune know what they can't delete.
+    object_lock_days: int | None = None
+    object_lock_mode: str = "GOVERNANCE"
 
 
 class SyncContext:
