@@ -135,11 +135,16 @@ def is_versioned(target: Target) -> bool:
 def test_forget_and_prune_keep_exactly_what_kept_generations_need(
         store: Target, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    states = [{"keep.txt": b"kept all along", "edit.txt": b"edit one", "gone.txt": b"gone",
-               "old.txt": b"old file"},
-              {"keep.txt": b"kept all along", "edit.txt": b"edit two!", "gone.txt": b"gone"},
-              {"keep.txt": b"kept all along", "edit.txt": b"edit three"},
-              {"keep.txt": b"kept all along", "edit.txt": b"edit three", "new.txt": b"new"}]
+    versioned = is_versioned(store)
+    states: list[dict[str, bytes]] = [
+        {"keep.txt": b"kept all along", "edit.txt": b"edit one", "gone.txt": b"gone",
+         "old.txt": b"old file"},
+        {"keep.txt": b"kept all along", "edit.txt": b"edit two!", "gone.txt": b"gone"},
+        {"keep.txt": b"kept all along", "edit.txt": b"edit three", "late.txt": b"late"},
+        # late.txt is deleted now: the kept generation 3 still needs its object.
+        {"keep.txt": b"kept all along", "edit.txt": b"edit three", "new.txt": b"new"}]
+    if versioned:  # ...and edit.txt's third version (an unversioned bucket loses it)
+        states[3]["edit.txt"] = b"edit four"
     tree.mkdir()
     for state in states:
         for path in tree.iterdir():
@@ -165,10 +170,10 @@ def test_forget_and_prune_keep_exactly_what_kept_generations_need(
     assert pruned["entries_dropped"] == 2 and pruned["deleted_objects"] == 2
     assert pruned["freed_bytes"] > 0 and pruned["locked"] == [] and pruned["failed"] == []
     objects = store.objects()
-    assert set(objects) == {"keep.txt", "edit.txt", "new.txt"}
+    assert set(objects) == {"keep.txt", "edit.txt", "new.txt", "late.txt"}
     if is_versioned(store):
         # edit.txt's first two versions were needed by forgotten generations only.
-        assert len(versions(store, "edit.txt")) == 1
+        assert len(versions(store, "edit.txt")) == 2  # v3 (kept generation 3) and v4
         assert versions(store, "old.txt") == [] and versions(store, "gone.txt") == []
         assert pruned["deleted_versions"] >= 4 and pruned["versioned"]
         assert pruned["freed_objects"] == pruned["deleted_versions"]

@@ -158,7 +158,8 @@ class PruneRun:
                 past.close()
         self.summary.gc = await collect(self.store, grace_s=self.grace_s,
                                         dry_run=self.dry_run, now_ns=self.now_ns)
-        await self._delete_versions()
+        if self.summary.versioned:  # else there are no noncurrent versions: no LIST
+            await self._delete_versions()
         self.summary.requests = dict(self.store.requests)
         self.summary.seconds["total"] = time.perf_counter() - started
         return self.summary
