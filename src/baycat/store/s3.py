@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -103,6 +104,23 @@ def _quoted(etag: str) -> str:
 def _stamp(when: Any) -> int:
     """ns since the epoch of a datetime botocore parsed (0 when absent)."""
     return int(when.timestamp() * 1e9) if when is not None else 0
+
+
+def _versioning_status(body: bytes) -> str:
+    """The Status of a GetBucketVersioning answer ("" when versioning was never on).
+
+    >>> _versioning_status(b'<VersioningConfiguration xmlns="x"><Status>Enabled</Status>'
+    ...                    b'</VersioningConfiguration>')
+    'Enabled'
+    """
+    try:
+        root = ET.fromstring(body[:65536])
+    except ET.ParseError:
+        raise RemoteError("GetBucketVersioning: unreadable answer") from None
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == "Status":
+            return (element.text or "").strip()
+    return ""
 
 
 def _code(exc: Any) -> str:
@@ -503,6 +521,12 @@ class S3Store:
         return []  # a PUT is atomic: S3 leaves no half-written object
 
     async def versioning(self) -> str | None:
+        # On the fast path when it is up: asked by a sync's first commit, which must not
+        # load botocore for it (~0.2 s). Counted as LIST, as bucket-level GETs are.
+        reply = await self._on_fast("", lambda fast: fast._request(
+            "GET", "", {"versioning": ""}, {}, b"", read=True, kind="LIST"))
+        if reply is not None:
+            return _versioning_status(reply[0].body)
         response = await self._call("get_bucket_versioning", "")
         return str(response.get("Status", "") or "")
 
