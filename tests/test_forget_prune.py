@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from baycat import api, hooks
 from baycat.errors import UsageError
 from baycat.manifest.root import Generation
 from baycat.ops.forget import KeepPolicy, apply_policy, within_cutoff
+from baycat.ops.verify import VerifyOptions
 from tests.cli_helpers import run_baycat
 from tests.support.counting_proxy import CountingProxy
 from tests.support.seaweed import SeaweedServer
@@ -199,3 +201,28 @@ def test_forget_needs_a_policy_and_a_backup(tmp_path: Path) -> None:
     assert b"--keep-within '7w'" in proc.stderr
     proc = run_baycat("prune", tmp_path / "b", check=3)
     assert b"no baycat backup" in proc.stderr
+
+
+def test_an_interrupted_prune_is_finished_by_the_next(tmp_path: Path) -> None:
+    target = make_target("local", tmp_path, None, None)
+    tree = tmp_path / "tree"
+    make_tree(tree, {"keep.txt": b"keep", "gone.txt": b"to be deleted"})
+    target.sync(tree)
+    (tree / "gone.txt").unlink()
+    target.sync(tree)  # gone.txt kept, marked deleted
+    api.forget_blocking(target.url, KeepPolicy(last=1))
+
+    def killed(_: bytes) -> None:
+        raise KeyboardInterrupt  # stands in for kill -9: nothing after this point runs
+
+    with hooks.registered("prune.before_commit", killed), pytest.raises(KeyboardInterrupt):
+        api.prune_blocking(target.url, grace_s=0)
+    assert "gone.txt" not in target.objects()  # deleted, but the commit never came
+    half = api.verify_blocking(target.url)
+    assert [(p.kind, p.path) for p in half.problems] == [("missing", "gone.txt")]
+    again = api.prune_blocking(target.url, grace_s=0)
+    assert again.entries_dropped == 1 and again.deleted_objects == 0 and again.committed
+    assert api.verify_blocking(target.url, VerifyOptions(deep_percent=100)).problems == []
+    out = tmp_path / "out"
+    summary = target.restore(out, "--include-deleted")
+    assert summary["exit_code"] == 0 and files_of(out) == {"keep.txt": b"keep"}

@@ -13,6 +13,8 @@ Points:
     restore.before_write         path of a file or symlink, just before it is written
     restore.before_dir_metadata  path of a directory, just before its mode, owner and
                                  mtime are set (the last pass of a restore)
+    prune.before_commit          b"", after prune deleted the objects of the entries
+                                 it drops, before the commit that drops them
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baycat import hooks
 from baycat.entry import FILE, Entry
 from baycat.errors import ExitCode, ManifestError
 from baycat.manifest.generations import format_time
@@ -147,6 +148,9 @@ class PruneRun:
                     if generation.time_ns != current.root.created_ns:  # not the current
                         await self._read_generation(past, generation)
                 dropped = await self._delete_files(deleted)
+                # Killed here, the entries stay with their objects gone (verify says
+                # missing); the next prune finds them again and drops them.
+                hooks.fire("prune.before_commit", b"")
                 if dropped and not self.dry_run:
                     # One more generation would be nothing new: amend the current one.
                     current.history = max(current.history, len(current.root.history))
