@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         gc_blocking,
         history,
         history_blocking,
+        repair,
+        repair_blocking,
         restore,
         restore_blocking,
         sync,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from baycat.ops.cost import PriceTable, TreeCostEstimate, load_prices
     from baycat.ops.gc import GcSummary
     from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.repair import RepairOptions, RepairSummary
     from baycat.ops.restore import RestoreOptions
     from baycat.ops.summary import FileError, OpCount, SyncSummary
     from baycat.ops.transfer import TransferConfig
@@ -73,6 +76,8 @@ _HOMES: dict[str, str] = {
     "Problem": "baycat.ops.verify",
     "Progress": "baycat.progress",
     "RemoteError": "baycat.errors",
+    "RepairOptions": "baycat.ops.repair",
+    "RepairSummary": "baycat.ops.repair",
     "RestoreOptions": "baycat.ops.restore",
     "Rule": "baycat.scan.filters",
     "S3Options": "baycat.store.s3_options",
@@ -90,6 +95,8 @@ _HOMES: dict[str, str] = {
     "history": "baycat.api",
     "history_blocking": "baycat.api",
     "load_prices": "baycat.ops.cost",
+    "repair": "baycat.api",
+    "repair_blocking": "baycat.api",
     "restore": "baycat.api",
     "restore_blocking": "baycat.api",
     "sync": "baycat.api",
@@ -118,6 +125,8 @@ __all__ = [
     "Problem",
     "Progress",
     "RemoteError",
+    "RepairOptions",
+    "RepairSummary",
     "RestoreOptions",
     "Rule",
     "S3Options",
@@ -135,6 +144,8 @@ __all__ = [
     "history",
     "history_blocking",
     "load_prices",
+    "repair",
+    "repair_blocking",
     "restore",
     "restore_blocking",
     "sync",

@@ -34,9 +34,14 @@ from baycat.manifest.generations import history as read_history
 from baycat.ops.backup import SyncOptions, sync_to_store
 from baycat.ops.browse import DiffSummary, Listing, diff_generations, diff_tree, list_backup
 from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
+from baycat.ops.forget import ForgetSummary, KeepPolicy
+from baycat.ops.forget import forget as forget_generations
 from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
 from baycat.ops.manifest import ManifestSummary, build_manifest
 from baycat.ops.prepare import check_apart
+from baycat.ops.prune import PruneSummary
+from baycat.ops.prune import prune as prune_store
+from baycat.ops.repair import RepairOptions, RepairSummary, repair_store
 from baycat.ops.restore import RestoreOptions, restore_from_store
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
@@ -287,9 +292,52 @@ async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | N
                                               warn=warn))
 
 
+async def repair(source: PathLike, destination: str, options: RepairOptions | None = None,
+                 *, s3: S3Options | None = None, progress: Progress | None = None
+                 ) -> RepairSummary:
+    """Re-upload from the directory `source` (or copy from another object with the same
+    content) every object of the backup at `destination` that verify finds missing or
+    damaged (see baycat.ops.repair)."""
+    dst = parse_endpoint(destination)
+    if isinstance(dst, LocalEndpoint):
+        check_apart(Path(source), dst.path)
+    store = open_store(dst, s3 or S3Options(), create=False)
+    return await _with_store(store, repair_store(Path(source), store, options,
+                                                 progress=progress))
+
+
+async def forget(destination: str, policy: KeepPolicy, *, dry_run: bool = False,
+                 prune: bool = False, grace_s: float = DEFAULT_GRACE_S,
+                 s3: S3Options | None = None) -> ForgetSummary:
+    """Drop the generations of the backup at `destination` that `policy` does not keep
+    (restic's rules; see baycat.ops.forget); with `prune`, then delete what no kept
+    generation needs."""
+    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+
+    async def work() -> ForgetSummary:
+        summary = await forget_generations(store, policy, dry_run=dry_run)
+        if prune:
+            summary.prune = await prune_store(store, grace_s=grace_s, dry_run=dry_run)
+        summary.requests = dict(store.requests)
+        return summary
+
+    return await _with_store(store, work())
+
+
+async def prune(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+                s3: S3Options | None = None) -> PruneSummary:
+    """Delete what no kept generation and no current entry of the backup at
+    `destination` needs (see baycat.ops.prune)."""
+    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    return await _with_store(store, prune_store(store, grace_s=grace_s, dry_run=dry_run))
+
+
 verify_blocking = _blocking(verify)
 verify_local_blocking = _blocking(verify_local)
 history_blocking = _blocking(history)
 gc_blocking = _blocking(gc)
 ls_blocking = _blocking(ls)
 diff_blocking = _blocking(diff)
+repair_blocking = _blocking(repair)
+forget_blocking = _blocking(forget)
+prune_blocking = _blocking(prune)

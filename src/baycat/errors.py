@@ -7,7 +7,8 @@
     ├── RemoteError                  3  the store refused or could not be reached
     │   ├── CredentialsError         3  no credentials or wrong ones
     │   ├── BucketMissingError       3  the bucket does not exist
-    │   └── ConflictError            3  another writer committed first and merging failed
+    │   ├── ConflictError            3  another writer committed first and merging failed
+    │   └── UnversionedError         3  --require-versioning, and the bucket keeps no versions
     ├── LockedError                  4  another baycat holds the tree's lock: nothing was done
     ├── StateDirError                3  DIR/.baycat is a symlink, not a directory, or not ours
     ├── StateWriteError              3  baycat's own state (DIR/.baycat: manifest, cache, lock,
@@ -70,6 +71,10 @@ class BucketMissingError(RemoteError):
 
 class ConflictError(RemoteError):
     pass
+
+
+class UnversionedError(RemoteError):
+    """--require-versioning against a store that keeps no old versions."""
 
 
 class LockedError(BaycatError):

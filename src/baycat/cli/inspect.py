@@ -1,5 +1,5 @@
-"""`baycat verify`, `baycat history` and `baycat gc`: commands that look after a
-backup (check it, list its generations, delete manifest packs nothing needs)."""
+"""`baycat verify`, `baycat repair`, `baycat history` and `baycat gc`: commands that look
+after a backup (check it, fix it, list its generations, delete what nothing needs)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from baycat.cli.output import (
     live_display,
     print_gc,
     print_history,
+    print_repair,
     print_verify,
     warn,
 )
@@ -42,6 +43,7 @@ from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.errors import UsageError
 from baycat.manifest.generations import History
 from baycat.ops.gc import GcSummary, parse_duration
+from baycat.ops.repair import RepairOptions, RepairSummary
 from baycat.ops.verify import VerifyOptions, VerifySummary
 from baycat.progress import Progress
 
@@ -122,6 +124,53 @@ def verify_command(
     raise typer.Exit(int(summary.exit_code))
 
 
+def repair_command(
+    source: Annotated[Path, typer.Argument(
+        metavar="SRC", help="The directory the backup was made from.")],
+    destination: Annotated[str, typer.Argument(
+        metavar="DST", help="Its backup: s3://bucket/prefix/, a directory or file:// URL.")],
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Find damage by downloading and re-hashing every object (default: "
+        "one LIST, size and ETag).")] = False,
+    dry_run: DryRun = False,
+    transfers: Transfers = 16,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object: what was repaired and how, what could not be, "
+        "requests.")] = False,
+) -> None:
+    """Put back every object that `verify` finds missing or damaged: uploaded again from
+    SRC when the file there still has the content the manifest records (it is hashed to
+    make sure), else copied server-side from another object with that content; otherwise
+    reported as unrepairable (exit 1). Then one manifest commit. Afterwards `verify`
+    (with --deep, `verify --deep`) finds nothing.
+
+    \b
+    Examples:
+      baycat repair /srv/data s3://backups/host1/data/
+      baycat repair --deep --json /srv/data /mnt/usb/backup
+    """
+    on_fatal = json_on_fatal(as_json, RepairSummary(source=str(source),
+                                                    destination=destination))
+    with fatal_errors(on_fatal):
+        start_logging(quiet)
+        s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
+                        timeout=timeout)
+    progress_state = Progress()
+    options = RepairOptions(deep=deep, dry_run=dry_run, transfers=transfers)
+    with live_display(progress_state, progress, quiet):
+        summary = run_engine(api.repair(source, destination, options, s3=s3,
+                                        progress=progress_state), on_fatal=on_fatal)
+    print_repair(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
 def history_command(
     source: Annotated[str, typer.Argument(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
@@ -158,7 +207,8 @@ def gc_command(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory or file:// URL.")],
     grace: Annotated[str, typer.Option(
         "--grace", metavar="DURATION",
-        help="Keep unreferenced packs younger than this (a sync in progress on another "
+        help="Keep unreferenced packs, incomplete multipart uploads and a local "
+        "directory's temp files younger than this (a sync in progress on another "
         "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
         "Example: --grace 6h")] = "24h",
     dry_run: DryRun = False,
@@ -177,7 +227,9 @@ def gc_command(
     """Delete manifest packs that no kept generation needs. Every sync that changes
     something uploads one pack under PREFIX/.baycat/packs/; once `--keep-generations`
     lets a generation go, packs only it used are garbage. Data objects are never
-    touched. Costs one GET per kept generation, one LIST and the deletes.
+    touched. Also aborts incomplete multipart uploads under the prefix (S3 bills them
+    until aborted) and removes temp files that killed writes left in a local directory.
+    Costs one GET per kept generation, two LISTs and the deletes.
 
     \b
     Examples:

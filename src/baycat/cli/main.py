@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from baycat.cli import browse, inspect, manifest, sync
+from baycat.cli import browse, inspect, manifest, retention, sync
 from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
@@ -32,7 +32,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
     "3 remote, credential, manifest or conflict error, or DIR/.baycat can't be "
     "written; 4 another baycat holds the tree's lock (nothing done); 5 refused by a "
-    "safety limit (--max-delete); 130 interrupted."
+    "safety limit (--max-delete, --max-changes); 130 interrupted."
 )
 CONFIG_HELP = (
     "Every option can also be set by an environment variable BAYCAT_<OPTION> (shown "
@@ -94,10 +94,13 @@ def main_callback(
 app.command("sync", cls=FilterCommand, epilog=EXIT_CODES_HELP)(sync.sync_command)
 app.command("restore", epilog=EXIT_CODES_HELP)(sync.restore_command)
 app.command("verify", epilog=EXIT_CODES_HELP)(inspect.verify_command)
+app.command("repair", epilog=EXIT_CODES_HELP)(inspect.repair_command)
 app.command("history", epilog=EXIT_CODES_HELP)(inspect.history_command)
 app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
 app.command("ls", epilog=EXIT_CODES_HELP)(browse.ls_command)
 app.command("diff", epilog=EXIT_CODES_HELP)(browse.diff_command)
+app.command("forget", epilog=EXIT_CODES_HELP)(retention.forget_command)
+app.command("prune", epilog=EXIT_CODES_HELP)(retention.prune_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)

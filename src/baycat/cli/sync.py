@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,6 +64,7 @@ from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import STORAGE_CLASSES
 from baycat.ops.ratelimit import parse_rate
 from baycat.ops.restore import RestoreOptions
+from baycat.ops.safety import parse_max_changes
 from baycat.ops.summary import SyncSummary
 from baycat.ops.transfer import TransferConfig
 from baycat.progress import Progress
@@ -86,6 +88,26 @@ def sync_command(
         help="With --delete: refuse the whole delete step (exit code 5) when more than N "
         "would go. "
         "Example: --delete --max-delete 100")] = None,
+    max_changes: Annotated[str | None, typer.Option(
+        "--max-changes", metavar="N|N%",
+        help="Refuse the run (upload and commit nothing, exit 5) when more than N files, "
+        "or N% of the files in the backup, changed content: mass modification is what "
+        "ransomware looks like. New and deleted files don't count. "
+        "Example: --max-changes 10%")] = None,
+    object_lock_days: Annotated[int | None, typer.Option(
+        "--object-lock-days", metavar="N", min=1, max=36500,
+        help="S3 Object Lock: every object this run writes (data, manifest packs and "
+        "roots) is retained N days from its write, so stolen credentials can't delete or "
+        "overwrite history meanwhile. The bucket must have Object Lock enabled. "
+        "Example: --object-lock-days 30")] = None,
+    object_lock_mode: Annotated[str, typer.Option(
+        "--object-lock-mode", metavar="MODE",
+        help="governance (users with s3:BypassGovernanceRetention may still delete) or "
+        "compliance (nobody can, not even the account's root, until it expires).")
+    ] = "governance",
+    require_versioning: Annotated[bool, typer.Option(
+        "--require-versioning", help="Refuse to back up to a bucket that keeps no old "
+        "object versions (exit 3); a local directory never does.")] = False,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
@@ -185,7 +207,18 @@ def sync_command(
                              f"(one of {', '.join(STORAGE_CLASSES)})")
         if sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
+        if object_lock_mode.lower() not in ("governance", "compliance"):
+            raise UsageError(f"--object-lock-mode must be governance or compliance, not "
+                             f"{object_lock_mode!r}")
+        lock_mode = object_lock_mode.upper()
+        if object_lock_days is not None:
+            if isinstance(dst, LocalEndpoint):
+                raise UsageError("--object-lock-days needs an S3 destination (a local "
+                                 "directory can't lock objects)")
+            s3 = replace(s3, object_lock_days=object_lock_days, object_lock_mode=lock_mode)
         rate = parse_rate(bwlimit) if bwlimit else None
+        change_count, change_fraction = (parse_max_changes(max_changes)
+                                         if max_changes is not None else (None, None))
         prices = price_table(price_file)
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
@@ -203,7 +236,12 @@ def sync_command(
                                   history=keep_generations, verify_commits=verify_commit,
                                   xattrs=not no_xattrs,
                                   state_dir=state_dir, user_state_dir=user_state_base(),
-                                  manifest=manifest)
+                                  manifest=manifest,
+                                  require_versioning=require_versioning,
+                                  max_changes=change_count,
+                                  max_changes_fraction=change_fraction,
+                                  object_lock_days=object_lock_days,
+                                  object_lock_mode=lock_mode)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
                                   progress=progress_state, warn=warn, on_action=on_action)
         if isinstance(dst, LocalEndpoint):

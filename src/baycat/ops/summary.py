@@ -52,9 +52,17 @@ class SyncSummary:
     committed: bool = False
     checkpoints: int = 0  # remote manifest commits (the last one included)
     interrupted: bool = False
+    # --max-changes refused the run: how many files changed content, and the limit (the
+    # message is in `refused`).
+    refused_changes: int = 0
+    refused_limit: int | None = None
+    # The destination's versioning (manifest/versioning.py): "Enabled", "Suspended", ""
+    # (never enabled), "n/a" (a local directory), "unknown"; "" too before it is known.
+    bucket_versioning: str = ""
     errors: list[FileError] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    # What a safety limit refused (--max-delete): also in `notices`; exit code 5.
+    # What a safety limit refused (--max-delete, --max-changes): also in `notices`;
+    # exit code 5.
     refused: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 

@@ -38,6 +38,8 @@ from baycat.store.base import (
     NotModified,
     ObjectInfo,
     Stored,
+    Upload,
+    Version,
     no_answer,
 )
 from baycat.store.transport import certificate_error, env_proxy, tls_context
@@ -217,6 +219,25 @@ class HttpStore:
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         self._read_only()
+
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list versions")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        self._read_only()
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list uploads")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        self._read_only()
+
+    async def versioning(self) -> str | None:
+        return None  # read-only: whatever the server keeps is not ours to know
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list objects")

@@ -35,6 +35,7 @@ import ipaddress
 import logging
 import os
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from ssl import SSLContext
@@ -54,6 +55,8 @@ from baycat.store.base import (
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    Upload,
+    Version,
     content_md5,
     no_answer,
 )
@@ -170,6 +173,28 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
 def _quoted(etag: str) -> str:
     """ETags as S3 sends them in headers; some servers leave the quotes off in XML."""
     return etag if not etag or etag.startswith('"') else f'"{etag}"'
+
+
+def _stamp(when: Any) -> int:
+    """ns since the epoch of a datetime botocore parsed (0 when absent)."""
+    return int(when.timestamp() * 1e9) if when is not None else 0
+
+
+def _versioning_status(body: bytes) -> str:
+    """The Status of a GetBucketVersioning answer ("" when versioning was never on).
+
+    >>> _versioning_status(b'<VersioningConfiguration xmlns="x"><Status>Enabled</Status>'
+    ...                    b'</VersioningConfiguration>')
+    'Enabled'
+    """
+    try:
+        root = ET.fromstring(body[:65536])
+    except ET.ParseError:
+        raise RemoteError("GetBucketVersioning: unreadable answer") from None
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == "Status":
+            return (element.text or "").strip()
+    return ""
 
 
 def _code(exc: Any) -> str:
@@ -296,8 +321,10 @@ class S3Store:
     def _count(self, request: Any, **_: Any) -> None:
         method = request.method
         url = request.url
+        query = url.split("?", 1)[-1].split("&") if "?" in url else []
+        # Bucket-level GETs count as LIST, as the counting proxy classifies them.
         if method == "GET" and ("list-type=" in url or "?versions" in url or "&versions" in url
-                                or "uploads" in url.split("?", 1)[-1].split("&")):
+                                or "uploads" in query or "versioning" in query):
             kind = "LIST"
         elif method == "PUT" and "x-amz-copy-source" in request.headers:
             kind = "COPY"
@@ -537,12 +564,72 @@ class S3Store:
                                error.get("Message", error.get("Code", "error"))))
         return failed
 
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_object_versions")
+        cut = len(self.prefix)
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket,
+                                                 Prefix=self.prefix + prefix):
+                for obj in page.get("Versions", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"),
+                                  int(obj.get("Size", 0)), bool(obj.get("IsLatest")),
+                                  _stamp(obj.get("LastModified")),
+                                  etag=_quoted(str(obj.get("ETag", ""))))
+                for obj in page.get("DeleteMarkers", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"), 0,
+                                  bool(obj.get("IsLatest")), _stamp(obj.get("LastModified")),
+                                  delete_marker=True)
+        except self._errors as exc:
+            raise self._error(exc, prefix) from None
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        failed: list[tuple[str, str, str]] = []
+        for start in range(0, len(versions), 1000):
+            batch = versions[start:start + 1000]
+            response = await self._call(
+                "delete_objects", "",
+                Delete={"Objects": [{"Key": self._key(k), "VersionId": v} for k, v in batch],
+                        "Quiet": True})
+            for error in response.get("Errors", []):
+                failed.append((error.get("Key", "")[len(self.prefix):],
+                               str(error.get("VersionId", "")),
+                               str(error.get("Code") or error.get("Message") or "error")))
+        return failed
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_multipart_uploads")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    yield Upload(upload["Key"][len(self.prefix):], upload["UploadId"],
+                                 _stamp(upload.get("Initiated")))
+        except self._errors as exc:
+            raise self._error(exc) from None
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        return []  # a PUT is atomic: S3 leaves no half-written object
+
+    async def versioning(self) -> str | None:
+        # On the fast path when it is up: asked by a sync's first commit, which must not
+        # load botocore for it (~0.2 s). Counted as LIST, as bucket-level GETs are.
+        reply = await self._on_fast("", lambda fast: fast._request(
+            "GET", "", {"versioning": ""}, {}, b"", read=True, kind="LIST"))
+        if reply is not None:
+            return _versioning_status(reply[0].body)
+        response = await self._call("get_bucket_versioning", "")
+        return str(response.get("Status", "") or "")
+
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         client = await self._botocore()
         paginator = client.get_paginator("list_objects_v2")
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"],
+                                     _stamp(obj.get("LastModified")))
         except self._errors as exc:
             raise self._error(exc, prefix) from None

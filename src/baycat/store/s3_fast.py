@@ -87,7 +87,9 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 # S3Options.write_args names -> request headers.
 WRITE_HEADERS = {"StorageClass": "x-amz-storage-class",
                  "ServerSideEncryption": "x-amz-server-side-encryption",
-                 "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id"}
+                 "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+                 "ObjectLockMode": "x-amz-object-lock-mode",
+                 "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date"}
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SPACES = re.compile(r"\s+")
 

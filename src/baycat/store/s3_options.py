@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from baycat.store.layout import is_state_key
 
@@ -38,6 +39,11 @@ class S3Options:
     # GET/PUT/UploadPart through store/s3_fast.py (signed here, sent with aiohttp) rather
     # than botocore: the same requests for a fraction of the CPU. Off: botocore for all.
     fast_path: bool = True
+    # S3 Object Lock on every object written (data, packs, roots): a retention of this
+    # many days from the write, in this mode (GOVERNANCE or COMPLIANCE). The bucket must
+    # have been created with Object Lock enabled.
+    object_lock_days: int | None = None
+    object_lock_mode: str = "GOVERNANCE"
 
     def write_args(self, key: str) -> dict[str, str]:
         """Extra arguments of a PUT / CreateMultipartUpload / CopyObject of `key`."""
@@ -48,4 +54,8 @@ class S3Options:
             args["ServerSideEncryption"] = self.sse
         if self.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.object_lock_days:
+            until = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+            args["ObjectLockMode"] = self.object_lock_mode
+            args["ObjectLockRetainUntilDate"] = until.strftime("%Y-%m-%dT%H:%M:%SZ")
         return args
