@@ -1,10 +1,11 @@
 """`nox -s bench` entry point: `python -m benchmarks.run [options]`.
 
 Default (about 10 minutes on 2 cores): the default dataset, every tool, both passes,
-the hashing micro-benchmark and `manifest update` vs `find`; writes docs/benchmarks.md
-and docs/benchmarks.json. `--scale 100k` runs the same on 100k files (write
-docs/benchmarks-100k.*); `--scale 1m` runs baycat's million-file set (issue 8) only
-(docs/benchmarks-1m.*).
+then the same for the real-data scenarios (a copy of the interpreter's standard library:
+realdata.py; `--scenarios` picks one set), the hashing micro-benchmark and `manifest
+update` vs `find`; writes docs/benchmarks.md and docs/benchmarks.json. `--scale 100k`
+runs the same on 100k files (write docs/benchmarks-100k.*); `--scale 1m` runs baycat's
+million-file set (issue 8) only (docs/benchmarks-1m.*).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import awsenv, dataset, hashbench, procs, report, scale, scenarios
+from . import awsenv, dataset, hashbench, procs, realdata, report, scale, scenarios
 from .dataset import KiB, MiB
 from .results import Measurement
 from .tools import Aws, Baycat, Rclone, S5cmd, Tool
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large-files", type=int)
     p.add_argument("--large-min-mib", type=int)
     p.add_argument("--large-max-mib", type=int)
+    p.add_argument("--scenarios", default=",".join(scenarios.SETS),
+                   help="comma-separated scenario sets: synthetic (the seeded dataset), "
+                        "realdata (a copy of this interpreter's standard library)")
     p.add_argument("--fraction", type=float, default=0.01, help="share of files changed")
     p.add_argument("--count", choices=("all", "resync", "none"), default="all",
                    help="scenarios measured in the counted pass (proxy + strace)")
@@ -163,8 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     versions["SeaweedFS"] = _cmd_out([str(find_weed()), "version"]).splitlines()[0]
     versions["baycat commit"] = _cmd_out(["git", "-C", str(REPO), "describe", "--always",
                                           "--dirty"])
-    count = {sc.name for sc in scenarios.SCENARIOS
+    sets = [scenarios.SETS[n.strip()] for n in args.scenarios.split(",") if n.strip()]
+    count = {sc.name for sc in scenarios.ALL_SCENARIOS
              if args.count == "all" or (args.count == "resync" and sc.resync)}
+    described = []
+    if any(ss.name == "synthetic" for ss in sets):
+        described.append(f"`--scale {args.scale}`: {spec.describe()}; changes touch "
+                         f"{args.fraction:.0%} of the small files.")
+    if any(ss.name == "realdata" for ss in sets):
+        root = realdata.stdlib_root()
+        described.append("Real data (`--scenarios realdata`): "
+                         f"{realdata.stats(root).describe(root)}.")
     meta: dict[str, Any] = {
         "command": "nox -s bench" + (" -- " + " ".join(argv or sys.argv[1:])
                                      if (argv or sys.argv[1:]) else ""),
@@ -172,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "json_name": json_path.name,
         "machine": machine_info(run_dir),
         "versions": versions,
-        "dataset": f"`--scale {args.scale}`: {spec.describe()}; changes touch "
-                   f"{args.fraction:.0%} of the small files.",
+        "dataset": " ".join(described),
         "method": _method(args, count, strace, timeout),
         "scale": args.scale,
     }
@@ -192,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 rep.million = mil.to_json()
                 rep.update_vs_find = mil.update_vs_find
             else:
-                _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
-                            s3.create_bucket, count, strace, timeout)
+                for scenario_set in sets:
+                    _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
+                                s3.create_bucket, count, strace, timeout, scenario_set)
         finally:
             client.close()
     baycat_tool = next((t for t in tools if isinstance(t, Baycat)), None)
@@ -215,15 +228,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_passes(rep: report.RunReport, tools: list[Tool], args: argparse.Namespace,
                 spec: dataset.DatasetSpec, run_dir: Path, endpoint: str, client: Any,
-                create_bucket: Any, count: set[str], strace: bool, timeout: float) -> None:
+                create_bucket: Any, count: set[str], strace: bool, timeout: float,
+                scenario_set: scenarios.ScenarioSet) -> None:
     for counted in (False, True):
         if counted and args.count == "none":
             break
+        label = "counted" if counted else "timed"
         ctx = scenarios.PassContext(
-            out=run_dir / ("counted" if counted else "timed"), repo_root=REPO,
+            out=run_dir / (label if scenario_set.name == "synthetic"
+                           else f"{scenario_set.name}-{label}"), repo_root=REPO,
             endpoint=endpoint, client=client, create_bucket=create_bucket, spec=spec,
             fraction=args.fraction, timeout_s=timeout, log=_log)
-        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace)
+        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace,
+                           scenario_set=scenario_set)
         # Trees of a finished pass are no longer needed; keep disk use bounded.
         shutil.rmtree(ctx.out, ignore_errors=True)
 
