@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .results import Measurement
-from .scenarios import SCENARIOS
+from .scenarios import ALL_SCENARIOS
 from .snapshot import SCENARIOS as SNAPSHOT_SCENARIOS
 
 BASELINE = "baycat"
@@ -119,6 +119,12 @@ def targets(report: RunReport) -> list[Target]:
     wall_target("initial", 1.0, "initial sync (small-file mix + large): wall time")
     wall_target("initial-large", 1.0, "initial sync (large files only): wall time")
     wall_target("restore", 1.0, "restore: wall time")
+    # Real data (the standard library): goals as for the synthetic scenarios they mirror;
+    # restore has issue 18's goal.
+    wall_target("stdlib-initial", 1.0, "real data (stdlib): initial sync: wall time")
+    wall_target("stdlib-change", 0.5, "real data (stdlib): re-sync after a realistic change: "
+                "wall time")
+    wall_target("stdlib-restore", 0.8, "real data (stdlib): restore: wall time")
     if report.hashbench and "pool" in report.hashbench:
         hb = report.hashbench
         for p, v in hb["pool"].items():
@@ -273,8 +279,8 @@ def render(report: RunReport) -> str:
               "`nox -s bench -- --scenarios snapshot` (nightly snapshots at a new path, "
               "issue 14: loop mounts, needs root; `--snapshot-files N`, default 100k; "
               "docs/benchmarks-snapshot.md) are opt-in; `nox -s bench -- --help` lists the "
-              "options (`--tools`, sizes, `--count resync|none` to shorten the counted pass, "
-              "...).", ""]
+              "options (`--tools`, sizes, `--scenarios synthetic|realdata` for one set of "
+              "scenarios only, `--count resync|none` to shorten the counted pass, ...).", ""]
     lines += ["## Dataset", "", meta["dataset"], ""]
     lines += ["## Method", ""] + [f"- {x}" for x in meta["method"]] + [""]
     lines += ["## Tool configuration", "", "| tool | invocation |", "|---|---|"]
@@ -289,13 +295,13 @@ def render(report: RunReport) -> str:
         lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |"
                   for t in million_targets(report.million)]
         lines += ["", *_million_steps(report.million)]
-    if any(sc.name == s for sc in SCENARIOS for (_, s) in report.table):
+    if any(sc.name == s for sc in ALL_SCENARIOS for (_, s) in report.table):
         lines += ["", "## Scenarios", "",
                   "Wall time and peak RSS from the timed pass; requests (by type, from the "
                   "counting proxy) and bytes read from local files (strace) from the counted "
                   "pass. `×best` is the tool's wall time over the best peer's (correct runs "
                   "only). A run that failed or gave a wrong result is never the best.", ""]
-        for sc in SCENARIOS:
+        for sc in ALL_SCENARIOS:
             if not any((t, sc.name) in report.table for t in report.tools):
                 continue
             lines += [f"### {sc.name}: {sc.title}", "", *_scenario_table(report, sc.name), ""]

@@ -1,12 +1,14 @@
 """`nox -s bench` entry point: `python -m benchmarks.run [options]`.
 
 Default (about 10 minutes on 2 cores): the default dataset, every tool, both passes,
-the hashing micro-benchmark and `manifest update` vs `find`; writes docs/benchmarks.md
-and docs/benchmarks.json. `--scale 100k` runs the same on 100k files (write
-docs/benchmarks-100k.*); `--scale 1m` runs baycat's million-file set (issue 8) only
-(docs/benchmarks-1m.*). `--scenarios snapshot` runs the nightly-snapshot scenario only
-(issue 14; real read-only loop mounts, so it needs root; `--snapshot-files N`, default
-100k; docs/benchmarks-snapshot.*), `--scenarios standard,snapshot` both into one report.
+then the same for the real-data scenarios (a copy of the interpreter's standard library:
+realdata.py; `--scenarios` picks one set), the hashing micro-benchmark and `manifest
+update` vs `find`; writes docs/benchmarks.md and docs/benchmarks.json. `--scale 100k`
+runs the same on 100k files (write docs/benchmarks-100k.*); `--scale 1m` runs baycat's
+million-file set (issue 8) only (docs/benchmarks-1m.*). `--scenarios snapshot` runs the
+nightly-snapshot scenario only (issue 14; real read-only loop mounts, so it needs root;
+`--snapshot-files N`, default 100k; docs/benchmarks-snapshot.*); it can join the other sets
+in one report (`--scenarios synthetic,realdata,snapshot`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import awsenv, dataset, hashbench, procs, report, scale, scenarios, snapshot
+from . import awsenv, dataset, hashbench, procs, realdata, report, scale, scenarios, snapshot
 from .dataset import KiB, MiB
 from .results import Measurement
 from .tools import Aws, Baycat, Rclone, S5cmd, Tool
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_TOOLS = ("baycat", "s5cmd", "rclone", "aws")
-SCENARIO_GROUPS = ("standard", "snapshot")
 
 
 def _log(msg: str) -> None:
@@ -49,13 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large-files", type=int)
     p.add_argument("--large-min-mib", type=int)
     p.add_argument("--large-max-mib", type=int)
-    p.add_argument("--fraction", type=float, default=0.01, help="share of files changed")
-    p.add_argument("--scenarios", default="standard",
-                   help="comma-separated: standard (the scenario sequence and the "
-                        "micro-benchmarks), snapshot (nightly snapshots at a new path, "
-                        "loop-mounted ext4 images: needs root)")
+    p.add_argument("--scenarios", default=",".join(scenarios.SETS),
+                   help="comma-separated scenario sets: synthetic (the seeded dataset), "
+                        "realdata (a copy of this interpreter's standard library), "
+                        "snapshot (nightly snapshots at a new path, loop-mounted ext4 "
+                        "images: needs root; not in the default)")
     p.add_argument("--snapshot-files", type=int, default=100_000,
                    help="small files in the snapshot scenario's tree")
+    p.add_argument("--fraction", type=float, default=0.01, help="share of files changed")
     p.add_argument("--count", choices=("all", "resync", "none"), default="all",
                    help="scenarios measured in the counted pass (proxy + strace)")
     p.add_argument("--no-strace", action="store_true", help="skip counting file reads")
@@ -153,18 +155,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     spec = _spec(args)
-    groups = {g.strip() for g in args.scenarios.split(",") if g.strip()}
-    if not groups or groups - set(SCENARIO_GROUPS):
-        raise SystemExit(f"--scenarios: choose from {', '.join(SCENARIO_GROUPS)}")
-    standard = "standard" in groups
+    chosen = {n.strip() for n in args.scenarios.split(",") if n.strip()}
+    if not chosen or chosen - set(scenarios.SETS) - {"snapshot"}:
+        raise SystemExit(f"--scenarios: choose from {', '.join(scenarios.SETS)}, snapshot")
+    sets = [scenarios.SETS[n] for n in scenarios.SETS if n in chosen]
+    with_snapshot = "snapshot" in chosen
     snapshot_spec = dataset.with_overrides(spec, small_files=args.snapshot_files, large_files=0)
     names = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.scale == "1m":
         names = ["baycat"]
     timeout = args.timeout or {"default": 900.0, "100k": 3600.0, "1m": 7200.0}[args.scale]
-    # A snapshot-only run has its own report (and run directory), beside the standard one.
+    # A snapshot-only run has its own report (and run directory), beside the others.
     suffix = ("" if args.scale == "default" else f"-{args.scale}") + (
-        "" if standard else "-snapshot")
+        "" if sets else "-snapshot")
     run_dir = args.out / f"run{suffix or '-default'}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -179,8 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     versions["SeaweedFS"] = _cmd_out([str(find_weed()), "version"]).splitlines()[0]
     versions["baycat commit"] = _cmd_out(["git", "-C", str(REPO), "describe", "--always",
                                           "--dirty"])
-    count = {sc.name for sc in scenarios.SCENARIOS
+    count = {sc.name for sc in scenarios.ALL_SCENARIOS
              if args.count == "all" or (args.count == "resync" and sc.resync)}
+    described = []
+    if any(ss.name == "synthetic" for ss in sets):
+        described.append(f"`--scale {args.scale}`: {spec.describe()}; changes touch "
+                         f"{args.fraction:.0%} of the small files.")
+    if any(ss.name == "realdata" for ss in sets):
+        root = realdata.stdlib_root()
+        described.append("Real data (`--scenarios realdata`): "
+                         f"{realdata.stats(root).describe(root)}.")
+    if with_snapshot:
+        described.append(f"Snapshot scenario: {snapshot_spec.describe()}; each night "
+                         f"modifies {args.fraction:.0%} of the small files.")
     meta: dict[str, Any] = {
         "command": "nox -s bench" + (" -- " + " ".join(argv or sys.argv[1:])
                                      if (argv or sys.argv[1:]) else ""),
@@ -188,12 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         "json_name": json_path.name,
         "machine": machine_info(run_dir),
         "versions": versions,
-        "dataset": (f"`--scale {args.scale}`: {spec.describe()}; changes touch "
-                    f"{args.fraction:.0%} of the small files." if standard else
-                    f"Snapshot scenario only: {snapshot_spec.describe()}; each night "
-                    f"modifies {args.fraction:.0%} of the small files."),
-        "method": (_method(args, count, strace, timeout) if standard else []) + (
-            _snapshot_method(strace) if "snapshot" in groups else []),
+        "dataset": " ".join(described),
+        "method": (_method(args, count, strace, timeout) if sets else []) + (
+            _snapshot_method(strace) if with_snapshot else []),
         "scale": args.scale,
     }
     table: dict[tuple[str, str], Measurement] = {}
@@ -210,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                     timeout_s=timeout, fraction=args.fraction, strace=strace, log=_log)
                 rep.million = mil.to_json()
                 rep.update_vs_find = mil.update_vs_find
-            elif standard:
-                _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
-                            s3.create_bucket, count, strace, timeout)
-            if "snapshot" in groups:
+            else:
+                for scenario_set in sets:
+                    _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
+                                s3.create_bucket, count, strace, timeout, scenario_set)
+            if with_snapshot:
                 ctx = snapshot.SnapshotContext(
                     out=run_dir / "snapshot", repo_root=REPO, endpoint=s3.endpoint_url,
                     client=client, create_bucket=s3.create_bucket, spec=snapshot_spec,
@@ -224,11 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             client.close()
     baycat_tool = next((t for t in tools if isinstance(t, Baycat)), None)
-    if standard and args.update_files and args.scale != "1m" and baycat_tool is not None:
+    if sets and args.update_files and args.scale != "1m" and baycat_tool is not None:
         rep.update_vs_find = scale.update_tree_benchmark(
             baycat_tool, args.update_files, spec.seed, run_dir / "update-vs-find", timeout, _log)
         shutil.rmtree(run_dir / "update-vs-find", ignore_errors=True)
-    if standard and not args.no_hash and args.scale != "1m":
+    if sets and not args.no_hash and args.scale != "1m":
         rep.hashbench = _hashbench(run_dir / "hash")
     meta["elapsed_s"] = round(time.perf_counter() - started, 1)
     meta["method"].append(f"The whole run took {meta['elapsed_s'] / 60:.1f} minutes.")
@@ -243,15 +255,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_passes(rep: report.RunReport, tools: list[Tool], args: argparse.Namespace,
                 spec: dataset.DatasetSpec, run_dir: Path, endpoint: str, client: Any,
-                create_bucket: Any, count: set[str], strace: bool, timeout: float) -> None:
+                create_bucket: Any, count: set[str], strace: bool, timeout: float,
+                scenario_set: scenarios.ScenarioSet) -> None:
     for counted in (False, True):
         if counted and args.count == "none":
             break
+        label = "counted" if counted else "timed"
         ctx = scenarios.PassContext(
-            out=run_dir / ("counted" if counted else "timed"), repo_root=REPO,
+            out=run_dir / (label if scenario_set.name == "synthetic"
+                           else f"{scenario_set.name}-{label}"), repo_root=REPO,
             endpoint=endpoint, client=client, create_bucket=create_bucket, spec=spec,
             fraction=args.fraction, timeout_s=timeout, log=_log)
-        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace)
+        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace,
+                           scenario_set=scenario_set)
         # Trees of a finished pass are no longer needed; keep disk use bounded.
         shutil.rmtree(ctx.out, ignore_errors=True)
 
