@@ -14,6 +14,8 @@ from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     DryRun,
     EndpointUrl,
+    KeyFile,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -23,6 +25,7 @@ from baycat.cli.options import (
     Retries,
     Timeout,
     Transfers,
+    encryption_options,
     price_table,
     s3_options,
 )
@@ -58,6 +61,8 @@ def verify_command(
         "cheap check). Example: --sample 2")] = None,
     transfers: Transfers = 32,
     pool_size: PoolSize = None,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -89,6 +94,7 @@ def verify_command(
             raise UsageError("give either a BACKUP to verify or --local DIR")
         if local is not None and (deep or sample is not None):
             raise UsageError("--deep and --sample check a backup, not --local")
+        encryption = encryption_options(password_file, key_file)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                         timeout=timeout)
         prices = price_table(price_file)
@@ -101,7 +107,8 @@ def verify_command(
         assert source is not None
         options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,
                                 transfers=transfers)
-        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
+        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state,
+                          encryption=encryption)
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, on_fatal=on_fatal)
     print_verify(summary, as_json, quiet)
@@ -112,6 +119,8 @@ def history_command(
     source: Annotated[str, typer.Argument(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
         "http(s):// URL.")],
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -132,7 +141,8 @@ def history_command(
     with fatal_errors(on_fatal):
         start_logging(False)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
+        encryption = encryption_options(password_file, key_file)
+    found = run_engine(api.history(source, s3=s3, encryption=encryption), on_fatal=on_fatal)
     print_history(found, as_json)
 
 
@@ -145,6 +155,8 @@ def gc_command(
         "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
         "Example: --grace 6h")] = "24h",
     dry_run: DryRun = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -171,7 +183,8 @@ def gc_command(
         start_logging(quiet)
         grace_s = parse_duration(grace)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
-                         on_fatal=on_fatal)
+        encryption = encryption_options(password_file, key_file)
+    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3,
+                                encryption=encryption), on_fatal=on_fatal)
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)

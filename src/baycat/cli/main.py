@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from baycat.cli import inspect, manifest, sync
+from baycat.cli import inspect, keys, manifest, sync
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
@@ -45,6 +45,13 @@ manifest_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(manifest_app, name="manifest")
+key_app = typer.Typer(
+    help="The passwords and key files that open an encrypted backup (sync --encrypt); "
+    "changing them re-encrypts no data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(key_app, name="key")
 
 
 def _version(value: bool) -> None:
@@ -85,6 +92,9 @@ app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)
+key_app.command("list", epilog=EXIT_CODES_HELP)(keys.key_list)
+key_app.command("add", epilog=EXIT_CODES_HELP)(keys.key_add)
+key_app.command("remove", epilog=EXIT_CODES_HELP)(keys.key_remove)
 manifest_app.command("estimate-cost")(manifest.manifest_estimate_cost)
 
 

@@ -20,6 +20,8 @@ from baycat.cli.options import (
     ExcludeFrom,
     Include,
     IncludeFrom,
+    KeyFile,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -31,6 +33,7 @@ from baycat.cli.options import (
     Timeout,
     Transfers,
     Verbose,
+    encryption_options,
     filter_spec,
     price_table,
     s3_options,
@@ -74,6 +77,13 @@ def sync_command(
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    encrypt: Annotated[bool, typer.Option(
+        "--encrypt", help="Make a new backup encrypted on the client: contents, the "
+        "manifest and object names (docs/encryption.md). Needs a password or key; later "
+        "runs need the same one (no --encrypt). Example: baycat sync --encrypt "
+        "--password-file ~/.pw ~/data s3://b/data/")] = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -143,6 +153,7 @@ def sync_command(
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
                         retries, timeout)
+        encryption = encryption_options(password_file, key_file, create=encrypt)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
@@ -165,12 +176,14 @@ def sync_command(
                                   scan_remote=scan_remote, stop=stop,
                                   history=keep_generations, verify_commits=verify_commit)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
-                                  progress=progress_state, warn=warn, on_action=on_action)
+                                  progress=progress_state, warn=warn, on_action=on_action,
+                                  encryption=encryption)
         if isinstance(dst, LocalEndpoint):
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
-                                     progress=progress_state, warn=warn, on_action=on_action)
+                                     progress=progress_state, warn=warn, on_action=on_action,
+                                     encryption=encryption)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
@@ -210,6 +223,8 @@ def restore_command(
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -241,6 +256,7 @@ def restore_command(
         parse_endpoint(source)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                         timeout=timeout)
+        encryption = encryption_options(password_file, key_file)
         prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
@@ -249,7 +265,7 @@ def restore_command(
                              at_ns=at_ns,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
-                       progress=progress_state, warn=warn,
+                       progress=progress_state, warn=warn, encryption=encryption,
                        on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
                     on_fatal)
