@@ -13,6 +13,9 @@ from baycat.api import (
     gc_blocking,
     history,
     history_blocking,
+    key_add,
+    key_list,
+    key_remove,
     restore,
     restore_blocking,
     sync,
@@ -43,12 +46,14 @@ from baycat.ops.transfer import TransferConfig
 from baycat.ops.verify import Problem, VerifyOptions, VerifySummary
 from baycat.progress import Notice, Progress
 from baycat.scan.filters import FilterSpec, Rule
+from baycat.store.encryption import Encryption, Secret
 from baycat.store.s3_options import S3Options
 from baycat.version import __version__
 
 __all__ = [
     "BaycatError",
     "CredentialsError",
+    "Encryption",
     "ExitCode",
     "FileError",
     "FilterSpec",
@@ -65,6 +70,7 @@ __all__ = [
     "RestoreOptions",
     "Rule",
     "S3Options",
+    "Secret",
     "SyncOptions",
     "SyncSummary",
     "TransferConfig",
@@ -78,6 +84,9 @@ __all__ = [
     "gc_blocking",
     "history",
     "history_blocking",
+    "key_add",
+    "key_list",
+    "key_remove",
     "load_prices",
     "restore",
     "restore_blocking",

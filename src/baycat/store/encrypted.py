@@ -83,10 +83,18 @@ def max_plain_key_bytes(prefix_bytes: int) -> int:
     return n
 
 
+# S3 refuses a part below 5 MiB unless it is the last one (ops/transfer.py MIN_PART).
+_MIN_PART = 5 * 1024 * 1024
+_DEFERRED = '"deferred"'
+
+
 @dataclass(slots=True)
 class _Upload:
     header: envelope.Header
     sizes: dict[int, int] = field(default_factory=dict)
+    # A part smaller than S3's minimum can only be the last: it is held back (sealed)
+    # and sent with the end chunk appended when the upload completes.
+    deferred: tuple[int, bytes] | None = None
 
 
 def _check_etag(inner: ObjectStore, etag: str, md5: bytes, what: str) -> None:
@@ -398,7 +406,8 @@ class EncryptedStore:
         # `md5` is the plaintext's: the engine computed it from these very bytes. What
         # goes to the server is checked by the ciphertext's own MD5.
         kind = self._kind(key)
-        seq = self._seq + 1 if kind == envelope.KIND_ROOT else 0
+        # After a 304 the root's seq was never read here: the highest one seen is its.
+        seq = max(self._seq, self._seen) + 1 if kind == envelope.KIND_ROOT else 0
         body = await self._seal(data, kind, seq)
         body_md5 = hashlib.md5(body).digest()
         stored = await self.inner.put(self._stored(key), body, md5=body_md5,
@@ -433,11 +442,17 @@ class EncryptedStore:
             return body
 
         body = await asyncio.to_thread(sealed)
+        upload.sizes[number] = len(data)
+        if len(data) < _MIN_PART:
+            upload.deferred = (number, body)
+            return _DEFERRED
+        return await self._send_part(key, upload_id, number, body)
+
+    async def _send_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         body_md5 = hashlib.md5(body).digest()
         etag = await self.inner.upload_part(self._stored(key), upload_id, number, body,
                                             body_md5)
         _check_etag(self.inner, etag, body_md5, f"{key} part {number}")
-        upload.sizes[number] = len(data)
         return etag
 
     async def complete_multipart(self, key: str, upload_id: str,
@@ -454,14 +469,18 @@ class EncryptedStore:
                               "of 64 KiB (all but the last)")
         size = sum(upload.sizes[n] for n in numbers)
         end = upload.header.seal_end(part_size, size)
-        end_md5 = hashlib.md5(end).digest()
-        stored_key = self._stored(key)
-        # The end chunk is one more (small) part: S3 allows the last part to be small.
-        etag = await self.inner.upload_part(stored_key, upload_id, len(parts) + 1, end,
-                                            end_md5)
-        _check_etag(self.inner, etag, end_md5, f"{key} end")
-        result = await self.inner.complete_multipart(stored_key, upload_id,
-                                                     [*parts, (len(parts) + 1, etag)])
+        last = len(parts)
+        if upload.deferred is not None:
+            if upload.deferred[0] != last:
+                raise RemoteError(f"{key}: a part below 5 MiB that is not the last one")
+            # The held-back last part goes up now, the end chunk appended to it.
+            parts = [*parts[:-1], (last, await self._send_part(
+                key, upload_id, last, upload.deferred[1] + end))]
+        else:
+            # The end chunk is one more part: the last one may be that small.
+            parts = [*parts, (last + 1, await self._send_part(key, upload_id, last + 1,
+                                                              end))]
+        result = await self.inner.complete_multipart(self._stored(key), upload_id, parts)
         del self._uploads[upload_id]
         return result
 
