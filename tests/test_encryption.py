@@ -16,13 +16,13 @@ import pytest
 from baycat.store import envelope
 from baycat.store.base import Corrupt
 from baycat.store.encrypted import max_plain_key_bytes
-from baycat.store.keyring import Keyring, WrongKey
 from baycat.store.encryption import Secret
+from baycat.store.keyring import Keyring, WrongKey
 from tests.cli_helpers import run_baycat
 from tests.support.static_http import StaticServer
 from tests.targets import Target, requests_total
 from tests.test_sync import assert_same_tree
-from tests.trees import Symlink, make_tree
+from tests.trees import Spec, Symlink, make_tree
 
 KEY = secrets.token_bytes(32)
 C = envelope.CHUNK
@@ -105,10 +105,10 @@ def test_names_that_would_be_too_long_encrypted_are_escaped_first() -> None:
 
 
 @pytest.fixture
-def key_file(tmp_path: Path) -> Path:
+def key_file(tmp_path: Path) -> str:
     path = tmp_path / "backup.key"
     path.write_bytes(secrets.token_bytes(32))
-    return path
+    return str(path)
 
 
 def _tree(src: Path) -> None:
@@ -124,7 +124,7 @@ def _run(target: Target, *args: str | Path, check: int = 0) -> Any:
     return proc
 
 
-def test_encrypted_backup_round_trip(target: Target, tmp_path: Path, key_file: Path) -> None:
+def test_encrypted_backup_round_trip(target: Target, tmp_path: Path, key_file: str) -> None:
     src = tmp_path / "src"
     _tree(src)
     first = target.sync(src, "--encrypt", "--key-file", key_file)
@@ -159,7 +159,7 @@ def test_encrypted_backup_round_trip(target: Target, tmp_path: Path, key_file: P
 
 
 def test_verify_history_gc_and_restore_at(target: Target, tmp_path: Path,
-                                          key_file: Path) -> None:
+                                          key_file: str) -> None:
     src = tmp_path / "src"
     make_tree(src, {"a.txt": b"version one", "b.txt": b"bee"})
     target.sync(src, "--encrypt", "--key-file", key_file)
@@ -185,16 +185,18 @@ def test_verify_history_gc_and_restore_at(target: Target, tmp_path: Path,
 
 
 def test_wrong_key_or_none_is_exit_3_and_writes_nothing(target: Target, tmp_path: Path,
-                                                        key_file: Path) -> None:
+                                                        key_file: str) -> None:
     src = tmp_path / "src"
     make_tree(src, {"a.txt": b"hello"})
     pw = tmp_path / "pw"
     pw.write_bytes(b"correct horse\n")
-    target.sync(src, "--encrypt", "--password-file", pw)
-    (src / "new.txt").write_bytes(b"new")
-    before = target.objects(include_state=True)
+    target.sync(src, "--encrypt", "--password-file", str(pw))
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"incorrect horse\n")
+    # Even a run with nothing to do (GET root -> 304, no key needed) checks the password.
+    run_baycat("sync", "--password-file", wrong, src, target.url, env=target.env, check=3)
+    (src / "new.txt").write_bytes(b"new")
+    before = target.objects(include_state=True)
     for args in (["--password-file", wrong], ["--key-file", key_file], []):
         proc = run_baycat("sync", "--json", *args, src, target.url, env=target.env, check=3)
         doc = json.loads(proc.stdout)
@@ -214,7 +216,7 @@ def test_wrong_key_or_none_is_exit_3_and_writes_nothing(target: Target, tmp_path
 
 
 def test_encrypt_refuses_a_plain_backup_and_plain_backups_stay_plain(
-        target: Target, tmp_path: Path, key_file: Path) -> None:
+        target: Target, tmp_path: Path, key_file: str) -> None:
     src = tmp_path / "src"
     make_tree(src, {"a.txt": b"hello"})
     target.sync(src)
@@ -228,15 +230,16 @@ def test_encrypt_refuses_a_plain_backup_and_plain_backups_stay_plain(
 
 
 def test_tampered_objects_are_reported_and_never_restored(tmp_path: Path,
-                                                          key_file: Path) -> None:
+                                                          key_file: str) -> None:
     src, backup = tmp_path / "src", tmp_path / "backup"
     files = {"a.txt": b"A" * 5000, "b.txt": b"B" * 5000, "c.txt": b"C" * 70000,
              "d.txt": b"D" * 100, "e.txt": b"E" * 100}
-    make_tree(src, files)
+    spec: Spec = {name: data for name, data in files.items()}
+    make_tree(src, spec)
     target = Target("local", str(backup), root=backup)
     target.sync(src, "--encrypt", "--key-file", key_file)
-    # Which object holds which file: restore each alone... simpler, by size order.
-    objects = {k: v for k, v in target.objects().items()}
+    # The names are opaque; sizes tell the objects apart: d|e (100 B), a|b, c.
+    objects = target.objects()
     by_size = sorted(objects, key=lambda k: (len(objects[k]), k))
     d_or_e, a_or_b, c = by_size[0:2], by_size[2:4], by_size[4]
     target.put_raw(a_or_b[0], objects[a_or_b[0]][:-1] + b"\0")  # modified
@@ -261,7 +264,7 @@ def test_tampered_objects_are_reported_and_never_restored(tmp_path: Path,
 
 
 def test_tampered_manifest_and_replayed_root_are_refused(tmp_path: Path,
-                                                         key_file: Path) -> None:
+                                                         key_file: str) -> None:
     src, backup = tmp_path / "src", tmp_path / "backup"
     make_tree(src, {"a.txt": b"one"})
     target = Target("local", str(backup), root=backup)
@@ -288,7 +291,7 @@ def test_tampered_manifest_and_replayed_root_are_refused(tmp_path: Path,
     assert proc.returncode != 0
 
 
-def test_restore_over_plain_http_with_the_key(tmp_path: Path, key_file: Path) -> None:
+def test_restore_over_plain_http_with_the_key(tmp_path: Path, key_file: str) -> None:
     src, backup = tmp_path / "src", tmp_path / "backup"
     _tree(src)
     run_baycat("sync", "--encrypt", "--key-file", key_file, src, backup)
@@ -299,7 +302,7 @@ def test_restore_over_plain_http_with_the_key(tmp_path: Path, key_file: Path) ->
         assert set(server.requests) <= {"GET 200", "GET 206", "GET 404"}
 
 
-def test_key_add_and_remove_change_no_data(tmp_path: Path, key_file: Path) -> None:
+def test_key_add_and_remove_change_no_data(tmp_path: Path, key_file: str) -> None:
     src, backup = tmp_path / "src", tmp_path / "backup"
     make_tree(src, {"a.txt": b"hello"})
     target = Target("local", str(backup), root=backup)

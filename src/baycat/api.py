@@ -288,6 +288,7 @@ async def _with_keys(destination: str, encryption: Encryption, s3: S3Options | N
                                       create=False), replace(encryption, create=False))
     await store.open()
     try:
+        await store.ready()
         assert store.keyring is not None
         if change is not None:
             master, _ = store.keyring.unlock(encryption.secret)

@@ -125,6 +125,7 @@ class EncryptedStore:
         self._uploads: dict[str, _Upload] = {}
         self._headers: dict[str, envelope.Header] = {}
         self._from_cache = False
+        self._unlocking: asyncio.Task[None] | None = None
 
     # ---- the protocol's attributes --------------------------------------------------
 
@@ -265,9 +266,20 @@ class EncryptedStore:
                     "--encrypt on the first sync to make one, or no password to use a "
                     "plain backup")
             keyring = await self._create_keyring()
-        self._unlock(keyring)
+        # The key derivation (scrypt: ~0.15 s of CPU) runs in a thread beside whatever
+        # the caller does next (a sync scans its tree meanwhile; scrypt releases the GIL).
+        # Every method awaits it first, except the root GET that is answered 304: a
+        # no-change sync then waits for it only in close(), which still fails on a wrong
+        # secret (exit 3) — after the one request, a read.
+        self._unlocking = asyncio.create_task(asyncio.to_thread(self._unlock, keyring))
         if not self._from_cache:
+            await self.ready()
             self._write_cache()
+
+    async def ready(self) -> None:
+        """Wait for the keys to be unlocked (raises WrongKey)."""
+        if self._unlocking is not None:
+            await self._unlocking
 
     def _unlock(self, keyring: Keyring) -> None:
         master, self.slot_id = keyring.unlock(self.encryption.secret)
@@ -277,6 +289,7 @@ class EncryptedStore:
 
     async def save_keyring(self, keyring: Keyring) -> None:
         """Replace the keys object (key add/remove), conditionally on the one read."""
+        await self.ready()
         body = keyring.to_bytes()
         md5 = hashlib.md5(body).digest()
         if self.keyring_etag is None:
@@ -291,7 +304,10 @@ class EncryptedStore:
         await self.inner.check()
 
     async def close(self) -> None:
-        await self.inner.close()
+        try:
+            await self.ready()
+        finally:
+            await self.inner.close()
 
     # ---- reading --------------------------------------------------------------------
 
@@ -329,6 +345,8 @@ class EncryptedStore:
     async def get(self, key: str, *, if_none_match: str | None = None,
                   byte_range: tuple[int, int] | None = None,
                   version_id: str = "") -> Fetched | NotModified:
+        if key != ROOT_KEY:
+            await self.ready()
         stored = self._stored(key)
         if byte_range is not None:
             return Fetched(await self._get_range(key, stored, *byte_range, version_id), "")
@@ -336,6 +354,7 @@ class EncryptedStore:
                                    version_id=version_id)
         if isinstance(got, NotModified):
             return NOT_MODIFIED
+        await self.ready()
         try:
             return Fetched(await self._open_whole(key, got.data), got.etag)
         except Corrupt:
@@ -383,10 +402,12 @@ class EncryptedStore:
         return plain[start - first * envelope.CHUNK:end - first * envelope.CHUNK]
 
     async def head(self, key: str) -> ObjectInfo:
+        await self.ready()
         info = await self.inner.head(self._stored(key))
         return ObjectInfo(key, envelope.plaintext_size(info.size), info.etag)
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
+        await self.ready()
         opener = envelope.Opener(self._contents, key, self._kind(key))
         async for piece in self.inner.stream(self._stored(key), version_id):
             for plain in opener.feed(piece):
@@ -403,6 +424,7 @@ class EncryptedStore:
 
     async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
                   if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
+        await self.ready()
         # `md5` is the plaintext's: the engine computed it from these very bytes. What
         # goes to the server is checked by the ciphertext's own MD5.
         kind = self._kind(key)
@@ -419,6 +441,7 @@ class EncryptedStore:
         return stored
 
     async def create_multipart(self, key: str) -> str:
+        await self.ready()
         upload_id = await self.inner.create_multipart(self._stored(key))
         self._uploads[upload_id] = _Upload(envelope.Header.new(self._contents))
         return upload_id
@@ -433,6 +456,7 @@ class EncryptedStore:
     async def upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                           md5: bytes) -> str:
         upload = self._upload(key, upload_id)
+        await self.ready()
         header = upload.header
 
         def sealed() -> bytes:
@@ -485,20 +509,24 @@ class EncryptedStore:
         return result
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self.ready()
         self._uploads.pop(upload_id, None)
         await self.inner.abort_multipart(self._stored(key), upload_id)
 
     async def copy(self, source_key: str, key: str, *, if_match: str | None = None,
                    source_version: str = "") -> Stored:
+        await self.ready()
         return await self.inner.copy(self._stored(source_key), self._stored(key),
                                      if_match=if_match, source_version=source_version)
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
+        await self.ready()
         plain = {self._stored(k): k for k in keys}
         failed = await self.inner.delete_many(list(plain))
         return [(plain.get(k, k), message) for k, message in failed]
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        await self.ready()
         if prefix.startswith(STATE_PREFIX):
             folder, slash, _ = prefix[len(STATE_PREFIX):].partition("/")
             inner_prefix = STATE_PREFIX + folder + "/" if slash else STATE_PREFIX
