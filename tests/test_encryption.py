@@ -127,6 +127,8 @@ def _run(target: Target, *args: str | Path, check: int = 0) -> Any:
 def test_encrypted_backup_round_trip(target: Target, tmp_path: Path, key_file: str) -> None:
     src = tmp_path / "src"
     _tree(src)
+    dry = target.sync(src, "--encrypt", "--dry-run", "--key-file", key_file)
+    assert dry["uploaded"]["files"] >= 5 and target.objects(include_state=True) == {}
     first = target.sync(src, "--encrypt", "--key-file", key_file)
     assert first["exit_code"] == 0 and first["uploaded"]["files"] >= 5
     # The bucket: no file name, no plaintext, only baycat's fixed state names.
@@ -166,22 +168,28 @@ def test_verify_history_gc_and_restore_at(target: Target, tmp_path: Path,
     (src / "a.txt").write_bytes(b"version two!")
     (src / "b.txt").unlink()
     target.sync(src, "--key-file", key_file)
+    (src / "c.txt").write_bytes(b"sea")
+    target.sync(src, "--key-file", key_file, "--keep-generations", "2")
     hist = json.loads(_run(target, "history", "--json", "--key-file", key_file,
                            target.url).stdout)
     gens = hist["generations"]
-    assert [g["files"] for g in gens] == [1, 2]
+    assert [g["files"] for g in gens] == [2, 1]
     when = datetime.fromtimestamp(gens[1]["time_ns"] // 1000 / 1e6, UTC).isoformat()
     old = tmp_path / "old"
     target.restore(old, "--key-file", key_file, "--at", when, check=None)
-    # Without a versioned bucket, the overwritten a.txt can't come back (reported), b.txt can.
-    assert (old / "b.txt").read_bytes() == b"bee"
+    # The generation before c.txt: a.txt (version two) only; b.txt was deleted then.
+    assert sorted(p.name for p in old.iterdir() if p.name != ".baycat") == ["a.txt"]
+    assert (old / "a.txt").read_bytes() == b"version two!"
     for deep in ([], ["--deep"]):
         doc = json.loads(_run(target, "verify", "--json", *deep, "--key-file", key_file,
                               target.url).stdout)
         assert doc["exit_code"] == 0 and doc["problems"] == [], doc
     gc = json.loads(_run(target, "gc", "--json", "--grace", "0s", "--key-file", key_file,
                          target.url).stdout)
-    assert gc["exit_code"] == 0
+    # The first commit's pack is no kept generation's: deleted, by its opaque name.
+    assert gc["exit_code"] == 0 and gc["deleted_packs"] == 1, gc
+    assert json.loads(_run(target, "verify", "--json", "--key-file", key_file,
+                           target.url).stdout)["exit_code"] == 0
 
 
 def test_wrong_key_or_none_is_exit_3_and_writes_nothing(target: Target, tmp_path: Path,

@@ -117,7 +117,11 @@ async def sync(
     s3 = s3 or S3Options()
     if isinstance(dst, LocalEndpoint):
         check_apart(src_path, dst.path)
-    state = ensure_state_dir(src_path) if encryption is not None else None
+    state = None
+    if encryption is not None:
+        state = ensure_state_dir(src_path)
+        if options is not None and options.dry_run:
+            encryption = replace(encryption, dry_run=True)
     store = _open(dst, s3, True, encryption, state)
     summary = await _with_store(store, sync_to_store(
         src_path, store, options, progress=progress, warn=warn, on_action=on_action))

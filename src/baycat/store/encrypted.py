@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from baycat.errors import CredentialsError, ManifestError, RemoteError
-from baycat.private import write_private
+from baycat.private import mkdir_private, write_private
 from baycat.store import envelope
 from baycat.store.base import (
     NOT_MODIFIED,
@@ -210,11 +210,11 @@ class EncryptedStore:
 
     def _write_cache(self) -> None:
         path = self.encryption.cache
-        if path is None or self.keyring is None:
+        if path is None or self.keyring is None or self.encryption.dry_run:
             return
         self._seen = max(self._seen, self._seq)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            mkdir_private(path.parent, parents=True)
             write_private(path, json.dumps({"keys": self.keyring.to_bytes().decode(),
                                             "root_seq": self._seen}).encode())
         except OSError as exc:
@@ -241,6 +241,8 @@ class EncryptedStore:
         n = self.encryption.scrypt_n
         keyring, _ = (Keyring.create(self.encryption.secret) if n is None
                       else Keyring.create(self.encryption.secret, n))
+        if self.encryption.dry_run:
+            return keyring
         body = keyring.to_bytes()
         try:
             stored = await self.inner.put(KEYS_KEY, body, md5=hashlib.md5(body).digest(),
@@ -272,7 +274,7 @@ class EncryptedStore:
         # no-change sync then waits for it only in close(), which still fails on a wrong
         # secret (exit 3) — after the one request, a read.
         self._unlocking = asyncio.create_task(asyncio.to_thread(self._unlock, keyring))
-        if not self._from_cache:
+        if not self._from_cache and not self.encryption.dry_run:
             await self.ready()
             self._write_cache()
 

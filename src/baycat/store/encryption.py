@@ -25,11 +25,12 @@ class Encryption:
     to cache the keys object and the newest root's sequence number (a private file),
     so that a no-change sync stays one request.
 
-    >>> Encryption(Secret("password", b"hunter2"))
-    Encryption(secret=Secret('password', ***), create=False, cache=None, scrypt_n=None)
+    >>> Encryption(Secret("password", b"hunter2")).secret
+    Secret('password', ***)
     """
 
     secret: Secret
     create: bool = False
     cache: Path | None = None
     scrypt_n: int | None = None  # None: keyring.SCRYPT_N (tests use less)
+    dry_run: bool = False  # `create` makes the keys in memory only, writes nothing
