@@ -126,6 +126,7 @@ class EncryptedStore:
         self._headers: dict[str, envelope.Header] = {}
         self._from_cache = False
         self._unlocking: asyncio.Task[None] | None = None
+        self._created: bytes | None = None
 
     # ---- the protocol's attributes --------------------------------------------------
 
@@ -239,8 +240,9 @@ class EncryptedStore:
                 f"{self.inner.url} holds a plain (unencrypted) backup: --encrypt only makes a "
                 "new backup encrypted (sync to a new destination to encrypt)")
         n = self.encryption.scrypt_n
-        keyring, _ = (Keyring.create(self.encryption.secret) if n is None
-                      else Keyring.create(self.encryption.secret, n))
+        keyring, master = (Keyring.create(self.encryption.secret) if n is None
+                           else Keyring.create(self.encryption.secret, n))
+        self._created = master  # no second derivation to open what was just made
         if self.encryption.dry_run:
             return keyring
         body = keyring.to_bytes()
@@ -248,6 +250,7 @@ class EncryptedStore:
             stored = await self.inner.put(KEYS_KEY, body, md5=hashlib.md5(body).digest(),
                                           if_none_match_any=True)
         except PreconditionFailed:  # another first sync made one: use theirs
+            self._created = None
             theirs = await self._fetch_keyring()
             if theirs is None:
                 raise
@@ -284,7 +287,11 @@ class EncryptedStore:
             await self._unlocking
 
     def _unlock(self, keyring: Keyring) -> None:
-        master, self.slot_id = keyring.unlock(self.encryption.secret)
+        if self._created is not None and keyring.slots:
+            master, self.slot_id = self._created, str(keyring.slots[0]["id"])
+            self._created = None
+        else:
+            master, self.slot_id = keyring.unlock(self.encryption.secret)
         self.keyring = keyring
         self._contents = subkey(master, "contents")
         self._names = AESSIV(subkey(master, "names", 64))
