@@ -278,6 +278,7 @@ def test_tampered_manifest_and_replayed_root_are_refused(tmp_path: Path,
     target = Target("local", str(backup), root=backup)
     target.sync(src, "--encrypt", "--key-file", key_file)
     old_root = (backup / ".baycat" / "root").read_bytes()
+    [(data_key, old_object)] = target.objects().items()
     (src / "a.txt").write_bytes(b"two")
     target.sync(src, "--key-file", key_file)
     # Replay: the old (authentic) root put back; the syncing machine has seen a newer one.
@@ -286,8 +287,23 @@ def test_tampered_manifest_and_replayed_root_are_refused(tmp_path: Path,
     proc = run_baycat("sync", src, backup, "--key-file", key_file, check=3)
     assert b"older than one this machine has seen" in proc.stderr
     target.put_raw(".baycat/root", new_root)
-    # A damaged pack (manifest segment): restore refuses to trust the manifest.
+    # A replayed object (a.txt's first version, authentic, under its own name).
+    new_object = target.objects()[data_key]
+    target.put_raw(data_key, old_object)
+    summary = target.restore(tmp_path / "r1", "--key-file", key_file, check=1)
+    assert [e["path"] for e in summary["errors"]] == ["a.txt"]
+    assert not (tmp_path / "r1" / "a.txt").exists()
+    target.put_raw(data_key, new_object)
+    # Two manifest packs swapped, then one damaged: the manifest is not trusted.
     packs = sorted((backup / ".baycat" / "packs").iterdir())
+    assert len(packs) == 2
+    blobs = [p.read_bytes() for p in packs]
+    packs[0].write_bytes(blobs[1])
+    packs[1].write_bytes(blobs[0])
+    proc = run_baycat("restore", "--key-file", key_file, backup, tmp_path / "r2", check=3)
+    assert b"corrupt" in proc.stderr or b"damaged" in proc.stderr
+    packs[0].write_bytes(blobs[0])
+    packs[1].write_bytes(blobs[1])
     for pack in packs:
         data = bytearray(pack.read_bytes())
         data[envelope.HEADER_BYTES + 3] ^= 1
