@@ -147,8 +147,10 @@ def test_encrypted_backup_round_trip(target: Target, tmp_path: Path, key_file: s
     assert again["exit_code"] == 0 and requests_total(again) == 1, again["server_requests"]
     # A rename is a server-side copy of the encrypted object.
     os.rename(src / "docs" / "copy.txt", src / "docs" / "renamed.txt")
-    renamed = target.sync(src, "--key-file", key_file)
+    renamed = target.sync(src, "--key-file", key_file, "--delete")
     assert renamed["copied"]["files"] == 1 and renamed["uploaded"]["files"] == 0
+    assert renamed["deleted"]["files"] == 1  # the old name's object, by its opaque key
+    assert sum(k.startswith("d/") for k in target.objects()) == 5
     out = tmp_path / "out"
     restored = target.restore(out, "--key-file", key_file)
     assert restored["exit_code"] == 0
