@@ -106,8 +106,9 @@ def _check_etag(inner: ObjectStore, etag: str, md5: bytes, what: str) -> None:
 
 class EncryptedStore:
     """An ObjectStore over `inner` that encrypts keys and contents. `open()` reads the
-    keys object (or its cached copy) and unlocks it: a wrong secret fails there, before
-    anything is written."""
+    keys object (or its cached copy) and starts unlocking it; a wrong secret fails the
+    first call that needs the keys (before anything is written) or, at the latest,
+    `close()`."""
 
     content_etags = False
 
@@ -260,6 +261,13 @@ class EncryptedStore:
 
     async def open(self) -> None:
         await self.inner.open()
+        try:
+            await self._open_keys()
+        except BaseException:
+            await self.inner.close()  # the caller closes only a store that opened
+            raise
+
+    async def _open_keys(self) -> None:
         keyring, self._seen = self._read_cache()
         self._from_cache = keyring is not None
         if keyring is None:
