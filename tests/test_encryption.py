@@ -288,6 +288,12 @@ def test_tampered_manifest_and_replayed_root_are_refused(tmp_path: Path,
     target.put_raw(".baycat/root", old_root)
     proc = run_baycat("sync", src, backup, "--key-file", key_file, check=3)
     assert b"older than one this machine has seen" in proc.stderr
+    # A damaged root is refused, even by --scan-remote (which rebuilds a *plain* one).
+    damaged = new_root[:-1] + bytes([new_root[-1] ^ 1])
+    target.put_raw(".baycat/root", damaged)
+    proc = run_baycat("sync", "--scan-remote", src, backup, "--key-file", key_file, check=3)
+    assert b"corrupt" in proc.stderr
+    assert (backup / ".baycat" / "root").read_bytes() == damaged  # not replaced
     target.put_raw(".baycat/root", new_root)
     # A replayed object (a.txt's first version, authentic, under its own name).
     new_object = target.objects()[data_key]
