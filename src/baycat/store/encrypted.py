@@ -434,10 +434,15 @@ class EncryptedStore:
 
     # ---- writing --------------------------------------------------------------------
 
-    async def _seal(self, data: bytes | bytearray, kind: int, seq: int) -> bytes:
-        if len(data) > _THREAD_BYTES:
-            return await asyncio.to_thread(envelope.seal, self._contents, data, kind, seq)
-        return envelope.seal(self._contents, data, kind, seq)
+    async def _seal(self, data: bytes | bytearray, kind: int, seq: int
+                    ) -> tuple[bytes, bytes]:
+        """The sealed body and its MD5 (in a thread when large: the loop stays free)."""
+
+        def seal() -> tuple[bytes, bytes]:
+            body = envelope.seal(self._contents, data, kind, seq)
+            return body, hashlib.md5(body).digest()
+
+        return await asyncio.to_thread(seal) if len(data) > _THREAD_BYTES else seal()
 
     async def put(self, key: str, data: bytes | bytearray, *, md5: bytes,
                   if_match: str | None = None, if_none_match_any: bool = False) -> Stored:
@@ -447,8 +452,7 @@ class EncryptedStore:
         kind = self._kind(key)
         # After a 304 the root's seq was never read here: the highest one seen is its.
         seq = max(self._seq, self._seen) + 1 if kind == envelope.KIND_ROOT else 0
-        body = await self._seal(data, kind, seq)
-        body_md5 = hashlib.md5(body).digest()
+        body, body_md5 = await self._seal(data, kind, seq)
         stored = await self.inner.put(self._stored(key), body, md5=body_md5,
                                       if_match=if_match, if_none_match_any=if_none_match_any)
         _check_etag(self.inner, stored.etag, body_md5, key)
@@ -476,21 +480,23 @@ class EncryptedStore:
         await self.ready()
         header = upload.header
 
-        def sealed() -> bytes:
+        def sealed() -> tuple[bytes, bytes]:
             body = header.seal_part(number, data)
             if number == 1:
                 body = header.encode(len(data), envelope.UNKNOWN_SIZE) + body
-            return body
+            return body, hashlib.md5(body).digest()
 
-        body = await asyncio.to_thread(sealed)
+        body, body_md5 = await asyncio.to_thread(sealed)
         upload.sizes[number] = len(data)
         if len(data) < _MIN_PART:
             upload.deferred = (number, body)
             return _DEFERRED
-        return await self._send_part(key, upload_id, number, body)
+        return await self._send_part(key, upload_id, number, body, body_md5)
 
-    async def _send_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
-        body_md5 = hashlib.md5(body).digest()
+    async def _send_part(self, key: str, upload_id: str, number: int, body: bytes,
+                         body_md5: bytes | None = None) -> str:
+        if body_md5 is None:
+            body_md5 = hashlib.md5(body).digest()
         etag = await self.inner.upload_part(self._stored(key), upload_id, number, body,
                                             body_md5)
         _check_etag(self.inner, etag, body_md5, f"{key} part {number}")
