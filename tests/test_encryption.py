@@ -347,13 +347,13 @@ def test_key_add_and_remove_change_no_data(tmp_path: Path, key_file: str) -> Non
                                   backup).stdout)["slots"]
     assert sorted(s["kind"] for s in slots) == ["keyfile", "password"]
     first = next(s["id"] for s in slots if s["kind"] == "keyfile")
-    run_baycat("key", "remove", "--password-file", pw, backup, first)
+    only = json.loads(run_baycat("key", "remove", "--json", "--password-file", pw, backup,
+                                 first).stdout)["slots"]
+    assert [s["kind"] for s in only] == ["password"]
     run_baycat("restore", "--key-file", key_file, backup, tmp_path / "o1", check=3)
     run_baycat("restore", "--password-file", pw, backup, tmp_path / "o2")
     assert (tmp_path / "o2" / "a.txt").read_bytes() == b"hello"
     assert target.objects() == data_before  # no object re-encrypted
-    only = json.loads(run_baycat("key", "list", "--json", "--password-file", pw,
-                                 backup).stdout)["slots"]
     proc = run_baycat("key", "remove", "--password-file", pw, backup, only[0]["id"], check=3)
     assert b"last key slot" in proc.stderr
 
