@@ -95,6 +95,13 @@ def test_keyring_opens_with_each_slot_and_never_with_a_wrong_secret() -> None:
     assert "one" not in repr(Secret("password", b"one"))
 
 
+def test_the_store_knows_the_root_by_the_manifest_s_name() -> None:
+    from baycat.manifest.remote import ROOT_KEY
+    from baycat.store import encrypted
+
+    assert encrypted.ROOT_KEY == ROOT_KEY  # kind and replay counter are the root's
+
+
 def test_names_that_would_be_too_long_encrypted_are_escaped_first() -> None:
     # An encrypted name is ~1.6x its key: the engine must escape from ~600 bytes on.
     n = max_plain_key_bytes(len("some/prefix/"))
