@@ -106,7 +106,9 @@ def run(argv: list[str], env: dict[str, str], *, timeout_s: float, workdir: Path
         proc.returncode = code  # reaped by wait4: keep Popen from waiting again
     stdout = "" if discard_stdout else out_path.read_text(errors="replace")
     stderr = err_path.read_bytes()[-_TAIL:].decode(errors="replace")
-    extra: dict[str, object] = {}
+    # CPU of the tool and every descendant it reaped (wait4 sums them): less sensitive to
+    # a busy machine than wall time.
+    extra: dict[str, object] = {"cpu_s": usage.ru_utime + usage.ru_stime}
     rss = _time_maxrss(rss_path) if use_time else None
     if rss is None:
         rss = usage.ru_maxrss

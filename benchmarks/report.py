@@ -39,6 +39,7 @@ class RunReport:
     hashbench: dict[str, Any] | None = None
     update_vs_find: dict[str, Any] | None = None
     million: dict[str, Any] | None = None
+    encryption: dict[str, Any] | None = None
     notes: list[str] | None = None
     snapshot: dict[str, Any] | None = None  # benchmarks/snapshot.py: nights, or "skipped"
 
@@ -228,6 +229,30 @@ def million_targets(mil: dict[str, Any]) -> list[Target]:
 # -- rendering --------------------------------------------------------------------------
 
 
+def _encryption_table(enc: dict[str, Any]) -> list[str]:
+    lines = [f"baycat with `sync --encrypt --password-file` against plain baycat, same "
+             f"run and server, twin trees ({enc['spec']}); goal: encrypted ≤ "
+             f"{enc['goal']:.1f}× plain.", "",
+             "| step | plain | encrypted | ratio | CPU plain / encrypted (ratio) "
+             "| requests plain / encrypted | goal |",
+             "|---|---|---|---|---|---|---|"]
+    for name, got in enc["steps"].items():
+        p, e, ratio = got["plain"], got["encrypted"], got.get("ratio")
+        met = "–" if ratio is None else "**met**" if ratio <= enc["goal"] else "**missed**"
+        reqs = " / ".join(", ".join(f"{k} {v}" for k, v in sorted((g["requests"] or {}).items()))
+                          or "–" for g in (p, e))
+        cpu = (f"{_s(p.get('cpu_s'))} / {_s(e.get('cpu_s'))} "
+               f"({_r(got.get('cpu_ratio'))})")
+        lines.append(f"| {name} | {_s(p['wall_s'])} | {_s(e['wall_s'])} | {_r(ratio)} | "
+                     f"{cpu} | {reqs} | {met} |")
+    lines += ["", "Wall: best of the runs (no-change 3, restore 2, initial sync 1); CPU: "
+              "user + system of that run, the tool and its children (less sensitive to a "
+              "busy machine).", "", "Restored trees identical to the source: plain "
+              f"{enc.get('plain_restore_identical')}, encrypted "
+              f"{enc.get('encrypted_restore_identical')}."]
+    return lines
+
+
 def _s(v: float | None) -> str:
     return "–" if v is None else (f"{v:.2f} s" if v < 100 else f"{v:.0f} s")
 
@@ -318,6 +343,9 @@ def render(report: RunReport) -> str:
                   f"best of two each: update {_s(u['update_s'])}, find {_s(u['find_s'])}, "
                   f"ratio {_r(u['ratio'])} (goal ≤ 2×); update peak RSS "
                   f"{_bytes(u['update_peak_rss_kib'] * 1024)}.", ""]
+    if report.encryption:
+        lines += ["## Encrypted beside plain (issue 17)", "", *_encryption_table(
+            report.encryption), ""]
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -489,6 +517,7 @@ def write(report: RunReport, md_path: Path, json_path: Path) -> None:
         "hashbench": report.hashbench,
         "update_vs_find": report.update_vs_find,
         "million": report.million,
+        "encryption": report.encryption,
         "million_targets": [_target_json(t) for t in million_targets(report.million)]
         if report.million else None,
         "notes": report.notes,

@@ -24,7 +24,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import awsenv, dataset, hashbench, procs, realdata, report, scale, scenarios, snapshot
+from . import (
+    awsenv,
+    dataset,
+    encryption,
+    hashbench,
+    procs,
+    realdata,
+    report,
+    scale,
+    scenarios,
+    snapshot,
+)
 from .dataset import KiB, MiB
 from .results import Measurement
 from .tools import Aws, Baycat, Rclone, S5cmd, Tool
@@ -65,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="request parallelism for every tool that takes one")
     p.add_argument("--timeout", type=float, help="seconds per command (default by scale)")
     p.add_argument("--no-hash", action="store_true", help="skip the hashing micro-benchmark")
+    p.add_argument("--no-encryption", action="store_true",
+                   help="skip baycat encrypted beside plain (issue 17)")
     p.add_argument("--update-files", type=int, default=100_000,
                    help="files in the `manifest update` vs `find` tree (0: skip)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
@@ -225,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
                 for scenario_set in sets:
                     _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
                                 s3.create_bucket, count, strace, timeout, scenario_set)
+                baycat_tool = next((t for t in tools if isinstance(t, Baycat)), None)
+                if sets and baycat_tool is not None and not args.no_encryption:
+                    rep.encryption = encryption.run_encrypted_vs_plain(
+                        baycat_tool, spec, run_dir / "encryption", s3.endpoint_url,
+                        s3.create_bucket, timeout, _log)
             if with_snapshot:
                 ctx = snapshot.SnapshotContext(
                     out=run_dir / "snapshot", repo_root=REPO, endpoint=s3.endpoint_url,

@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         gc_blocking,
         history,
         history_blocking,
+        key_add,
+        key_list,
+        key_remove,
         repair,
         repair_blocking,
         restore,
@@ -56,6 +59,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from baycat.ops.verify import Problem, VerifyOptions, VerifySummary
     from baycat.progress import Notice, Progress
     from baycat.scan.filters import FilterSpec, Rule
+    from baycat.store.encryption import Encryption, Secret
     from baycat.store.s3_options import S3Options
     from baycat.version import __version__
 
@@ -63,6 +67,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
 _HOMES: dict[str, str] = {
     "BaycatError": "baycat.errors",
     "CredentialsError": "baycat.errors",
+    "Encryption": "baycat.store.encryption",
     "ExitCode": "baycat.errors",
     "FileError": "baycat.ops.summary",
     "FilterSpec": "baycat.scan.filters",
@@ -81,6 +86,7 @@ _HOMES: dict[str, str] = {
     "RestoreOptions": "baycat.ops.restore",
     "Rule": "baycat.scan.filters",
     "S3Options": "baycat.store.s3_options",
+    "Secret": "baycat.store.encryption",
     "SyncOptions": "baycat.ops.backup",
     "SyncSummary": "baycat.ops.summary",
     "TransferConfig": "baycat.ops.transfer",
@@ -94,6 +100,9 @@ _HOMES: dict[str, str] = {
     "gc_blocking": "baycat.api",
     "history": "baycat.api",
     "history_blocking": "baycat.api",
+    "key_add": "baycat.api",
+    "key_list": "baycat.api",
+    "key_remove": "baycat.api",
     "load_prices": "baycat.ops.cost",
     "repair": "baycat.api",
     "repair_blocking": "baycat.api",
@@ -112,6 +121,7 @@ _HOMES: dict[str, str] = {
 __all__ = [
     "BaycatError",
     "CredentialsError",
+    "Encryption",
     "ExitCode",
     "FileError",
     "FilterSpec",
@@ -130,6 +140,7 @@ __all__ = [
     "RestoreOptions",
     "Rule",
     "S3Options",
+    "Secret",
     "SyncOptions",
     "SyncSummary",
     "TransferConfig",
@@ -143,6 +154,9 @@ __all__ = [
     "gc_blocking",
     "history",
     "history_blocking",
+    "key_add",
+    "key_list",
+    "key_remove",
     "load_prices",
     "repair",
     "repair_blocking",

@@ -23,8 +23,9 @@ import asyncio
 import functools
 import os
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from baycat.entry import FILE
 from baycat.errors import UsageError
@@ -49,9 +50,14 @@ from baycat.ops.verify import VerifyOptions, VerifySummary, verify_store, verify
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
 from baycat.scan.filters import FilterSpec
 from baycat.scan.local_manifest import default_manifest_path
+from baycat.scan.statedir import ensure_state_dir, remote_cache_path
 from baycat.store.base import ObjectStore
-from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+from baycat.store.encryption import Encryption, Secret
+from baycat.store.endpoints import Endpoint, LocalEndpoint, open_store, parse_endpoint
 from baycat.store.s3_options import S3Options
+
+if TYPE_CHECKING:
+    from baycat.store.keyring import Keyring
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -68,6 +74,21 @@ async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
         return await work
     finally:
         await store.close()
+
+
+def _open(endpoint: Endpoint, s3: S3Options, create: bool,
+          encryption: Encryption | None, state_dir: Path | None = None) -> ObjectStore:
+    """The store for `endpoint`, behind an EncryptedStore when a secret is given. With
+    `state_dir`, the keys object is cached there (a no-change sync stays one request)."""
+    store = open_store(endpoint, s3, create=create)
+    if encryption is None:
+        return store
+    from baycat.store.encrypted import EncryptedStore  # cryptography loads only when used
+
+    if state_dir is not None and encryption.cache is None:
+        cache = remote_cache_path(state_dir, store.url)
+        encryption = replace(encryption, cache=cache.with_name(cache.name + ".keys"))
+    return EncryptedStore(store, encryption if create else replace(encryption, create=False))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
@@ -88,19 +109,26 @@ async def sync(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     on_action: ActionFunc | None = None,
+    encryption: Encryption | None = None,
 ) -> SyncSummary:
     """Back up the directory `source` to `destination` (`s3://bucket/prefix/`, a
     directory path or a `file://` URL), sending only what changed.
 
     `s3` says how to reach S3 (endpoint, region, profile, storage class, SSE); `prices`
     prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
+    `encryption`: the backup is (with `create`: becomes) encrypted (docs/encryption.md).
     """
     dst = parse_endpoint(destination)
     src_path = Path(source)
     s3 = s3 or S3Options()
     if isinstance(dst, LocalEndpoint):
         check_apart(src_path, dst.path)
-    store = open_store(dst, s3, create=True)
+    state = None
+    if encryption is not None:
+        state = ensure_state_dir(src_path)
+        if options is not None and options.dry_run:
+            encryption = replace(encryption, dry_run=True)
+    store = _open(dst, s3, True, encryption, state)
     summary = await _with_store(store, sync_to_store(
         src_path, store, options, progress=progress, warn=warn, on_action=on_action))
     return _price(summary, s3, prices)
@@ -116,6 +144,7 @@ async def restore(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     on_action: ActionFunc | None = None,
+    encryption: Encryption | None = None,
 ) -> SyncSummary:
     """Restore the backup at `source` (`s3://...`, a directory or `file://` URL) into the
     directory `destination`, fetching only files that differ."""
@@ -124,7 +153,7 @@ async def restore(
     s3 = s3 or S3Options()
     if isinstance(src, LocalEndpoint):
         check_apart(src.path, dest)
-    store = open_store(src, s3, create=False)
+    store = _open(src, s3, False, encryption)
     summary = await _with_store(store, restore_from_store(
         store, dest, options, progress=progress, warn=warn, on_action=on_action))
     return _price(summary, s3, prices)
@@ -214,12 +243,13 @@ async def verify(
     s3: S3Options | None = None,
     prices: PriceTable | None = None,
     progress: Progress | None = None,
+    encryption: Encryption | None = None,
 ) -> VerifySummary:
     """Check that the backup at `source` (`s3://...`, a directory, `file://` or
     `http(s)://` URL) holds every object its manifest lists, intact: sizes and ETags from
     one listing, and with `options.deep_percent` a download and re-hash of that share."""
     s3 = s3 or S3Options()
-    store = open_store(parse_endpoint(source), s3, create=False)
+    store = _open(parse_endpoint(source), s3, False, encryption)
     summary = await _with_store(store, verify_store(store, options, progress=progress))
     table = prices or PriceTable()
     summary.price_table = table.name
@@ -247,17 +277,19 @@ async def verify_local(
                              user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
-async def history(source: str, *, s3: S3Options | None = None) -> History:
+async def history(source: str, *, s3: S3Options | None = None,
+                  encryption: Encryption | None = None) -> History:
     """The generations (commits) the backup at `source` keeps, newest first."""
-    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     return await _with_store(store, read_history(store))
 
 
 async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
-             s3: S3Options | None = None) -> GcSummary:
+             s3: S3Options | None = None, encryption: Encryption | None = None
+             ) -> GcSummary:
     """Delete the manifest packs of the backup at `destination` that no kept generation
     needs and that are older than `grace_s` (see baycat.gc)."""
-    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
 
@@ -341,3 +373,51 @@ diff_blocking = _blocking(diff)
 repair_blocking = _blocking(repair)
 forget_blocking = _blocking(forget)
 prune_blocking = _blocking(prune)
+
+
+# ---- the keys of an encrypted backup ---------------------------------------------------
+
+
+async def _with_keys(destination: str, encryption: Encryption, s3: S3Options | None,
+                     change: Callable[[Keyring, bytes, str], Keyring] | None
+                     ) -> list[dict[str, str]]:
+    from baycat.store.encrypted import EncryptedStore
+
+    store = EncryptedStore(open_store(parse_endpoint(destination), s3 or S3Options(),
+                                      create=False), replace(encryption, create=False))
+    await store.open()
+    try:
+        await store.ready()
+        assert store.keyring is not None
+        if change is not None:
+            master, _ = store.keyring.unlock(encryption.secret)
+            await store.save_keyring(change(store.keyring, master, store.slot_id))
+        assert store.keyring is not None
+        return [{**slot, "current": "yes" if slot["id"] == store.slot_id else ""}
+                for slot in store.keyring.describe()]
+    finally:
+        await store.close()
+
+
+async def key_list(destination: str, encryption: Encryption, *,
+                   s3: S3Options | None = None) -> list[dict[str, str]]:
+    """The key slots of the encrypted backup at `destination` (id, kind, created);
+    `encryption` must open one of them."""
+    return await _with_keys(destination, encryption, s3, None)
+
+
+async def key_add(destination: str, encryption: Encryption, new: Secret, *,
+                  s3: S3Options | None = None) -> list[dict[str, str]]:
+    """Add a slot for the password or key file `new`: the data is not re-encrypted."""
+    n = encryption.scrypt_n
+    return await _with_keys(destination, encryption, s3,
+                            lambda ring, master, _: ring.add(master, new) if n is None
+                            else ring.add(master, new, n))
+
+
+async def key_remove(destination: str, encryption: Encryption, slot_id: str, *,
+                     s3: S3Options | None = None) -> list[dict[str, str]]:
+    """Remove a key slot (never the last one). Whoever kept the old keys object and that
+    slot's password can still open the backup: see docs/encryption.md."""
+    return await _with_keys(destination, encryption, s3,
+                            lambda ring, master, current: ring.remove(slot_id))

@@ -15,7 +15,9 @@ from baycat.cli.options import (
     CaBundle,
     DryRun,
     EndpointUrl,
+    KeyFile,
     NoVerifySsl,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -26,6 +28,7 @@ from baycat.cli.options import (
     StateDir,
     Timeout,
     Transfers,
+    encryption_options,
     price_table,
     s3_options,
     user_state_base,
@@ -69,6 +72,8 @@ def verify_command(
         "cheap check). Example: --sample 2")] = None,
     transfers: Transfers = 32,
     pool_size: PoolSize = None,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -104,6 +109,7 @@ def verify_command(
             raise UsageError("--deep and --sample check a backup, not --local")
         if local is None and (manifest is not None or state_dir is not None):
             raise UsageError("--manifest and --state-dir go with --local")
+        encryption = encryption_options(password_file, key_file)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                         timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
@@ -117,7 +123,8 @@ def verify_command(
         assert source is not None
         options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,
                                 transfers=transfers)
-        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
+        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state,
+                          encryption=encryption)
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, on_fatal=on_fatal)
     print_verify(summary, as_json, quiet)
@@ -175,6 +182,8 @@ def history_command(
     source: Annotated[str, typer.Argument(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
         "http(s):// URL.")],
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -198,7 +207,8 @@ def history_command(
         start_logging(False)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
                         ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
-    found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
+        encryption = encryption_options(password_file, key_file)
+    found = run_engine(api.history(source, s3=s3, encryption=encryption), on_fatal=on_fatal)
     print_history(found, as_json)
 
 
@@ -212,6 +222,8 @@ def gc_command(
         "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
         "Example: --grace 6h")] = "24h",
     dry_run: DryRun = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -243,7 +255,8 @@ def gc_command(
         grace_s = parse_duration(grace)
         s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
                         ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
-    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
-                         on_fatal=on_fatal)
+        encryption = encryption_options(password_file, key_file)
+    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3,
+                                encryption=encryption), on_fatal=on_fatal)
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from baycat.cli import browse, inspect, manifest, retention, sync
+from baycat.cli import browse, inspect, keys, manifest, retention, sync
 from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
@@ -59,6 +59,13 @@ manifest_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(manifest_app, name="manifest")
+key_app = typer.Typer(
+    help="The passwords and key files that open an encrypted backup (sync --encrypt); "
+    "changing them re-encrypts no data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(key_app, name="key")
 
 
 def _version(value: bool) -> None:
@@ -104,6 +111,9 @@ app.command("prune", epilog=EXIT_CODES_HELP)(retention.prune_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)
+key_app.command("list", epilog=EXIT_CODES_HELP)(keys.key_list)
+key_app.command("add", epilog=EXIT_CODES_HELP)(keys.key_add)
+key_app.command("remove", epilog=EXIT_CODES_HELP)(keys.key_remove)
 manifest_app.command("estimate-cost")(manifest.manifest_estimate_cost)
 
 

@@ -7,11 +7,13 @@ environment: the layers below take values.
 
 from __future__ import annotations
 
+import getpass
 import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from typer._click.core import ParameterSource  # typer's own copy of click
@@ -21,6 +23,7 @@ from baycat.errors import UsageError
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.selection import read_listed
+from baycat.store.encryption import Encryption, Secret
 from baycat.store.endpoints import check_http_url
 from baycat.store.s3_options import S3Options
 
@@ -172,6 +175,79 @@ def price_table(price_file: Path | None) -> PriceTable:
     if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
         price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
     return load_prices(price_file)
+
+
+# ---- encryption -------------------------------------------------------------------------
+
+PasswordFile = Annotated[Path | None, typer.Option(
+    "--password-file", metavar="FILE", dir_okay=False,
+    help="Read the password of an encrypted backup from FILE (its first line; also "
+    "BAYCAT_PASSWORD_FILE, or BAYCAT_PASSWORD_COMMAND: a shell command that prints it). "
+    "Example: --password-file ~/.config/baycat/pw")]
+KeyFile = Annotated[Path | None, typer.Option(
+    "--key-file", metavar="FILE", dir_okay=False,
+    help="Open an encrypted backup with a key file (its bytes, at least 16 random "
+    "ones; `baycat key add --new-key-file` makes one) instead of a password.")]
+
+
+def _password_line(data: bytes) -> bytes:
+    line = data.split(b"\n", 1)[0]
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def read_secret(source: Path, kind: Literal["password", "keyfile"], what: str) -> Secret:
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {source}: {exc.strerror}") from None
+    if kind == "password":
+        data = _password_line(data)
+        if not data:
+            raise UsageError(f"{what} {source}: empty")
+    return Secret(kind, data)
+
+
+def encryption_options(password_file: Path | None, key_file: Path | None,
+                       create: bool = False) -> Encryption | None:
+    """The secret from --key-file, --password-file, BAYCAT_PASSWORD_FILE or
+    BAYCAT_PASSWORD_COMMAND (the first given), else a prompt on a terminal when
+    `create` (--encrypt); None: the backup is plain. The secret is never echoed."""
+    if key_file is not None and password_file is not None:
+        raise UsageError("give --password-file or --key-file, not both")
+    secret: Secret | None = None
+    if key_file is not None:
+        secret = read_secret(key_file, "keyfile", "--key-file")
+    elif password_file is not None:
+        secret = read_secret(password_file, "password", "--password-file")
+    elif os.environ.get("BAYCAT_PASSWORD_FILE"):
+        secret = read_secret(Path(os.environ["BAYCAT_PASSWORD_FILE"]), "password",
+                             "BAYCAT_PASSWORD_FILE")
+    elif os.environ.get("BAYCAT_PASSWORD_COMMAND"):
+        proc = subprocess.run(os.environ["BAYCAT_PASSWORD_COMMAND"], shell=True,
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0:
+            raise UsageError(f"BAYCAT_PASSWORD_COMMAND exited with {proc.returncode}")
+        secret = Secret("password", _password_line(proc.stdout))
+        if not secret.value:
+            raise UsageError("BAYCAT_PASSWORD_COMMAND printed an empty password")
+    elif create:
+        secret = prompt_new_password()
+    if secret is None:
+        if create:
+            raise UsageError("--encrypt needs a password or key (--password-file, "
+                             "--key-file, BAYCAT_PASSWORD_FILE or BAYCAT_PASSWORD_COMMAND)")
+        return None
+    return Encryption(secret, create=create)
+
+
+def prompt_new_password() -> Secret | None:
+    """A new password typed twice on the terminal; None without a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    first = getpass.getpass("New password for the backup: ")
+    if not first or getpass.getpass("Again: ") != first:
+        raise UsageError("the passwords are empty or differ")
+    return Secret("password", first.encode())
 
 
 # ---- filters ----------------------------------------------------------------------------

@@ -29,9 +29,11 @@ from baycat.cli.options import (
     HealthcheckUrl,
     Include,
     IncludeFrom,
+    KeyFile,
     MetricsFile,
     NoVerifySsl,
     OneFileSystem,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -44,6 +46,7 @@ from baycat.cli.options import (
     Timeout,
     Transfers,
     Verbose,
+    encryption_options,
     filter_spec,
     price_table,
     s3_options,
@@ -111,6 +114,13 @@ def sync_command(
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    encrypt: Annotated[bool, typer.Option(
+        "--encrypt", help="Make a new backup encrypted on the client: contents, the "
+        "manifest and object names (docs/encryption.md). Needs a password or key; later "
+        "runs need the same one (no --encrypt). Example: baycat sync --encrypt "
+        "--password-file ~/.pw ~/data s3://b/data/")] = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -202,6 +212,7 @@ def sync_command(
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
                         retries, timeout, ca_bundle, no_verify_ssl)
+        encryption = encryption_options(password_file, key_file, create=encrypt)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
@@ -243,12 +254,14 @@ def sync_command(
                                   object_lock_days=object_lock_days,
                                   object_lock_mode=lock_mode)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
-                                  progress=progress_state, warn=warn, on_action=on_action)
+                                  progress=progress_state, warn=warn, on_action=on_action,
+                                  encryption=encryption)
         if isinstance(dst, LocalEndpoint):
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run, xattrs=not no_xattrs)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
-                                     progress=progress_state, warn=warn, on_action=on_action)
+                                     progress=progress_state, warn=warn, on_action=on_action,
+                                     encryption=encryption)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
@@ -309,6 +322,8 @@ def restore_command(
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -349,6 +364,7 @@ def restore_command(
         parse_endpoint(source)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
                         timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
         prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
@@ -357,7 +373,7 @@ def restore_command(
                              at_ns=at_ns, delete=delete, xattrs=not no_xattrs,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
-                       progress=progress_state, warn=warn,
+                       progress=progress_state, warn=warn, encryption=encryption,
                        on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
                     on_fatal, monitor, tree)

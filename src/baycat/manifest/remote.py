@@ -42,7 +42,15 @@ from baycat.manifest.remote_cache import RemoteCache
 from baycat.manifest.root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
 from baycat.manifest.versioning import INFO_KEY as VERSIONING_INFO
 from baycat.manifest.versioning import RECHECK_NS, VersioningCache
-from baycat.store.base import NotFound, NotModified, ObjectInfo, ObjectStore, PreconditionFailed
+from baycat.store.base import (
+    EncryptedBackupError,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    ObjectStore,
+    PreconditionFailed,
+)
+from baycat.store.layout import ENCRYPTED_MAGIC
 
 ROOT_KEY = ".baycat/root"
 PACK_PREFIX = ".baycat/packs/"
@@ -89,6 +97,11 @@ def check_limits(root: Root, url: str) -> None:
 
 def parse_remote_root(data: bytes, url: str) -> Root:
     """A root read from the store, checked against the size limits."""
+    if data.startswith(ENCRYPTED_MAGIC):
+        # Not "damaged": --scan-remote would replace a damaged root.
+        raise EncryptedBackupError(f"{url} is an encrypted backup: give its password or "
+                                   "key (--password-file, --key-file, "
+                                   "BAYCAT_PASSWORD_FILE or BAYCAT_PASSWORD_COMMAND)")
     if len(data) > MAX_ROOT_BYTES:
         raise _corrupt_remote(url, f"the root is larger than {MAX_ROOT_BYTES} bytes")
     try:

@@ -46,7 +46,7 @@ from baycat.progress import NoticeFunc, Progress, ignore_notice
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import find_manifest
-from baycat.store.base import NotFound, ObjectInfo, ObjectStore
+from baycat.store.base import Corrupt, NotFound, ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
 
 SCHEMA_VERSION = 1
@@ -183,6 +183,8 @@ class _RemoteCheck:
             return Problem("missing", as_text(entry.path),
                            f"no object {object_key(entry)!r}"
                            + (f" (version {entry.version_id})" if entry.version_id else ""))
+        except Corrupt as exc:  # an encrypted object that fails authentication
+            return Problem("corrupt", as_text(entry.path), str(exc))
         except BaycatError as exc:
             return Problem("unreadable", as_text(entry.path), str(exc))
         finally:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from baycat.errors import RemoteError
+from baycat.errors import CredentialsError, RemoteError
 
 
 class NotFound(RemoteError):
@@ -23,6 +23,15 @@ class NotFound(RemoteError):
 
 class PreconditionFailed(RemoteError):
     """A conditional write lost: someone else changed the object first."""
+
+
+class Corrupt(RemoteError):
+    """An object's bytes are not what was written (an encrypted object that fails
+    authentication, or is truncated): never handed on as good data."""
+
+
+class EncryptedBackupError(CredentialsError):
+    """The backup is encrypted and no password or key was given, or the reverse."""
 
 
 class NoAnswer(RemoteError):
