@@ -5,6 +5,7 @@ errors, and retries through a fault-injecting proxy. Contract tests run on both 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -428,7 +429,7 @@ def _imports_botocore(proc_stderr: bytes) -> bool:
 def test_botocore_loads_only_for_calls_the_fast_path_cannot_make(
         s3: Target, tmp_path: Path) -> None:
     """With endpoint, region and keys explicit, a sync that only GETs, PUTs and copies
-    never imports botocore (~0.2 s of start-up); a delete loads it on demand."""
+    never imports botocore (~0.2 s of start-up); a listing loads it on demand."""
     src = tmp_path / "data"
     make_tree(src, {"a.txt": b"alpha", "b.txt": b"bravo"})
     env = {**s3.env, "PYTHONPROFILEIMPORTTIME": "1"}
@@ -442,12 +443,67 @@ def test_botocore_loads_only_for_calls_the_fast_path_cannot_make(
     summary = json.loads(moved.stdout)
     assert summary["copied"]["files"] == 1 and summary["exit_code"] == 0
     assert s3.objects()["c.txt"] == b"alpha"
-    (src / "b.txt").unlink()  # DeleteObjects: botocore's
+    (src / "b.txt").unlink()  # DeleteObjects: the fast path's too
     deleted = run_baycat("sync", "--json", "--delete", src, s3.url, env=env)
-    assert _imports_botocore(deleted.stderr)
+    assert not _imports_botocore(deleted.stderr)
     assert json.loads(deleted.stdout)["deleted"]["files"] == 2  # b.txt, and a.txt's object
     assert set(s3.objects()) == {"c.txt"}
+    # ListObjectsV2 is botocore's: loaded on demand.
+    scanned = run_baycat("sync", "--json", "--scan-remote", src, s3.url, env=env)
+    assert _imports_botocore(scanned.stderr)
+    assert json.loads(scanned.stdout)["requests"]["LIST"] >= 1
     # A named profile is botocore's to resolve: it is loaded from the start.
     profiled = run_baycat("sync", "--json", src, s3.url, check=None,
                           env={**env, "AWS_PROFILE": "no-such-profile"})
     assert _imports_botocore(profiled.stderr) and profiled.returncode == 3
+
+
+# Names an XML body or a URL gets wrong: markup, entities, CDATA's end, percent signs.
+AWKWARD_NAMES = ["with space.txt", "a&b.txt", "<tag>.txt", "&amp;.txt", "]]>.txt",
+                 "100%", "100%25", "caf\u00e9", "quote'\"", "dir & co/x <y>.txt"]
+
+
+def test_sync_delete_of_awkward_names_stays_on_the_fast_path(
+        s3: Target, tmp_path: Path) -> None:
+    """A sync --delete sends DeleteObjects itself: exactly the deleted names' objects
+    go, in one request, and botocore is never imported."""
+    src = tmp_path / "data"
+    make_tree(src, {"keep.txt": b"kept", "dir & co": {"kept <z>": b"z"},
+                    **{name: name.encode() for name in AWKWARD_NAMES
+                       if not name.startswith("dir")}})
+    (src / "dir & co" / "x <y>.txt").write_bytes(b"xy")
+    env = {**s3.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    run_baycat("sync", src, s3.url, env=env)
+    assert set(s3.objects()) == {"keep.txt", "dir & co/kept <z>", *AWKWARD_NAMES}
+    for name in AWKWARD_NAMES:
+        (src / name).unlink()
+    deleted = run_baycat("sync", "--json", "--delete", src, s3.url, env=env)
+    assert not _imports_botocore(deleted.stderr)
+    summary = json.loads(deleted.stdout)
+    assert summary["deleted"]["files"] == len(AWKWARD_NAMES) and summary["exit_code"] == 0
+    assert summary["requests"]["POST"] == 1  # one DeleteObjects
+    assert s3.objects() == {"keep.txt": b"kept", "dir & co/kept <z>": b"z"}
+
+
+async def test_delete_many_sends_batches_of_at_most_1000_keys(
+        seaweed: SeaweedServer) -> None:
+    """1,001 keys: two DeleteObjects (S3 refuses more than 1,000 in one), and every
+    object is gone, the awkward last key (alone in the second batch) included."""
+    store = S3Store(_new_bucket(seaweed), PREFIX, _options(seaweed, fast=True))
+    await store.open()
+    keys = [f"k{i:04}" for i in range(1000)] + ["last & <least>"]
+    try:
+        gate = asyncio.Semaphore(16)
+
+        async def put(key: str) -> None:
+            async with gate:
+                await store.put(key, b"x", md5=md5(b"x"))
+
+        await asyncio.gather(*(put(key) for key in [*keys, "kept"]))
+        store.requests.clear()
+        assert await store.delete_many(keys) == []
+        assert store.requests == {"POST": 2}
+        assert store._client is None  # sent on the fast path: botocore was never set up
+        assert [o.key async for o in store.list()] == ["kept"]
+    finally:
+        await store.close()

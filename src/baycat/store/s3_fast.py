@@ -1,11 +1,11 @@
 """A lean HTTP path for S3's hot object calls: GetObject (whole, ranged, streamed),
-PutObject, UploadPart and CopyObject, signed with SigV4 here and sent with one aiohttp
-session.
+PutObject, UploadPart, CopyObject and DeleteObjects, signed with SigV4 here and sent with
+one aiohttp session.
 
 Why: for small objects a request's cost is client CPU, and aiobotocore spends most of it
 on machinery these calls don't need (request serialization, the event system, response
 parsing into dicts). Everything else (credential resolution, multipart control, list,
-delete) stays on botocore; this module takes fixed keys or borrows botocore's
+versioned deletes) stays on botocore; this module takes fixed keys or borrows botocore's
 credentials object, so env vars, ~/.aws files, profiles, SSO and IMDS keep working,
 refreshes included.
 
@@ -23,8 +23,8 @@ both paths of a run reach the server the same way. A certificate that fails
 verification is not retried.
 
 Payload: over http:// the body's SHA-256 is signed; over https:// it is sent as
-`UNSIGNED-PAYLOAD` (TLS protects it) and every PUT carries Content-MD5, so the server
-still rejects a corrupted body.
+`UNSIGNED-PAYLOAD` (TLS protects it) and every PUT (and DeleteObjects' POST, where S3
+requires it) carries Content-MD5, so the server still rejects a corrupted body.
 
 Retries follow botocore's "standard" mode: up to `attempts` attempts on connection
 errors, timeouts, resets, HTTP 429/500/502/503/504 and the S3 codes SlowDown,
@@ -49,12 +49,14 @@ import re
 import time
 import warnings
 import xml.etree.ElementTree as ET
+from base64 import b64encode
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Protocol
 from urllib.parse import quote, urlsplit
+from xml.sax.saxutils import escape
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -90,6 +92,10 @@ WRITE_HEADERS = {"StorageClass": "x-amz-storage-class",
                  "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
                  "ObjectLockMode": "x-amz-object-lock-mode",
                  "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date"}
+# DeleteObjects takes at most this many keys per request.
+MAX_DELETE_KEYS = 1000
+# A CR in element text would reach the server as LF (XML end-of-line handling).
+_XML_TEXT_ENTITIES = {"\r": "&#13;"}
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SPACES = re.compile(r"\s+")
 
@@ -201,6 +207,56 @@ def parse_error(status: int, body: bytes) -> tuple[str, str]:
     return str(status), ""
 
 
+def delete_body(keys: list[str]) -> bytes:
+    """The XML of a quiet DeleteObjects for `keys` (full keys).
+
+    >>> delete_body(["a&b <c>", "cr\\r"]).partition(b"<Quiet>true</Quiet>")[2]
+    b'<Object><Key>a&amp;b &lt;c&gt;</Key></Object><Object><Key>cr&#13;</Key></Object></Delete>'
+    """
+    objects = "".join([f"<Object><Key>{escape(key, _XML_TEXT_ENTITIES)}</Key></Object>"
+                       for key in keys])
+    return ('<?xml version="1.0" encoding="UTF-8"?>'
+            '<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Quiet>true</Quiet>{objects}</Delete>").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    """One <Error> of a DeleteObjects answer; None for an element that was absent."""
+
+    key: str
+    code: str | None
+    message: str | None
+
+
+def delete_failures(status: int, body: bytes) -> list[DeleteFailure]:
+    """The per-key errors of a DeleteObjects answer (a 2xx one). A whole-request
+    <Error> document in a 200 raises S3HttpError, unreadable XML too."""
+    try:
+        root = ET.fromstring(body) if body.strip() else None
+    except ET.ParseError:
+        raise S3HttpError(status, "MalformedDeleteReply",
+                          "unreadable DeleteObjects reply") from None
+    if root is None:
+        return []
+    if _local(root.tag) == "Error":
+        raise S3HttpError(status, root.findtext("Code") or str(status),
+                          root.findtext("Message") or "")
+    failures = []
+    for error in root:
+        if _local(error.tag) != "Error":
+            continue
+        fields = {_local(child.tag): child.text or "" for child in error}
+        failures.append(DeleteFailure(fields.get("Key", ""), fields.get("Code"),
+                                      fields.get("Message")))
+    return failures
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace."""
+    return tag.rpartition("}")[2]
+
+
 def backoff(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Delay before retry number `attempt` (1-based): full jitter, capped."""
     return rand() * min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
@@ -214,7 +270,8 @@ class Reply:
 
 
 class FastS3:
-    """GET/PUT/UploadPart/CopyObject of one bucket over one aiohttp session.
+    """GET/PUT/UploadPart/CopyObject/DeleteObjects of one bucket over one aiohttp
+    session.
 
     `credentials` is botocore's credentials object (None: none found, requests raise
     NoCredentials). Holds at most `max_connections` connections; the whole body of a
@@ -368,6 +425,17 @@ class FastS3:
             await self._sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
+    async def delete_objects(self, keys: list[str]) -> list[DeleteFailure]:
+        """Delete up to MAX_DELETE_KEYS keys in one quiet DeleteObjects (POST ?delete);
+        the keys S3 could not delete, with its reasons. Retried like any request:
+        deleting is idempotent."""
+        if len(keys) > MAX_DELETE_KEYS:
+            raise ValueError(f"DeleteObjects takes at most {MAX_DELETE_KEYS} keys")
+        body = delete_body(keys)
+        headers = {"content-md5": b64encode(hashlib.md5(body).digest()).decode()}
+        reply, _ = await self._request("POST", "", {"delete": ""}, headers, body, read=True)
+        return delete_failures(reply.status, reply.body)
+
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes, *,
                           content_md5: str) -> Reply:
         query = {"partNumber": str(number), "uploadId": upload_id}
@@ -435,7 +503,8 @@ class FastS3:
             self.requests[kind or method] += 1
             try:
                 response = await session.request(
-                    method, url, headers=signed, data=_payload(body) if method == "PUT" else None,
+                    method, url, headers=signed,
+                    data=_payload(body) if method in ("PUT", "POST") else None,
                     allow_redirects=False, proxy=self._proxy)
                 status = response.status
                 if status < 300 or status == 304:
