@@ -22,7 +22,7 @@ from tests.cli_helpers import run_baycat
 from tests.support.static_http import StaticServer
 from tests.targets import Target, requests_total
 from tests.test_sync import assert_same_tree
-from tests.trees import Spec, Symlink, make_tree
+from tests.trees import Spec, Symlink, make_tree, read_tree
 
 KEY = secrets.token_bytes(32)
 C = envelope.CHUNK
@@ -395,3 +395,42 @@ def test_large_files_go_up_in_encrypted_parts(s3: Target, tmp_path: Path) -> Non
     verified = baycat.verify_blocking(s3.url, baycat.VerifyOptions(deep_percent=100),
                                       s3=options, encryption=enc)
     assert verified.exit_code == 0 and verified.deep_files == 1
+
+
+def test_ls_diff_forget_prune_and_repair_work_on_an_encrypted_backup(
+        target: Target, tmp_path: Path, key_file: str) -> None:
+    """The commands that came with the other issues take the key like the rest."""
+    src = tmp_path / "src"
+    make_tree(src, {"a.txt": b"version one", "b.txt": b"bee", "gone.txt": b"going"})
+    target.sync(src, "--encrypt", "--key-file", key_file)
+    (src / "gone.txt").unlink()
+    (src / "a.txt").write_bytes(b"version two!")
+    target.sync(src, "--key-file", key_file)
+    (src / "c.txt").write_bytes(b"sea")
+    target.sync(src, "--key-file", key_file)
+
+    def run_json(*args: str, check: int = 0) -> Any:
+        return json.loads(_run(target, *args, "--key-file", key_file, target.url,
+                               check=check).stdout)
+
+    listing = run_json("ls", "--json")
+    assert sorted(e["path"] for e in listing["entries"]) == ["a.txt", "b.txt", "c.txt"]
+    changes = run_json("diff", "--json")["changes"]
+    assert [(c["path"], c["change"]) for c in changes] == [("c.txt", "added")]
+    # Without the key these commands refuse, as the others do.
+    refused = run_baycat("ls", "--json", target.url, env=target.env, check=3)
+    assert json.loads(refused.stdout)["exit_code"] == 3
+    forgot = run_json("forget", "--json", "--keep-last", "1", "--prune", "--grace", "0")
+    assert forgot["committed"] and forgot["prune"]["entries_dropped"] == 1, forgot
+    out = tmp_path / "out"
+    target.restore(out, "--key-file", key_file)
+    assert read_tree(out) == read_tree(src)
+    # An object deleted behind baycat's back (opaque name: any data object) is repaired.
+    data = sorted(k for k in target.objects() if k.startswith("d/"))
+    assert len(data) == 3
+    target.delete_raw(data[0])
+    assert run_json("verify", "--json", check=1)["problems"]
+    repaired = json.loads(_run(target, "repair", "--json", "--key-file", key_file, str(src),
+                               target.url).stdout)
+    assert repaired["exit_code"] == 0, repaired
+    assert run_json("verify", "--json", "--deep")["problems"] == []

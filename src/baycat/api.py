@@ -295,11 +295,11 @@ async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: boo
 
 async def ls(source: str, path: str = "", *, at_ns: int | None = None,
              recursive: bool = False, include_deleted: bool = False,
-             s3: S3Options | None = None) -> Listing:
+             s3: S3Options | None = None, encryption: Encryption | None = None) -> Listing:
     """The entries of the backup at `source` at `path` (a directory's children, or
     with `recursive` all below it) as of the latest generation or `at_ns`; reads the
     manifest only."""
-    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     return await _with_store(store, list_backup(store, path, at_ns=at_ns,
                                                 recursive=recursive,
                                                 include_deleted=include_deleted))
@@ -307,15 +307,15 @@ async def ls(source: str, path: str = "", *, at_ns: int | None = None,
 
 async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | None = None,
                s3: S3Options | None = None, pool_size: int | None = None,
-               progress: Progress | None = None,
-               warn: NoticeFunc = ignore_notice) -> DiffSummary:
+               progress: Progress | None = None, warn: NoticeFunc = ignore_notice,
+               encryption: Encryption | None = None) -> DiffSummary:
     """What changed in the backup at `source` between two generations (`at`: none,
     the one before the latest and the latest; one time, it and the latest; two, those),
     or with `directory` between a generation (the latest, or `at[0]`'s) and that tree
     now. Reads the manifest only; nothing is written."""
     if directory is not None and len(at) > 1:
         raise UsageError("diff with a directory compares one generation: give --at once")
-    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     if directory is None:
         return await _with_store(store, diff_generations(store, at))
     return await _with_store(store, diff_tree(store, Path(directory),
@@ -325,26 +325,27 @@ async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | N
 
 
 async def repair(source: PathLike, destination: str, options: RepairOptions | None = None,
-                 *, s3: S3Options | None = None, progress: Progress | None = None
-                 ) -> RepairSummary:
+                 *, s3: S3Options | None = None, progress: Progress | None = None,
+                 encryption: Encryption | None = None) -> RepairSummary:
     """Re-upload from the directory `source` (or copy from another object with the same
     content) every object of the backup at `destination` that verify finds missing or
     damaged (see baycat.ops.repair)."""
     dst = parse_endpoint(destination)
     if isinstance(dst, LocalEndpoint):
         check_apart(Path(source), dst.path)
-    store = open_store(dst, s3 or S3Options(), create=False)
+    store = _open(dst, s3 or S3Options(), False, encryption)
     return await _with_store(store, repair_store(Path(source), store, options,
                                                  progress=progress))
 
 
 async def forget(destination: str, policy: KeepPolicy, *, dry_run: bool = False,
                  prune: bool = False, grace_s: float = DEFAULT_GRACE_S,
-                 s3: S3Options | None = None) -> ForgetSummary:
+                 s3: S3Options | None = None, encryption: Encryption | None = None
+                 ) -> ForgetSummary:
     """Drop the generations of the backup at `destination` that `policy` does not keep
     (restic's rules; see baycat.ops.forget); with `prune`, then delete what no kept
     generation needs."""
-    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
 
     async def work() -> ForgetSummary:
         summary = await forget_generations(store, policy, dry_run=dry_run)
@@ -357,10 +358,11 @@ async def forget(destination: str, policy: KeepPolicy, *, dry_run: bool = False,
 
 
 async def prune(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
-                s3: S3Options | None = None) -> PruneSummary:
+                s3: S3Options | None = None, encryption: Encryption | None = None
+                ) -> PruneSummary:
     """Delete what no kept generation and no current entry of the backup at
     `destination` needs (see baycat.ops.prune)."""
-    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
     return await _with_store(store, prune_store(store, grace_s=grace_s, dry_run=dry_run))
 
 

@@ -13,13 +13,18 @@ import typer
 from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
+    CaBundle,
     EndpointUrl,
+    KeyFile,
+    NoVerifySsl,
+    PasswordFile,
     PoolSize,
     Profile,
     ProgressFlag,
     Region,
     Retries,
     Timeout,
+    encryption_options,
     s3_options,
 )
 from baycat.cli.output import json_on_fatal, live_display, print_json, warn
@@ -63,6 +68,10 @@ def ls_command(
     profile: Profile = None,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: the generation and its entries (schema: "
         "docs/json-summary.md).")] = False,
@@ -81,10 +90,13 @@ def ls_command(
          "generation_ns": None, "entries": [], "requests": {}}))
     with fatal_errors(on_fatal):
         start_logging(False)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
         at_ns = parse_time(at) if at is not None else None
     listing = run_engine(api.ls(source, path, at_ns=at_ns, recursive=recursive,
-                                include_deleted=include_deleted, s3=s3), on_fatal=on_fatal)
+                                include_deleted=include_deleted, s3=s3,
+                                encryption=encryption), on_fatal=on_fatal)
     print_listing(listing, as_json)
 
 
@@ -105,6 +117,10 @@ def diff_command(
     profile: Profile = None,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     progress: ProgressFlag = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: the two sides, counts, every change with its "
@@ -128,11 +144,13 @@ def diff_command(
          "changes": [], "requests": {}}))
     with fatal_errors(on_fatal):
         start_logging(False)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
         times = tuple(parse_time(t) for t in at or ())
     progress_state = Progress()
     work = api.diff(source, times, directory=directory, s3=s3, pool_size=pool_size,
-                    progress=progress_state, warn=warn)
+                    progress=progress_state, warn=warn, encryption=encryption)
     with live_display(progress_state, progress if directory is not None else False, False):
         summary = run_engine(work, on_fatal=on_fatal)
     print_diff(summary, as_json)

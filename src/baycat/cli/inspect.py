@@ -146,6 +146,10 @@ def repair_command(
     profile: Profile = None,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     as_json: Annotated[bool, typer.Option(
@@ -168,12 +172,14 @@ def repair_command(
     with fatal_errors(on_fatal):
         start_logging(quiet)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
     progress_state = Progress()
     options = RepairOptions(deep=deep, dry_run=dry_run, transfers=transfers)
     with live_display(progress_state, progress, quiet):
         summary = run_engine(api.repair(source, destination, options, s3=s3,
-                                        progress=progress_state), on_fatal=on_fatal)
+                                        progress=progress_state, encryption=encryption),
+                             on_fatal=on_fatal)
     print_repair(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 

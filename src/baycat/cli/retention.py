@@ -9,13 +9,18 @@ import typer
 from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
+    CaBundle,
     DryRun,
     EndpointUrl,
+    KeyFile,
+    NoVerifySsl,
+    PasswordFile,
     Profile,
     Quiet,
     Region,
     Retries,
     Timeout,
+    encryption_options,
     s3_options,
 )
 from baycat.cli.output import json_on_fatal, print_forget, print_prune
@@ -60,6 +65,10 @@ def forget_command(
     profile: Profile = None,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     quiet: Quiet = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: generations kept (and why) and forgotten; with "
@@ -84,9 +93,12 @@ def forget_command(
         if keep_within:
             within_cutoff(0, keep_within)  # a usage error before any request
         grace_s = parse_duration(grace)
-        s3 = s3_options(endpoint_url, region, profile, 8, retries=retries, timeout=timeout)
+        s3 = s3_options(endpoint_url, region, profile, 8, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
     summary = run_engine(api.forget(destination, policy, dry_run=dry_run, prune=prune,
-                                    grace_s=grace_s, s3=s3), on_fatal=on_fatal)
+                                    grace_s=grace_s, s3=s3, encryption=encryption),
+                         on_fatal=on_fatal)
     print_forget(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)
 
@@ -100,6 +112,10 @@ def prune_command(
     profile: Profile = None,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     quiet: Quiet = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object: objects, versions and packs deleted, bytes freed, "
@@ -120,8 +136,11 @@ def prune_command(
     with fatal_errors(on_fatal):
         start_logging(quiet)
         grace_s = parse_duration(grace)
-        s3 = s3_options(endpoint_url, region, profile, 8, retries=retries, timeout=timeout)
-    summary = run_engine(api.prune(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
+        s3 = s3_options(endpoint_url, region, profile, 8, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
+    summary = run_engine(api.prune(destination, grace_s=grace_s, dry_run=dry_run, s3=s3,
+                                   encryption=encryption),
                          on_fatal=on_fatal)
     print_prune(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
