@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import random
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -507,3 +508,46 @@ async def test_delete_many_sends_batches_of_at_most_1000_keys(
         assert [o.key async for o in store.list()] == ["kept"]
     finally:
         await store.close()
+
+
+def test_sync_of_a_large_file_stays_on_the_fast_path(s3: Target, tmp_path: Path) -> None:
+    """A file over the multipart threshold (16 MiB) is created, sent in parts and
+    completed without botocore; the object has S3's MD5-of-MD5s ETag and the
+    storage class asked for, no upload is left open, and it restores byte for byte."""
+    src = tmp_path / "data"
+    name = "big & <co> ]]> 100%.bin"
+    data = random.Random(7).randbytes((16 << 20) + 1000)  # parts of 8, 8 MiB and 1000 B
+    make_tree(src, {"d &amp; e": {name: data}})
+    env = {**s3.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    synced = run_baycat("sync", "--json", "--storage-class", "STANDARD_IA", src, s3.url,
+                        env=env)
+    assert not _imports_botocore(synced.stderr)
+    summary = json.loads(synced.stdout)
+    assert summary["exit_code"] == 0 and summary["uploaded"]["files"] == 1
+    assert summary["requests"]["POST"] == 2  # CreateMultipartUpload, Complete...
+    key = f"{s3.prefix}d &amp; e/{name}"
+    head = s3.seaweed.client().head_object(Bucket=s3.bucket, Key=key)  # type: ignore[union-attr]
+    parts = [data[:8 << 20], data[8 << 20:16 << 20], data[16 << 20:]]
+    expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+    assert head["ETag"] == f'"{expected}-3"' and head.get("StorageClass") == "STANDARD_IA"
+    assert s3.seaweed.client().list_multipart_uploads(  # type: ignore[union-attr]
+        Bucket=s3.bucket).get("Uploads", []) == []
+    restored = tmp_path / "restored"
+    run_baycat("sync", s3.url, restored, env=s3.env)
+    assert (restored / "d &amp; e" / name).read_bytes() == data
+
+
+async def test_multipart_abort_stays_on_the_fast_path(seaweed: SeaweedServer) -> None:
+    bucket = _new_bucket(seaweed)
+    store = S3Store(bucket, PREFIX, _options(seaweed, fast=True))
+    await store.open()
+    key = "a & <b> 100%25 \u00e9"
+    try:
+        upload = await store.create_multipart(key)
+        await store.upload_part(key, upload, 1, b"part", md5(b"part"))
+        await store.abort_multipart(key, upload)
+        assert store.requests == {"POST": 1, "PUT": 1, "DELETE": 1}
+        assert store._client is None  # sent on the fast path: botocore was never set up
+    finally:
+        await store.close()
+    assert seaweed.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -1,11 +1,11 @@
 """A lean HTTP path for S3's hot object calls: GetObject (whole, ranged, streamed),
-PutObject, UploadPart, CopyObject and DeleteObjects, signed with SigV4 here and sent with
-one aiohttp session.
+PutObject, UploadPart, CopyObject, DeleteObjects and Create/Complete/AbortMultipartUpload,
+signed with SigV4 here and sent with one aiohttp session.
 
 Why: for small objects a request's cost is client CPU, and aiobotocore spends most of it
 on machinery these calls don't need (request serialization, the event system, response
-parsing into dicts). Everything else (credential resolution, multipart control, list,
-versioned deletes) stays on botocore; this module takes fixed keys or borrows botocore's
+parsing into dicts). Everything else (credential resolution, list, versioned deletes)
+stays on botocore; this module takes fixed keys or borrows botocore's
 credentials object, so env vars, ~/.aws files, profiles, SSO and IMDS keep working,
 refreshes included.
 
@@ -252,9 +252,31 @@ def delete_failures(status: int, body: bytes) -> list[DeleteFailure]:
     return failures
 
 
+def complete_body(parts: list[tuple[int, str]]) -> bytes:
+    """The XML of a CompleteMultipartUpload of `parts` ((number, ETag)).
+
+    >>> complete_body([(1, '"e&1"')]).partition(b"<Part>")[2]
+    b'<PartNumber>1</PartNumber><ETag>"e&amp;1"</ETag></Part></CompleteMultipartUpload>'
+    """
+    listed = "".join([f"<Part><PartNumber>{number}</PartNumber>"
+                      f"<ETag>{escape(etag, _XML_TEXT_ENTITIES)}</ETag></Part>"
+                      for number, etag in parts])
+    return ('<?xml version="1.0" encoding="UTF-8"?>'
+            '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"{listed}</CompleteMultipartUpload>").encode()
+
+
 def _local(tag: str) -> str:
     """An element's name without its namespace."""
     return tag.rpartition("}")[2]
+
+
+def _child_text(root: ET.Element | None, name: str) -> str:
+    """The text of `root`'s child `name`, namespace or not ("" when absent)."""
+    for child in () if root is None else root:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return ""
 
 
 def backoff(attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -270,8 +292,8 @@ class Reply:
 
 
 class FastS3:
-    """GET/PUT/UploadPart/CopyObject/DeleteObjects of one bucket over one aiohttp
-    session.
+    """GET/PUT/UploadPart/CopyObject/DeleteObjects/multipart control of one bucket over
+    one aiohttp session.
 
     `credentials` is botocore's credentials object (None: none found, requests raise
     NoCredentials). Holds at most `max_connections` connections; the whole body of a
@@ -442,6 +464,65 @@ class FastS3:
         reply, _ = await self._request("PUT", key, query, {"content-md5": content_md5},
                                        body, read=True)
         return reply
+
+    async def create_multipart_upload(self, key: str, *,
+                                      write_args: Mapping[str, str] | None = None) -> str:
+        """CreateMultipartUpload (POST ?uploads) with the write headers a PUT of `key`
+        carries (storage class, encryption, Object Lock); the upload id."""
+        headers = {WRITE_HEADERS[name]: value for name, value in (write_args or {}).items()}
+        reply, root = await self._xml_request("POST", key, {"uploads": ""}, headers, b"",
+                                              "CreateMultipartUpload")
+        upload_id = _child_text(root, "UploadId")
+        if not upload_id:
+            raise S3HttpError(reply.status, "MalformedCreateReply",
+                              "no UploadId in the CreateMultipartUpload reply")
+        return upload_id
+
+    async def complete_multipart_upload(self, key: str, upload_id: str,
+                                        parts: list[tuple[int, str]]) -> tuple[str, str]:
+        """CompleteMultipartUpload (POST ?uploadId=) of `parts` ((number, ETag), in
+        order); (ETag, version id) of the object. A 200 whose body is an <Error> is an
+        error (see _xml_request)."""
+        reply, root = await self._xml_request("POST", key, {"uploadId": upload_id}, {},
+                                              complete_body(parts), "CompleteMultipartUpload")
+        return _child_text(root, "ETag"), reply.headers.get("x-amz-version-id", "")
+
+    async def abort_multipart_upload(self, key: str, upload_id: str) -> Reply:
+        """AbortMultipartUpload (DELETE ?uploadId=); NoSuchUpload once it is gone."""
+        reply, _ = await self._xml_request("DELETE", key, {"uploadId": upload_id}, {}, b"",
+                                           "AbortMultipartUpload")
+        return reply
+
+    async def _xml_request(self, method: str, key: str, query: Mapping[str, str],
+                           headers: dict[str, str], body: bytes, what: str
+                           ) -> tuple[Reply, ET.Element | None]:
+        """A request whose 2xx answer is an XML document or nothing; the reply and its
+        root element (None: no body).
+
+        S3 may answer 200 and only then report an error in the body (a
+        CompleteMultipartUpload sends its headers before it has finished). Such a reply
+        is an error, and, as botocore does (it turns it into a 500), it is tried again
+        whatever its code, as is a body cut short (unreadable XML)."""
+        for attempt in range(1, self._attempts + 1):
+            reply, _ = await self._request(method, key, query, headers, body, read=True)
+            text = reply.body.strip()  # S3 may send whitespace while it works
+            if not text:
+                return reply, None
+            try:
+                root = ET.fromstring(text)
+            except ET.ParseError:
+                code, message = "InternalError", f"unreadable {what} reply"
+            else:
+                if _local(root.tag) != "Error":
+                    return reply, root
+                code, message = (root.findtext("Code") or "InternalError",
+                                 root.findtext("Message") or "")
+            if attempt >= self._attempts:
+                raise S3HttpError(reply.status, code, message)
+            log.debug("%s %s: %d with error %s; retrying (attempt %d)", what, key,
+                      reply.status, code, attempt)
+            await self._sleep(backoff(attempt))
+        raise AssertionError("unreachable")
 
     # ---- one request, with retries ----------------------------------------------------
 
