@@ -24,29 +24,28 @@ import functools
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from baycat.entry import FILE
 from baycat.errors import UsageError
-from baycat.manifest.file import ManifestReader
-from baycat.manifest.generations import History
-from baycat.manifest.generations import history as read_history
-from baycat.ops.backup import SyncOptions, sync_to_store
-from baycat.ops.browse import DiffSummary, Listing, diff_generations, diff_tree, list_backup
-from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
-from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
-from baycat.ops.manifest import ManifestSummary, build_manifest
-from baycat.ops.prepare import check_apart
-from baycat.ops.restore import RestoreOptions, restore_from_store
-from baycat.ops.summary import SyncSummary
-from baycat.ops.transfer import TransferConfig
-from baycat.ops.verify import VerifyOptions, VerifySummary, verify_store, verify_tree
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import FilterSpec
-from baycat.scan.local_manifest import default_manifest_path
-from baycat.store.base import ObjectStore
-from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
 from baycat.store.s3_options import S3Options
+
+# Each operation imports its own modules when it runs: the CLI imports this module for
+# every command, and one command should load only the engine it uses (a local sync never
+# loads restore, verify or browse; issue 18, tests/test_startup.py).
+if TYPE_CHECKING:
+    from baycat.manifest.generations import History
+    from baycat.ops.backup import SyncOptions
+    from baycat.ops.browse import DiffSummary, Listing
+    from baycat.ops.cost import PriceTable, TreeCostEstimate
+    from baycat.ops.gc import GcSummary
+    from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.restore import RestoreOptions
+    from baycat.ops.summary import SyncSummary
+    from baycat.ops.transfer import TransferConfig
+    from baycat.ops.verify import VerifyOptions, VerifySummary
+    from baycat.scan.filters import FilterSpec
+    from baycat.store.base import ObjectStore
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -66,6 +65,8 @@ async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
+    from baycat.ops.cost import PriceTable
+
     table = prices or PriceTable()
     summary.storage_class = s3.storage_class or "STANDARD"
     summary.price_table = table.name
@@ -90,6 +91,10 @@ async def sync(
     `s3` says how to reach S3 (endpoint, region, profile, storage class, SSE); `prices`
     prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
     """
+    from baycat.ops.backup import sync_to_store
+    from baycat.ops.prepare import check_apart
+    from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+
     dst = parse_endpoint(destination)
     src_path = Path(source)
     s3 = s3 or S3Options()
@@ -114,6 +119,10 @@ async def restore(
 ) -> SyncSummary:
     """Restore the backup at `source` (`s3://...`, a directory or `file://` URL) into the
     directory `destination`, fetching only files that differ."""
+    from baycat.ops.prepare import check_apart
+    from baycat.ops.restore import restore_from_store
+    from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+
     src = parse_endpoint(source)
     dest = Path(destination)
     s3 = s3 or S3Options()
@@ -141,6 +150,8 @@ async def update_manifest(
     hashing only files whose stat changed. `filters` None: those recorded in it.
     `manifest` None: DIR/.baycat/manifest, or below `state_dir` when given, or below
     `user_state_dir` (default ~/.local/state/baycat) when DIR can't hold it."""
+    from baycat.ops.manifest import build_manifest
+
     return await build_manifest(Path(directory), manifest=Path(manifest) if manifest else None,
                                 create=create, pool_size=pool_size, progress=progress,
                                 warn=warn, filters=filters,
@@ -160,6 +171,12 @@ def estimate_cost(
 ) -> TreeCostEstimate:
     """Blocking: the monthly storage and request cost of backing up the tree that
     `directory`'s manifest describes (see cost.estimate_tree)."""
+    from baycat.entry import FILE
+    from baycat.manifest.file import ManifestReader
+    from baycat.ops.cost import PriceTable, estimate_tree
+    from baycat.ops.transfer import TransferConfig
+    from baycat.scan.local_manifest import default_manifest_path
+
     path = Path(manifest) if manifest else default_manifest_path(Path(directory))
     transfer = transfer or TransferConfig()
     try:
@@ -213,6 +230,10 @@ async def verify(
     """Check that the backup at `source` (`s3://...`, a directory, `file://` or
     `http(s)://` URL) holds every object its manifest lists, intact: sizes and ETags from
     one listing, and with `options.deep_percent` a download and re-hash of that share."""
+    from baycat.ops.cost import PriceTable
+    from baycat.ops.verify import verify_store
+    from baycat.store.endpoints import open_store, parse_endpoint
+
     s3 = s3 or S3Options()
     store = open_store(parse_endpoint(source), s3, create=False)
     summary = await _with_store(store, verify_store(store, options, progress=progress))
@@ -236,6 +257,8 @@ async def verify_local(
     sync); no network, nothing written. The manifest: `manifest`, else DIR/.baycat's,
     else one in the per-user state directory (`state_dir`, `user_state_dir`) that
     describes DIR."""
+    from baycat.ops.verify import verify_tree
+
     return await verify_tree(Path(directory), pool_size=pool_size, progress=progress,
                              warn=warn, manifest=Path(manifest) if manifest else None,
                              state_dir=Path(state_dir) if state_dir else None,
@@ -244,14 +267,23 @@ async def verify_local(
 
 async def history(source: str, *, s3: S3Options | None = None) -> History:
     """The generations (commits) the backup at `source` keeps, newest first."""
+    from baycat.manifest.generations import history as read_history
+    from baycat.store.endpoints import open_store, parse_endpoint
+
     store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
     return await _with_store(store, read_history(store))
 
 
-async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+async def gc(destination: str, *, grace_s: float | None = None, dry_run: bool = False,
              s3: S3Options | None = None) -> GcSummary:
     """Delete the manifest packs of the backup at `destination` that no kept generation
-    needs and that are older than `grace_s` (see baycat.gc)."""
+    needs and that are older than `grace_s` (None: a day, DEFAULT_GRACE_S; see
+    baycat.gc)."""
+    from baycat.ops.gc import DEFAULT_GRACE_S, collect
+
+    grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
+    from baycat.store.endpoints import open_store, parse_endpoint
+
     store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
@@ -262,6 +294,9 @@ async def ls(source: str, path: str = "", *, at_ns: int | None = None,
     """The entries of the backup at `source` at `path` (a directory's children, or
     with `recursive` all below it) as of the latest generation or `at_ns`; reads the
     manifest only."""
+    from baycat.ops.browse import list_backup
+    from baycat.store.endpoints import open_store, parse_endpoint
+
     store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
     return await _with_store(store, list_backup(store, path, at_ns=at_ns,
                                                 recursive=recursive,
@@ -276,6 +311,9 @@ async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | N
     the one before the latest and the latest; one time, it and the latest; two, those),
     or with `directory` between a generation (the latest, or `at[0]`'s) and that tree
     now. Reads the manifest only; nothing is written."""
+    from baycat.ops.browse import diff_generations, diff_tree
+    from baycat.store.endpoints import open_store, parse_endpoint
+
     if directory is not None and len(at) > 1:
         raise UsageError("diff with a directory compares one generation: give --at once")
     store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from baycat import version
 from baycat.entry import DIR, FILE, SYMLINK
 from baycat.errors import UsageError
 from baycat.manifest.file import DEFAULT_FILENAME, remove_stale_temps
@@ -31,7 +32,6 @@ from baycat.scan.local_manifest import (
 from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
 from baycat.scan.statedir import choose_state_dir, ensure_state_dir, state_dir_of, tree_job
-from baycat.version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ async def build_manifest(
                 template = Root(
                     created_ns=time.time_ns(),
                     source=str(root),
-                    baycat_version=__version__,
+                    baycat_version=version.__version__,
                     pool_size=(pool_size or default_pool_size()) if create else saved_pool,
                     filters=filters.to_header(),
                     top=read_top(os.fsencode(root), with_xattrs=True),
