@@ -239,10 +239,6 @@ def read_top(root: bytes, with_xattrs: bool) -> TopDir | None:
 _Pending = tuple[list[int], "asyncio.Future[list[list[HashResult]]]"]
 
 
-def _needs_hash(item: ScanItem) -> bool:
-    return item.entry is not None and item.entry.kind == FILE and not item.entry.xxh
-
-
 def _hash_job(root: bytes, items: list[ScanItem]) -> list[HashResult]:
     return [hash_file(root + b"/" + item.path, item.entry) for item in items
             if item.entry is not None]
@@ -275,9 +271,11 @@ async def scan(
 
         def dispatch(batch: list[ScanItem]) -> _Pending:
             """Start hashing what needs it; returns the indexes and their results."""
-            # `entry is old` first: the common, unchanged case decides in one comparison.
-            todo = [i for i, item in enumerate(batch)
-                    if item.entry is not item.old and _needs_hash(item)]
+            # `entry is old` first: the common, unchanged case decides in one comparison
+            # (fields unpacked, not read by name: this runs for every path).
+            todo = [i for i, (_, entry, old, _) in enumerate(batch)
+                    if entry is not old and entry is not None and entry.kind == FILE
+                    and not entry.xxh]
             jobs: list[asyncio.Future[list[HashResult]]] = []
             job: list[ScanItem] = []
             job_bytes = 0
