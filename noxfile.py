@@ -73,7 +73,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against s5cmd, rclone and the AWS CLI; writes docs/benchmarks.md.
 
     `nox -s bench` runs the default size (~10 min on 2 cores); `nox -s bench -- --help`
-    lists the options (`--scale 100k`, `--scale 1m`, `--tools`, ...). The AWS CLI goes
+    lists the options (`--scale 100k`, `--scale 1m`, `--tools`, `--scenarios snapshot`:
+    nightly snapshots at a new path, loop-mounted, needs root, ...). The AWS CLI goes
     into its own venv (.nox/bench-awscli, made by the harness) so it can never
     move the botocore that aiobotocore pins.
     """

@@ -65,10 +65,12 @@ def strace_available() -> bool:
     return shutil.which("strace") is not None
 
 
-def strace_argv(argv: list[str], log: Path) -> list[str]:
-    """`argv` under strace, logging read-family syscalls with the fd's path (`-y`)."""
+def strace_argv(argv: list[str], log: Path, *, opens: bool = False) -> list[str]:
+    """`argv` under strace, logging read-family syscalls with the fd's path (`-y`);
+    with `opens`, the open calls too (for "files opened", `fileio.parse_strace`)."""
+    calls = STRACE_SYSCALLS + (",open,openat,openat2" if opens else "")
     return ["strace", "-f", "-qq", "--seccomp-bpf", "-y", "-s", "0",
-            "-e", f"trace={STRACE_SYSCALLS}", "-o", str(log), "--", *argv]
+            "-e", f"trace={calls}", "-o", str(log), "--", *argv]
 
 
 def run(argv: list[str], env: dict[str, str], *, timeout_s: float, workdir: Path,
@@ -104,7 +106,9 @@ def run(argv: list[str], env: dict[str, str], *, timeout_s: float, workdir: Path
         proc.returncode = code  # reaped by wait4: keep Popen from waiting again
     stdout = "" if discard_stdout else out_path.read_text(errors="replace")
     stderr = err_path.read_bytes()[-_TAIL:].decode(errors="replace")
-    extra: dict[str, object] = {}
+    # CPU of the tool and every descendant it reaped (wait4 sums them): less sensitive to
+    # a busy machine than wall time.
+    extra: dict[str, object] = {"cpu_s": usage.ru_utime + usage.ru_stime}
     rss = _time_maxrss(rss_path) if use_time else None
     if rss is None:
         rss = usage.ru_maxrss

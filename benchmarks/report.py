@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .results import Measurement
-from .scenarios import SCENARIOS
+from .scenarios import ALL_SCENARIOS
+from .snapshot import SCENARIOS as SNAPSHOT_SCENARIOS
 
 BASELINE = "baycat"
 
@@ -38,7 +39,9 @@ class RunReport:
     hashbench: dict[str, Any] | None = None
     update_vs_find: dict[str, Any] | None = None
     million: dict[str, Any] | None = None
+    encryption: dict[str, Any] | None = None
     notes: list[str] | None = None
+    snapshot: dict[str, Any] | None = None  # benchmarks/snapshot.py: nights, or "skipped"
 
 
 # -- figures ----------------------------------------------------------------------------
@@ -117,6 +120,12 @@ def targets(report: RunReport) -> list[Target]:
     wall_target("initial", 1.0, "initial sync (small-file mix + large): wall time")
     wall_target("initial-large", 1.0, "initial sync (large files only): wall time")
     wall_target("restore", 1.0, "restore: wall time")
+    # Real data (the standard library): goals as for the synthetic scenarios they mirror;
+    # restore has issue 18's goal.
+    wall_target("stdlib-initial", 1.0, "real data (stdlib): initial sync: wall time")
+    wall_target("stdlib-change", 0.5, "real data (stdlib): re-sync after a realistic change: "
+                "wall time")
+    wall_target("stdlib-restore", 0.8, "real data (stdlib): restore: wall time")
     if report.hashbench and "pool" in report.hashbench:
         hb = report.hashbench
         for p, v in hb["pool"].items():
@@ -132,6 +141,49 @@ def targets(report: RunReport) -> list[Target]:
                           "failed" if u["ratio"] is None else
                           f"{u['ratio']:.2f}× ({_s(u['update_s'])} vs {_s(u['find_s'])})",
                           "≤ 2×", None if u["ratio"] is None else u["ratio"] <= 2.0))
+    return out
+
+
+def snapshot_targets(report: RunReport) -> list[Target]:
+    """Issue 14's figures for baycat on the nights after the first: files opened =
+    changed files, bytes uploaded ≈ changed bytes, wall time beside the peers."""
+    snap = report.snapshot
+    if not snap or "skipped" in snap:
+        return []
+    out: list[Target] = []
+    for scenario, label in (("snapshot", "snapshot, state kept"),
+                            ("snapshot-nostate", "snapshot, no local state")):
+        night = snap["nights"].get(scenario)
+        m = report.table.get((BASELINE, scenario))
+        if night is None or m is None:
+            continue
+        files, size = night["changed_files"], night["changed_bytes"]
+        opened = m.files_opened
+        out.append(Target(f"{label}: files opened", "not measured" if opened is None else
+                          f"{opened:,} ({files:,} changed)", "= changed files",
+                          None if opened is None else opened == files))
+        summary = m.counted_summary or {}
+        content = summary.get("uploaded", {}).get("bytes")
+        out.append(Target(f"{label}: file content uploaded",
+                          "not counted" if content is None else
+                          f"{content:,} B ({size:,} B changed)", "= changed bytes",
+                          None if content is None else content == size))
+        wire, manifest = m.bytes_up, summary.get("manifest_bytes_uploaded")
+        peers = ", ".join(f"{t} {p.bytes_up / size:.2f}×" for t in report.tools
+                          if t != BASELINE and (p := report.table.get((t, scenario)))
+                          and p.bytes_up is not None and size)
+        out.append(Target(f"{label}: bytes uploaded", "not counted" if wire is None else
+                          f"{wire / size:.2f}× changed bytes: {_bytes(wire)} on the wire, "
+                          f"manifest {_bytes(manifest)} of it" + (f" (peers: {peers})"
+                                                                   if peers else ""),
+                          "≈ changed bytes (reported)", None))
+        r, bp = ratio(report, BASELINE, scenario), best_peer(report, scenario)
+        own = (m.tool_summary or {}).get("seconds", {}).get("total")
+        out.append(Target(f"{label}: wall time", "baycat failed/incorrect" if not m.ok else
+                          (f"{_r(r)} ({_s(m.wall_s)} vs {bp[0]} {_s(bp[1])})" if bp else
+                           f"{_s(m.wall_s)}, no peer finished correctly") +
+                          ("" if own is None else f"; baycat's own `seconds.total` {_s(own)}"),
+                          "(reported, beside the peers)", None))
     return out
 
 
@@ -175,6 +227,30 @@ def million_targets(mil: dict[str, Any]) -> list[Target]:
 
 
 # -- rendering --------------------------------------------------------------------------
+
+
+def _encryption_table(enc: dict[str, Any]) -> list[str]:
+    lines = [f"baycat with `sync --encrypt --password-file` against plain baycat, same "
+             f"run and server, twin trees ({enc['spec']}); goal: encrypted ≤ "
+             f"{enc['goal']:.1f}× plain.", "",
+             "| step | plain | encrypted | ratio | CPU plain / encrypted (ratio) "
+             "| requests plain / encrypted | goal |",
+             "|---|---|---|---|---|---|---|"]
+    for name, got in enc["steps"].items():
+        p, e, ratio = got["plain"], got["encrypted"], got.get("ratio")
+        met = "–" if ratio is None else "**met**" if ratio <= enc["goal"] else "**missed**"
+        reqs = " / ".join(", ".join(f"{k} {v}" for k, v in sorted((g["requests"] or {}).items()))
+                          or "–" for g in (p, e))
+        cpu = (f"{_s(p.get('cpu_s'))} / {_s(e.get('cpu_s'))} "
+               f"({_r(got.get('cpu_ratio'))})")
+        lines.append(f"| {name} | {_s(p['wall_s'])} | {_s(e['wall_s'])} | {_r(ratio)} | "
+                     f"{cpu} | {reqs} | {met} |")
+    lines += ["", "Wall: best of the runs (no-change 3, restore 2, initial sync 1); CPU: "
+              "user + system of that run, the tool and its children (less sensitive to a "
+              "busy machine).", "", "Restored trees identical to the source: plain "
+              f"{enc.get('plain_restore_identical')}, encrypted "
+              f"{enc.get('encrypted_restore_identical')}."]
+    return lines
 
 
 def _s(v: float | None) -> str:
@@ -224,32 +300,38 @@ def render(report: RunReport) -> str:
     lines += ["", "## How to run", "",
               "`nox -s bench` (this default size, about 10 minutes on 2 cores); "
               "`nox -s bench -- --scale 100k` (writes docs/benchmarks-100k.md) and "
-              "`nox -s bench -- --scale 1m` (baycat only, issue 8; docs/benchmarks-1m.md) are "
-              "opt-in; `nox -s bench -- --help` lists the options (`--tools`, sizes, "
-              "`--count resync|none` to shorten the counted pass, ...).", ""]
+              "`nox -s bench -- --scale 1m` (baycat only, issue 8; docs/benchmarks-1m.md) and "
+              "`nox -s bench -- --scenarios snapshot` (nightly snapshots at a new path, "
+              "issue 14: loop mounts, needs root; `--snapshot-files N`, default 100k; "
+              "docs/benchmarks-snapshot.md) are opt-in; `nox -s bench -- --help` lists the "
+              "options (`--tools`, sizes, `--scenarios synthetic|realdata` for one set of "
+              "scenarios only, `--count resync|none` to shorten the counted pass, ...).", ""]
     lines += ["## Dataset", "", meta["dataset"], ""]
     lines += ["## Method", ""] + [f"- {x}" for x in meta["method"]] + [""]
     lines += ["## Tool configuration", "", "| tool | invocation |", "|---|---|"]
     lines += [f"| {t} | `{c}` |" for t, c in _ordered(report.configs, report.tools)]
     lines += ["", "## Targets (baycat, ratios to the best peer in this run)", "",
               "| target | measured | goal | result |", "|---|---|---|---|"]
-    lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |" for t in targets(report)]
+    lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |"
+              for t in targets(report) + snapshot_targets(report)]
     if report.million:
         lines += ["", f"### Millions of files (issue 8): {report.million['spec']}", "",
                   "| target | measured | goal | result |", "|---|---|---|---|"]
         lines += [f"| {t.name} | {t.measured} | {t.goal} | {_met(t.met)} |"
                   for t in million_targets(report.million)]
         lines += ["", *_million_steps(report.million)]
-    if any(sc.name == s for sc in SCENARIOS for (_, s) in report.table):
+    if any(sc.name == s for sc in ALL_SCENARIOS for (_, s) in report.table):
         lines += ["", "## Scenarios", "",
                   "Wall time and peak RSS from the timed pass; requests (by type, from the "
                   "counting proxy) and bytes read from local files (strace) from the counted "
                   "pass. `×best` is the tool's wall time over the best peer's (correct runs "
                   "only). A run that failed or gave a wrong result is never the best.", ""]
-        for sc in SCENARIOS:
+        for sc in ALL_SCENARIOS:
             if not any((t, sc.name) in report.table for t in report.tools):
                 continue
             lines += [f"### {sc.name}: {sc.title}", "", *_scenario_table(report, sc.name), ""]
+    if report.snapshot:
+        lines += _snapshot_section(report)
     if report.hashbench:
         lines += ["## Hashing with --pool-size (micro-benchmark)", "",
                   *_hash_table(report.hashbench), ""]
@@ -261,6 +343,9 @@ def render(report: RunReport) -> str:
                   f"best of two each: update {_s(u['update_s'])}, find {_s(u['find_s'])}, "
                   f"ratio {_r(u['ratio'])} (goal ≤ 2×); update peak RSS "
                   f"{_bytes(u['update_peak_rss_kib'] * 1024)}.", ""]
+    if report.encryption:
+        lines += ["## Encrypted beside plain (issue 17)", "", *_encryption_table(
+            report.encryption), ""]
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -303,6 +388,76 @@ def _scenario_table(report: RunReport, scenario: str) -> list[str]:
         if m.state_bytes_read:
             read += f" + {_bytes(m.state_bytes_read)} own state"
         rows.append(f"| {tool} | {wall} | {_r(r)} | {reqs} | {total} | {read} | "
+                    f"{_bytes(rss)} | {correct} |")
+    return rows
+
+
+def _snapshot_section(report: RunReport) -> list[str]:
+    snap = report.snapshot or {}
+    lines = ["", "## Nightly snapshots at a new path (issue 14)", ""]
+    if "skipped" in snap:
+        return [*lines, f"Skipped: {snap['skipped'].rstrip('.')}.", ""]
+    lines += [
+        f"{snap['spec']}, in a loop-mounted ext4 image; each night after the first "
+        f"modifies {snap['fraction']:.0%} of the small files (same size, new bytes, mtime "
+        "now) and is mounted read-only at a new path. Files opened and bytes read "
+        "(strace), requests and bytes up (the counting proxy: wire bytes, request heads "
+        "included) from the counted run; wall time and peak RSS from the timed run. "
+        "`×best` is the tool's wall time over the best peer's; `(n×)` after the bytes "
+        "read and `× changed` after the bytes up are over the night's changed bytes. "
+        "Reading a changed file about twice is the norm: once to hash it (baycat xxh3-128, "
+        "the peers MD5), once to send it; s5cmd also reads 512 B of each to guess its "
+        "content type. baycat's bytes up include its manifest: a random 1 % change "
+        "touches every segment of ~2,000 entries, so each night re-uploads all of them "
+        "(docs/design.md, \"Segments and roots\").", "",
+        "What the peers do on a snapshot: rclone (`--update --use-server-modtime`) and "
+        "s5cmd `sync` compare each file's size and mtime with the object's size and "
+        "upload time from one listing of the prefix, so they open and upload only the "
+        "files whose mtime is newer than the last upload; neither keeps local state, so "
+        "the new path and device number cost them nothing either. They would miss a "
+        "change that keeps the size and leaves an older mtime (`cp -p`, `touch -r`, a "
+        "restored file); baycat's stat rule also compares ctime and inode (docs/design.md: "
+        "why a false \"unchanged\" can't happen).", ""]
+    for scenario, title in SNAPSHOT_SCENARIOS:
+        night = snap["nights"].get(scenario)
+        if night is None:
+            continue
+        lines += [f"### {scenario}: {title}", ""]
+        if "changed_files" in night:
+            lines += [f"`{night['path']}` (device {night['st_dev']:#x}; the previous night "
+                      f"{night['previous_st_dev']:#x}): {night['changed_files']:,} files "
+                      f"changed, {_bytes(night['changed_bytes'])} "
+                      f"({night['changed_bytes']:,} B).", ""]
+        else:
+            lines += [f"`{night['path']}` (device {night['st_dev']:#x}).", ""]
+        lines += [*_snapshot_table(report, scenario, night.get("changed_bytes")), ""]
+    return lines
+
+
+def _snapshot_table(report: RunReport, scenario: str, changed: int | None) -> list[str]:
+    rows = ["| tool | wall | ×best | files opened | file bytes read | bytes up | × changed "
+            "| requests | total | peak RSS | correct |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    bp = best_peer(report, scenario)
+    for tool in report.tools:
+        m = report.table.get((tool, scenario))
+        if m is None:
+            continue
+        wall = (f"failed: {m.failure[:80]}" if m.failure else
+                _s(m.wall_s) + (" (best peer)" if bp and bp[0] == tool else ""))
+        correct = "yes" if m.correct else ("no: " + m.correct_detail if m.correct is False
+                                            else "–")
+        opened = "–" if m.files_opened is None else f"{m.files_opened:,}"
+        up = "–" if m.bytes_up is None else _bytes(m.bytes_up)
+        times = ("–" if m.bytes_up is None or not changed else f"{m.bytes_up / changed:.2f}×")
+        read = _bytes(m.file_bytes_read) + ("" if m.file_bytes_read is None or not changed
+                                            else f" ({m.file_bytes_read / changed:.2f}×)")
+        reqs = _reqs(m.requests) if m.requests is not None else (
+            f"counting failed: {m.counted_failure[:60]}" if m.counted_failure else "–")
+        total = "–" if m.total_requests is None else f"{m.total_requests:,}"
+        rss = None if m.peak_rss_kib is None else m.peak_rss_kib * 1024
+        rows.append(f"| {tool} | {wall} | {_r(ratio(report, tool, scenario))} | {opened} | "
+                    f"{read} | {up} | {times} | {reqs} | {total} | "
                     f"{_bytes(rss)} | {correct} |")
     return rows
 
@@ -357,14 +512,16 @@ def write(report: RunReport, md_path: Path, json_path: Path) -> None:
         "meta": report.meta,
         "tools": report.tools,
         "configs": report.configs,
-        "targets": [_target_json(t) for t in targets(report)],
+        "targets": [_target_json(t) for t in targets(report) + snapshot_targets(report)],
         "measurements": [m.to_json() for m in report.table.values()],
         "hashbench": report.hashbench,
         "update_vs_find": report.update_vs_find,
         "million": report.million,
+        "encryption": report.encryption,
         "million_targets": [_target_json(t) for t in million_targets(report.million)]
         if report.million else None,
         "notes": report.notes,
+        "snapshot": report.snapshot,
     }
     json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
 
@@ -382,7 +539,8 @@ def from_json(data: dict[str, Any]) -> RunReport:
         table[(m.tool, m.scenario)] = m
     return RunReport(data["meta"], table, data["tools"], data["configs"],
                      hashbench=data.get("hashbench"), update_vs_find=data.get("update_vs_find"),
-                     million=data.get("million"), notes=data.get("notes"))
+                     million=data.get("million"), notes=data.get("notes"),
+                     snapshot=data.get("snapshot"))
 
 
 def main(argv: list[str] | None = None) -> None:

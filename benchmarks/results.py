@@ -26,6 +26,7 @@ class Measurement:
     bytes_down: int | None = None
     file_bytes_read: int | None = None  # from local files, strace
     files_read: int | None = None
+    files_opened: int | None = None  # regular files opened (snapshot scenario, strace)
     file_bytes_mapped: int | None = None
     state_bytes_read: int | None = None  # from the tool's own TREE/.baycat/ (strace)
     counted_wall_s: float | None = None  # under proxy + strace: not a timing

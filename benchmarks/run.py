@@ -1,10 +1,14 @@
 """`nox -s bench` entry point: `python -m benchmarks.run [options]`.
 
 Default (about 10 minutes on 2 cores): the default dataset, every tool, both passes,
-the hashing micro-benchmark and `manifest update` vs `find`; writes docs/benchmarks.md
-and docs/benchmarks.json. `--scale 100k` runs the same on 100k files (write
-docs/benchmarks-100k.*); `--scale 1m` runs baycat's million-file set (issue 8) only
-(docs/benchmarks-1m.*).
+then the same for the real-data scenarios (a copy of the interpreter's standard library:
+realdata.py; `--scenarios` picks one set), the hashing micro-benchmark and `manifest
+update` vs `find`; writes docs/benchmarks.md and docs/benchmarks.json. `--scale 100k`
+runs the same on 100k files (write docs/benchmarks-100k.*); `--scale 1m` runs baycat's
+million-file set (issue 8) only (docs/benchmarks-1m.*). `--scenarios snapshot` runs the
+nightly-snapshot scenario only (issue 14; real read-only loop mounts, so it needs root;
+`--snapshot-files N`, default 100k; docs/benchmarks-snapshot.*); it can join the other sets
+in one report (`--scenarios synthetic,realdata,snapshot`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import awsenv, dataset, hashbench, procs, report, scale, scenarios
+from . import (
+    awsenv,
+    dataset,
+    encryption,
+    hashbench,
+    procs,
+    realdata,
+    report,
+    scale,
+    scenarios,
+    snapshot,
+)
 from .dataset import KiB, MiB
 from .results import Measurement
 from .tools import Aws, Baycat, Rclone, S5cmd, Tool
@@ -46,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large-files", type=int)
     p.add_argument("--large-min-mib", type=int)
     p.add_argument("--large-max-mib", type=int)
+    p.add_argument("--scenarios", default=",".join(scenarios.SETS),
+                   help="comma-separated scenario sets: synthetic (the seeded dataset), "
+                        "realdata (a copy of this interpreter's standard library), "
+                        "snapshot (nightly snapshots at a new path, loop-mounted ext4 "
+                        "images: needs root; not in the default)")
+    p.add_argument("--snapshot-files", type=int, default=100_000,
+                   help="small files in the snapshot scenario's tree")
     p.add_argument("--fraction", type=float, default=0.01, help="share of files changed")
     p.add_argument("--count", choices=("all", "resync", "none"), default="all",
                    help="scenarios measured in the counted pass (proxy + strace)")
@@ -54,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="request parallelism for every tool that takes one")
     p.add_argument("--timeout", type=float, help="seconds per command (default by scale)")
     p.add_argument("--no-hash", action="store_true", help="skip the hashing micro-benchmark")
+    p.add_argument("--no-encryption", action="store_true",
+                   help="skip baycat encrypted beside plain (issue 17)")
     p.add_argument("--update-files", type=int, default=100_000,
                    help="files in the `manifest update` vs `find` tree (0: skip)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
@@ -144,11 +168,20 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     spec = _spec(args)
+    chosen = {n.strip() for n in args.scenarios.split(",") if n.strip()}
+    if not chosen or chosen - set(scenarios.SETS) - {"snapshot"}:
+        raise SystemExit(f"--scenarios: choose from {', '.join(scenarios.SETS)}, snapshot")
+    sets = [scenarios.SETS[n] for n in scenarios.SETS if n in chosen]
+    with_snapshot = "snapshot" in chosen
+    snapshot_spec = dataset.with_overrides(spec, small_files=args.snapshot_files, large_files=0)
     names = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.scale == "1m":
         names = ["baycat"]
     timeout = args.timeout or {"default": 900.0, "100k": 3600.0, "1m": 7200.0}[args.scale]
-    run_dir = args.out / f"run-{args.scale}"
+    # A snapshot-only run has its own report (and run directory), beside the others.
+    suffix = ("" if args.scale == "default" else f"-{args.scale}") + (
+        "" if sets else "-snapshot")
+    run_dir = args.out / f"run{suffix or '-default'}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     tools, notes = make_tools(names, args, run_dir)
@@ -156,15 +189,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_strace and not strace:
         notes.append("strace not found: bytes read from local files were not measured")
 
-    suffix = "" if args.scale == "default" else f"-{args.scale}"
     md_path = args.docs / f"benchmarks{suffix}.md"
     json_path = args.docs / f"benchmarks{suffix}.json"
     versions = {t.name: t.version() for t in tools}
     versions["SeaweedFS"] = _cmd_out([str(find_weed()), "version"]).splitlines()[0]
     versions["baycat commit"] = _cmd_out(["git", "-C", str(REPO), "describe", "--always",
                                           "--dirty"])
-    count = {sc.name for sc in scenarios.SCENARIOS
+    count = {sc.name for sc in scenarios.ALL_SCENARIOS
              if args.count == "all" or (args.count == "resync" and sc.resync)}
+    described = []
+    if any(ss.name == "synthetic" for ss in sets):
+        described.append(f"`--scale {args.scale}`: {spec.describe()}; changes touch "
+                         f"{args.fraction:.0%} of the small files.")
+    if any(ss.name == "realdata" for ss in sets):
+        root = realdata.stdlib_root()
+        described.append("Real data (`--scenarios realdata`): "
+                         f"{realdata.stats(root).describe(root)}.")
+    if with_snapshot:
+        described.append(f"Snapshot scenario: {snapshot_spec.describe()}; each night "
+                         f"modifies {args.fraction:.0%} of the small files.")
     meta: dict[str, Any] = {
         "command": "nox -s bench" + (" -- " + " ".join(argv or sys.argv[1:])
                                      if (argv or sys.argv[1:]) else ""),
@@ -172,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         "json_name": json_path.name,
         "machine": machine_info(run_dir),
         "versions": versions,
-        "dataset": f"`--scale {args.scale}`: {spec.describe()}; changes touch "
-                   f"{args.fraction:.0%} of the small files.",
-        "method": _method(args, count, strace, timeout),
+        "dataset": " ".join(described),
+        "method": (_method(args, count, strace, timeout) if sets else []) + (
+            _snapshot_method(strace) if with_snapshot else []),
         "scale": args.scale,
     }
     table: dict[tuple[str, str], Measurement] = {}
@@ -192,22 +235,37 @@ def main(argv: list[str] | None = None) -> int:
                 rep.million = mil.to_json()
                 rep.update_vs_find = mil.update_vs_find
             else:
-                _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
-                            s3.create_bucket, count, strace, timeout)
+                for scenario_set in sets:
+                    _run_passes(rep, tools, args, spec, run_dir, s3.endpoint_url, client,
+                                s3.create_bucket, count, strace, timeout, scenario_set)
+                baycat_tool = next((t for t in tools if isinstance(t, Baycat)), None)
+                if sets and baycat_tool is not None and not args.no_encryption:
+                    rep.encryption = encryption.run_encrypted_vs_plain(
+                        baycat_tool, spec, run_dir / "encryption", s3.endpoint_url,
+                        s3.create_bucket, timeout, _log)
+            if with_snapshot:
+                ctx = snapshot.SnapshotContext(
+                    out=run_dir / "snapshot", repo_root=REPO, endpoint=s3.endpoint_url,
+                    client=client, create_bucket=s3.create_bucket, spec=snapshot_spec,
+                    fraction=args.fraction, timeout_s=timeout, strace=strace, log=_log)
+                rep.snapshot = snapshot.run(ctx, tools, rep.table)
+                if "skipped" in rep.snapshot:
+                    notes.append(f"snapshot scenario skipped: {rep.snapshot['skipped']}")
         finally:
             client.close()
     baycat_tool = next((t for t in tools if isinstance(t, Baycat)), None)
-    if args.update_files and args.scale != "1m" and baycat_tool is not None:
+    if sets and args.update_files and args.scale != "1m" and baycat_tool is not None:
         rep.update_vs_find = scale.update_tree_benchmark(
             baycat_tool, args.update_files, spec.seed, run_dir / "update-vs-find", timeout, _log)
         shutil.rmtree(run_dir / "update-vs-find", ignore_errors=True)
-    if not args.no_hash and args.scale != "1m":
+    if sets and not args.no_hash and args.scale != "1m":
         rep.hashbench = _hashbench(run_dir / "hash")
     meta["elapsed_s"] = round(time.perf_counter() - started, 1)
     meta["method"].append(f"The whole run took {meta['elapsed_s'] / 60:.1f} minutes.")
     report.write(rep, md_path, json_path)
     _log(f"wrote {md_path} and {json_path} ({meta['elapsed_s']:.0f} s)")
-    for t in report.targets(rep) + (report.million_targets(rep.million) if rep.million else []):
+    for t in (report.targets(rep) + report.snapshot_targets(rep) +
+              (report.million_targets(rep.million) if rep.million else [])):
         _log(f"  {'MET ' if t.met else 'n/a ' if t.met is None else 'MISS'} {t.name}: "
              f"{t.measured} (goal {t.goal})")
     return 0
@@ -215,15 +273,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_passes(rep: report.RunReport, tools: list[Tool], args: argparse.Namespace,
                 spec: dataset.DatasetSpec, run_dir: Path, endpoint: str, client: Any,
-                create_bucket: Any, count: set[str], strace: bool, timeout: float) -> None:
+                create_bucket: Any, count: set[str], strace: bool, timeout: float,
+                scenario_set: scenarios.ScenarioSet) -> None:
     for counted in (False, True):
         if counted and args.count == "none":
             break
+        label = "counted" if counted else "timed"
         ctx = scenarios.PassContext(
-            out=run_dir / ("counted" if counted else "timed"), repo_root=REPO,
+            out=run_dir / (label if scenario_set.name == "synthetic"
+                           else f"{scenario_set.name}-{label}"), repo_root=REPO,
             endpoint=endpoint, client=client, create_bucket=create_bucket, spec=spec,
             fraction=args.fraction, timeout_s=timeout, log=_log)
-        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace)
+        scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace,
+                           scenario_set=scenario_set)
         # Trees of a finished pass are no longer needed; keep disk use bounded.
         shutil.rmtree(ctx.out, ignore_errors=True)
 
@@ -275,6 +337,24 @@ def _method(args: argparse.Namespace, count: set[str], strace: bool,
         "benchmarks/scenarios.py). Tool order rotates by one per scenario.",
         f"Per-command timeout {timeout:.0f} s (× 3 in the counted pass); a tool that fails "
         "or times out is reported as failed, never compared.",
+    ]
+
+
+def _snapshot_method(strace: bool) -> list[str]:
+    return [
+        "Snapshot scenario (benchmarks/snapshot.py): an ext4 image (`mkfs.ext4`, generated "
+        "through a loop mount), mounted `-o loop,ro` at a new path each night; night N+1 is "
+        "a `cp --sparse=always` of night N's image with the changes applied through a "
+        "read-write loop mount of the copy: the same inodes, sizes and times but the "
+        "changes, under another device number (the previous night stays mounted, so the "
+        "loop devices differ). Every tool syncs the same mount to its own bucket (delete "
+        "option on, as a nightly mirror runs); timed runs, each checked against the "
+        "snapshot, and counted runs (proxy" + (", strace with open calls" if strace else "")
+        + ") into a twin bucket. The whole snapshot is stat'ed once (`find`) before a "
+        "night's runs, so no tool pays alone for a cold inode cache. baycat's state lives "
+        "in `$XDG_STATE_HOME/baycat/` (a directory of the run); night 3 starts it empty.",
+        "Files opened: regular files under the snapshot opened by a successful "
+        "open/openat (not `O_PATH`), from the same strace log as the bytes read.",
     ]
 
 

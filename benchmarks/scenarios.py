@@ -14,6 +14,11 @@ Before each scenario's runs, the harness waits until 2.1 s have passed since the
 change to any tree, as a real tree would between its last edit and a backup (a file
 written within the 2 s before a scan is "racily clean" to baycat and rehashed next run).
 Tools run in an order rotated by one per scenario, so none is always first or last.
+
+Two sets of scenarios (`--scenarios`): `synthetic`, the seeded dataset (dataset.py)
+through the sequence below; `realdata`, a copy of the interpreter's standard library
+(realdata.py) synced, re-synced after a realistic change and restored. Each set runs
+its own passes on its own trees and buckets.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import dataset, fileio, mutate, procs, verify
+from . import dataset, fileio, mutate, procs, realdata, verify
 from .proxy import CountingProxyProcess, ProxyError, requests_of
 from .results import Measurement, parse_json_summary
 from .tools import PREFIX, Tool
@@ -65,6 +70,17 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+REALDATA_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("stdlib-initial", "real data: initial sync of a copy of the standard library"),
+    Scenario("stdlib-change", "real data: re-sync with the delete option after 1 % of the "
+             ".py files were edited, 10 files added, 10 removed and a directory renamed",
+             mutation="realistic", delete=True),
+    Scenario("stdlib-restore", "real data: restore of the changed standard library into an "
+             "empty directory", kind="restore"),
+)
+ALL_SCENARIOS = SCENARIOS + REALDATA_SCENARIOS
+
+
 @dataclass(slots=True)
 class PassContext:
     out: Path  # this pass's directory
@@ -96,25 +112,60 @@ class _ToolState:
     restored: Path
 
 
+@dataclass(frozen=True, slots=True)
+class ScenarioSet:
+    """Scenarios over trees of one kind: how a tool's trees are made and changed."""
+
+    name: str
+    scenarios: tuple[Scenario, ...]
+    make_trees: Callable[[PassContext, Path, Path], None]  # (ctx, main, large)
+    mutate: Callable[[PassContext, Path, str], None]  # (ctx, main, mutation)
+
+
+def _synthetic_trees(ctx: PassContext, main: Path, large: Path) -> None:
+    dataset.generate(ctx.spec, main)
+    dataset.generate(dataset.with_overrides(ctx.spec, small_files=0), large)
+
+
+def _synthetic_mutate(ctx: PassContext, main: Path, mutation: str) -> None:
+    mutate.apply(main, mutation, ctx.fraction, ctx.spec.seed)
+
+
+def _stdlib_trees(ctx: PassContext, main: Path, large: Path) -> None:
+    realdata.copy_stdlib(main)
+
+
+def _stdlib_mutate(ctx: PassContext, main: Path, mutation: str) -> None:
+    realdata.change(main, ctx.spec.seed)
+
+
+SETS: dict[str, ScenarioSet] = {
+    "synthetic": ScenarioSet("synthetic", SCENARIOS, _synthetic_trees, _synthetic_mutate),
+    "realdata": ScenarioSet("realdata", REALDATA_SCENARIOS, _stdlib_trees, _stdlib_mutate),
+}
+
+
 def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], Measurement],
-             *, counted: bool, count: set[str], strace: bool) -> None:
-    """Run every scenario for every tool, filling `table` (timed or counted fields)."""
+             *, counted: bool, count: set[str], strace: bool,
+             scenario_set: ScenarioSet = SETS["synthetic"]) -> None:
+    """Run every scenario of the set for every tool, filling `table` (timed or counted
+    fields)."""
     label = "counted" if counted else "timed"
+    suffix = "" if scenario_set.name == "synthetic" else f"-{scenario_set.name}"
     states = []
     for tool in tools:
         base = ctx.out / tool.name
         shutil.rmtree(base, ignore_errors=True)
-        st = _ToolState(tool, f"{tool.name}-{label[0]}", base / "tree", base / "large-tree",
-                        base / "restored")
-        dataset.generate(ctx.spec, st.main)
-        dataset.generate(dataset.with_overrides(ctx.spec, small_files=0), st.large)
+        st = _ToolState(tool, f"{tool.name}-{label[0]}{suffix}", base / "tree",
+                        base / "large-tree", base / "restored")
+        scenario_set.make_trees(ctx, st.main, st.large)
         ctx.create_bucket(st.bucket)
         states.append(st)
     ctx.changed()
-    for i, sc in enumerate(SCENARIOS):
+    for i, sc in enumerate(scenario_set.scenarios):
         if sc.mutation:
             for st in states:
-                mutate.apply(st.main, sc.mutation, ctx.fraction, ctx.spec.seed)
+                scenario_set.mutate(ctx, st.main, sc.mutation)
             ctx.changed()
         ctx.settle()
         order = states[i % len(states):] + states[:i % len(states)]

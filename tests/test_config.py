@@ -38,6 +38,8 @@ def test_precedence_flag_env_job_command_defaults(target: Target, tmp_path: Path
     src = tmp_path / "src"
     make_tree(src, TREE)  # type: ignore[arg-type]
     base = target.url.rstrip("/")
+    if target.root is not None:  # a local destination's parent must exist (issue 14 §6)
+        target.root.mkdir(parents=True, exist_ok=True)
     layers = [("defaults", "*.a"), ("sync", "*.b"), ("job", "*.c"), ("env", "*.d"),
               ("flag", "*.e")]
     for depth in range(1, len(layers) + 1):

@@ -4,6 +4,7 @@ generation needs stays (proved by restoring each one), young and foreign keys st
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ def test_gc_deletes_what_no_kept_generation_needs(target: Target, tmp_path: Path
     assert after < before
     assert done["deleted_bytes"] > 0 and done["exit_code"] == 0
     if target.kind == "s3":
-        # GET root, one ranged GET per kept generation, one LIST, one batch delete.
-        assert done["requests"] == {"GET": 3, "LIST": 1, "POST": 1}
+        # GET root, one ranged GET per kept generation, one LIST of packs and one of
+        # multipart uploads, one batch delete.
+        assert done["requests"] == {"GET": 3, "LIST": 2, "POST": 1}
 
     # Both kept generations restore exactly, from a fresh cache.
     gens = history(target)
@@ -119,3 +121,60 @@ def test_durations_and_pack_names() -> None:
             parse_duration(bad)
     assert pack_time_ns("1764000000000000000-abcdef") == 1764000000000000000
     assert pack_time_ns("notes.txt") is None and pack_time_ns("123-") is None
+
+
+def test_gc_aborts_old_multipart_uploads_and_removes_old_temp_files(
+        target: Target, tmp_path: Path) -> None:
+    tree = tmp_path / "data"
+    make_tree(tree, {"a.txt": b"a"})
+    target.sync(tree)
+    if target.seaweed is not None:
+        client = target.seaweed.client()
+        for name in ("old", "young"):
+            client.create_multipart_upload(Bucket=target.bucket,
+                                           Key=f"{target.prefix}big-{name}.bin")
+        others = client.create_multipart_upload(Bucket=target.bucket, Key="elsewhere/x")
+
+        def uploads() -> set[str]:
+            listed = client.list_multipart_uploads(Bucket=target.bucket)
+            return {u["Key"] for u in listed.get("Uploads", [])}
+    else:
+        assert target.root is not None
+        old = target.root / "dir" / ".big.bin.baycat-tmp-0123abcd"
+        old.parent.mkdir()
+        old.write_bytes(b"x" * 100)
+        os.utime(old, (1000, 1000))  # a write killed long ago
+        young = target.root / ".b.txt.baycat-tmp-4567cdef"
+        young.write_bytes(b"y")
+        parts = target.root / ".baycat" / "multipart"
+        for name in ("0123456789abcdef", "fedcba9876543210"):
+            (parts / name).mkdir(parents=True)
+            (parts / name / "1").write_bytes(b"part")
+        os.utime(parts / "0123456789abcdef", (1000, 1000))
+
+        def uploads() -> set[str]:
+            return set(os.listdir(parts))
+    if target.seaweed is not None:
+        # All of them began just now: a grace period of an hour keeps them.
+        kept = gc(target, "--grace", "1h")
+        # (S3 uploads can't be backdated: old and young side by side are tested on
+        # the local directory.)
+        assert kept["aborted_uploads"] == 0 and kept["recent_uploads"] == 2
+        dry = gc(target, "--grace", "0", "--dry-run")
+        assert dry["aborted_uploads"] == 2 and len(uploads()) == 3
+        done = gc(target, "--grace", "0")
+        assert done["aborted_uploads"] == 2 and done["recent_uploads"] == 0
+        # Only under the prefix: another prefix's upload is not ours to abort.
+        assert uploads() == {"elsewhere/x"}
+        client.abort_multipart_upload(Bucket=target.bucket, Key="elsewhere/x",
+                                      UploadId=others["UploadId"])
+    else:
+        dry = gc(target, "--grace", "1h", "--dry-run")
+        assert dry["aborted_uploads"] == 1 and dry["removed_temp_files"] == 1
+        assert old.exists() and len(uploads()) == 2
+        kept = gc(target, "--grace", "1h")
+        assert kept["aborted_uploads"] == 1 and kept["recent_uploads"] == 1
+        assert kept["removed_temp_files"] == 1
+        assert kept["removed_temp_bytes"] == 100 and not old.exists() and young.exists()
+        assert uploads() == {"fedcba9876543210"}
+    assert target.restore(tmp_path / "out")["exit_code"] == 0

@@ -319,5 +319,5 @@ def test_second_update_of_the_same_tree_is_refused_while_one_runs(tmp_path: Path
     make_tree(tmp_path / "t", {"f": b"x"})
     run_baycat("manifest", "create", tmp_path / "t")
     with TreeLock(tmp_path / "t" / ".baycat" / "manifest.lock", "test"):
-        proc = run_baycat("manifest", "update", tmp_path / "t", check=3)
+        proc = run_baycat("manifest", "update", tmp_path / "t", check=4)
     assert b"another baycat" in proc.stderr

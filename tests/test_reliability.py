@@ -235,8 +235,12 @@ def test_second_sync_of_the_same_tree_refuses(tmp_path: Path) -> None:
     make_tree(tmp_path / "data", {"f": b"x"})
     (tmp_path / "data" / ".baycat").mkdir()
     with TreeLock(tmp_path / "data" / ".baycat" / "manifest.lock", "test"):
-        proc = run_baycat("sync", tmp_path / "data", tmp_path / "backup", check=3)
+        proc = run_baycat("sync", tmp_path / "data", tmp_path / "backup", check=4)
+        as_json = run_baycat("sync", "--json", tmp_path / "data", tmp_path / "backup", check=4)
     assert b"another baycat is already working" in proc.stderr
+    assert b"nothing was done" in proc.stderr
+    assert json.loads(as_json.stdout)["exit_code"] == 4  # a scheduler can tell: skip it
+    assert not (tmp_path / "backup").exists()
 
 
 def one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:

@@ -162,8 +162,9 @@ def test_deletes_are_kept_by_default_and_removed_with_delete(
     target.sync(tree)
     for f in range(5):
         (tree / "dir3" / f"file{f:03d}.txt").unlink()
-    summary = target.sync(tree, "--delete", "--max-delete", "3", check=1)
-    assert "max-delete" in summary["notices"][0]
+    summary = target.sync(tree, "--delete", "--max-delete", "3", check=5)
+    assert "max-delete" in summary["notices"][0] and "max-delete" in summary["refused"][0]
+    assert summary["exit_code"] == 5 and summary["failed"]["files"] == 0
     assert "dir3/file000.txt" in target.objects()
     summary = target.sync(tree)
     assert summary["marked_deleted"]["files"] == 5 and summary["deleted"]["files"] == 0

@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         gc_blocking,
         history,
         history_blocking,
+        key_add,
+        key_list,
+        key_remove,
+        repair,
+        repair_blocking,
         restore,
         restore_blocking,
         sync,
@@ -47,12 +52,14 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from baycat.ops.cost import PriceTable, TreeCostEstimate, load_prices
     from baycat.ops.gc import GcSummary
     from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.repair import RepairOptions, RepairSummary
     from baycat.ops.restore import RestoreOptions
     from baycat.ops.summary import FileError, OpCount, SyncSummary
     from baycat.ops.transfer import TransferConfig
     from baycat.ops.verify import Problem, VerifyOptions, VerifySummary
     from baycat.progress import Notice, Progress
     from baycat.scan.filters import FilterSpec, Rule
+    from baycat.store.encryption import Encryption, Secret
     from baycat.store.s3_options import S3Options
     from baycat.version import __version__
 
@@ -60,6 +67,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
 _HOMES: dict[str, str] = {
     "BaycatError": "baycat.errors",
     "CredentialsError": "baycat.errors",
+    "Encryption": "baycat.store.encryption",
     "ExitCode": "baycat.errors",
     "FileError": "baycat.ops.summary",
     "FilterSpec": "baycat.scan.filters",
@@ -73,9 +81,12 @@ _HOMES: dict[str, str] = {
     "Problem": "baycat.ops.verify",
     "Progress": "baycat.progress",
     "RemoteError": "baycat.errors",
+    "RepairOptions": "baycat.ops.repair",
+    "RepairSummary": "baycat.ops.repair",
     "RestoreOptions": "baycat.ops.restore",
     "Rule": "baycat.scan.filters",
     "S3Options": "baycat.store.s3_options",
+    "Secret": "baycat.store.encryption",
     "SyncOptions": "baycat.ops.backup",
     "SyncSummary": "baycat.ops.summary",
     "TransferConfig": "baycat.ops.transfer",
@@ -89,7 +100,12 @@ _HOMES: dict[str, str] = {
     "gc_blocking": "baycat.api",
     "history": "baycat.api",
     "history_blocking": "baycat.api",
+    "key_add": "baycat.api",
+    "key_list": "baycat.api",
+    "key_remove": "baycat.api",
     "load_prices": "baycat.ops.cost",
+    "repair": "baycat.api",
+    "repair_blocking": "baycat.api",
     "restore": "baycat.api",
     "restore_blocking": "baycat.api",
     "sync": "baycat.api",
@@ -105,6 +121,7 @@ _HOMES: dict[str, str] = {
 __all__ = [
     "BaycatError",
     "CredentialsError",
+    "Encryption",
     "ExitCode",
     "FileError",
     "FilterSpec",
@@ -118,9 +135,12 @@ __all__ = [
     "Problem",
     "Progress",
     "RemoteError",
+    "RepairOptions",
+    "RepairSummary",
     "RestoreOptions",
     "Rule",
     "S3Options",
+    "Secret",
     "SyncOptions",
     "SyncSummary",
     "TransferConfig",
@@ -134,7 +154,12 @@ __all__ = [
     "gc_blocking",
     "history",
     "history_blocking",
+    "key_add",
+    "key_list",
+    "key_remove",
     "load_prices",
+    "repair",
+    "repair_blocking",
     "restore",
     "restore_blocking",
     "sync",

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import os
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -38,14 +39,20 @@ if TYPE_CHECKING:
     from baycat.ops.backup import SyncOptions
     from baycat.ops.browse import DiffSummary, Listing
     from baycat.ops.cost import PriceTable, TreeCostEstimate
+    from baycat.ops.forget import ForgetSummary, KeepPolicy
     from baycat.ops.gc import GcSummary
     from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.prune import PruneSummary
+    from baycat.ops.repair import RepairOptions, RepairSummary
     from baycat.ops.restore import RestoreOptions
     from baycat.ops.summary import SyncSummary
     from baycat.ops.transfer import TransferConfig
     from baycat.ops.verify import VerifyOptions, VerifySummary
     from baycat.scan.filters import FilterSpec
     from baycat.store.base import ObjectStore
+    from baycat.store.encryption import Encryption, Secret
+    from baycat.store.endpoints import Endpoint
+    from baycat.store.keyring import Keyring
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -62,6 +69,25 @@ async def _with_store(store: ObjectStore, work: Coroutine[Any, Any, T]) -> T:
         return await work
     finally:
         await store.close()
+
+
+def _open(endpoint: Endpoint, s3: S3Options, create: bool,
+          encryption: Encryption | None, state_dir: Path | None = None) -> ObjectStore:
+    """The store for `endpoint`, behind an EncryptedStore when a secret is given. With
+    `state_dir`, the keys object is cached there (a no-change sync stays one request)."""
+    from baycat.store.endpoints import open_store
+
+    store = open_store(endpoint, s3, create=create)
+    if encryption is None:
+        return store
+    from baycat.store.encrypted import EncryptedStore  # cryptography loads only when used
+
+    if state_dir is not None and encryption.cache is None:
+        from baycat.scan.statedir import remote_cache_path
+
+        cache = remote_cache_path(state_dir, store.url)
+        encryption = replace(encryption, cache=cache.with_name(cache.name + ".keys"))
+    return EncryptedStore(store, encryption if create else replace(encryption, create=False))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
@@ -84,23 +110,32 @@ async def sync(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     on_action: ActionFunc | None = None,
+    encryption: Encryption | None = None,
 ) -> SyncSummary:
     """Back up the directory `source` to `destination` (`s3://bucket/prefix/`, a
     directory path or a `file://` URL), sending only what changed.
 
     `s3` says how to reach S3 (endpoint, region, profile, storage class, SSE); `prices`
     prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
+    `encryption`: the backup is (with `create`: becomes) encrypted (docs/encryption.md).
     """
     from baycat.ops.backup import sync_to_store
     from baycat.ops.prepare import check_apart
-    from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+    from baycat.store.endpoints import LocalEndpoint, parse_endpoint
 
     dst = parse_endpoint(destination)
     src_path = Path(source)
     s3 = s3 or S3Options()
     if isinstance(dst, LocalEndpoint):
         check_apart(src_path, dst.path)
-    store = open_store(dst, s3, create=True)
+    state = None
+    if encryption is not None:
+        from baycat.scan.statedir import ensure_state_dir
+
+        state = ensure_state_dir(src_path)
+        if options is not None and options.dry_run:
+            encryption = replace(encryption, dry_run=True)
+    store = _open(dst, s3, True, encryption, state)
     summary = await _with_store(store, sync_to_store(
         src_path, store, options, progress=progress, warn=warn, on_action=on_action))
     return _price(summary, s3, prices)
@@ -116,19 +151,20 @@ async def restore(
     progress: Progress | None = None,
     warn: NoticeFunc = ignore_notice,
     on_action: ActionFunc | None = None,
+    encryption: Encryption | None = None,
 ) -> SyncSummary:
     """Restore the backup at `source` (`s3://...`, a directory or `file://` URL) into the
     directory `destination`, fetching only files that differ."""
     from baycat.ops.prepare import check_apart
     from baycat.ops.restore import restore_from_store
-    from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+    from baycat.store.endpoints import LocalEndpoint, parse_endpoint
 
     src = parse_endpoint(source)
     dest = Path(destination)
     s3 = s3 or S3Options()
     if isinstance(src, LocalEndpoint):
         check_apart(src.path, dest)
-    store = open_store(src, s3, create=False)
+    store = _open(src, s3, False, encryption)
     summary = await _with_store(store, restore_from_store(
         store, dest, options, progress=progress, warn=warn, on_action=on_action))
     return _price(summary, s3, prices)
@@ -226,16 +262,17 @@ async def verify(
     s3: S3Options | None = None,
     prices: PriceTable | None = None,
     progress: Progress | None = None,
+    encryption: Encryption | None = None,
 ) -> VerifySummary:
     """Check that the backup at `source` (`s3://...`, a directory, `file://` or
     `http(s)://` URL) holds every object its manifest lists, intact: sizes and ETags from
     one listing, and with `options.deep_percent` a download and re-hash of that share."""
     from baycat.ops.cost import PriceTable
     from baycat.ops.verify import verify_store
-    from baycat.store.endpoints import open_store, parse_endpoint
+    from baycat.store.endpoints import parse_endpoint
 
     s3 = s3 or S3Options()
-    store = open_store(parse_endpoint(source), s3, create=False)
+    store = _open(parse_endpoint(source), s3, False, encryption)
     summary = await _with_store(store, verify_store(store, options, progress=progress))
     table = prices or PriceTable()
     summary.price_table = table.name
@@ -265,26 +302,27 @@ async def verify_local(
                              user_state_dir=Path(user_state_dir) if user_state_dir else None)
 
 
-async def history(source: str, *, s3: S3Options | None = None) -> History:
+async def history(source: str, *, s3: S3Options | None = None,
+                  encryption: Encryption | None = None) -> History:
     """The generations (commits) the backup at `source` keeps, newest first."""
     from baycat.manifest.generations import history as read_history
-    from baycat.store.endpoints import open_store, parse_endpoint
+    from baycat.store.endpoints import parse_endpoint
 
-    store = open_store(parse_endpoint(source), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     return await _with_store(store, read_history(store))
 
 
 async def gc(destination: str, *, grace_s: float | None = None, dry_run: bool = False,
-             s3: S3Options | None = None) -> GcSummary:
+             s3: S3Options | None = None, encryption: Encryption | None = None
+             ) -> GcSummary:
     """Delete the manifest packs of the backup at `destination` that no kept generation
-    needs and that are older than `grace_s` (None: a day, DEFAULT_GRACE_S; see
+    needs and that are older than `grace_s` (None: DEFAULT_GRACE_S, a day; see
     baycat.gc)."""
     from baycat.ops.gc import DEFAULT_GRACE_S, collect
+    from baycat.store.endpoints import parse_endpoint
 
     grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
-    from baycat.store.endpoints import open_store, parse_endpoint
-
-    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
 
@@ -325,9 +363,117 @@ async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | N
                                               warn=warn))
 
 
+async def repair(source: PathLike, destination: str, options: RepairOptions | None = None,
+                 *, s3: S3Options | None = None, progress: Progress | None = None
+                 ) -> RepairSummary:
+    """Re-upload from the directory `source` (or copy from another object with the same
+    content) every object of the backup at `destination` that verify finds missing or
+    damaged (see baycat.ops.repair)."""
+    from baycat.ops.prepare import check_apart
+    from baycat.ops.repair import repair_store
+    from baycat.store.endpoints import LocalEndpoint, open_store, parse_endpoint
+
+    dst = parse_endpoint(destination)
+    if isinstance(dst, LocalEndpoint):
+        check_apart(Path(source), dst.path)
+    store = open_store(dst, s3 or S3Options(), create=False)
+    return await _with_store(store, repair_store(Path(source), store, options,
+                                                 progress=progress))
+
+
+async def forget(destination: str, policy: KeepPolicy, *, dry_run: bool = False,
+                 prune: bool = False, grace_s: float | None = None,
+                 s3: S3Options | None = None) -> ForgetSummary:
+    """Drop the generations of the backup at `destination` that `policy` does not keep
+    (restic's rules; see baycat.ops.forget); with `prune`, then delete what no kept
+    generation needs (older than `grace_s`; None: DEFAULT_GRACE_S, a day)."""
+    from baycat.ops.forget import forget as forget_generations
+    from baycat.ops.gc import DEFAULT_GRACE_S
+    from baycat.ops.prune import prune as prune_store
+    from baycat.store.endpoints import open_store, parse_endpoint
+
+    grace = DEFAULT_GRACE_S if grace_s is None else grace_s
+    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+
+    async def work() -> ForgetSummary:
+        summary = await forget_generations(store, policy, dry_run=dry_run)
+        if prune:
+            summary.prune = await prune_store(store, grace_s=grace, dry_run=dry_run)
+        summary.requests = dict(store.requests)
+        return summary
+
+    return await _with_store(store, work())
+
+
+async def prune(destination: str, *, grace_s: float | None = None, dry_run: bool = False,
+                s3: S3Options | None = None) -> PruneSummary:
+    """Delete what no kept generation and no current entry of the backup at
+    `destination` needs, older than `grace_s` (None: DEFAULT_GRACE_S, a day; see
+    baycat.ops.prune)."""
+    from baycat.ops.gc import DEFAULT_GRACE_S
+    from baycat.ops.prune import prune as prune_store
+    from baycat.store.endpoints import open_store, parse_endpoint
+
+    grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
+    store = open_store(parse_endpoint(destination), s3 or S3Options(), create=False)
+    return await _with_store(store, prune_store(store, grace_s=grace_s, dry_run=dry_run))
+
+
 verify_blocking = _blocking(verify)
 verify_local_blocking = _blocking(verify_local)
 history_blocking = _blocking(history)
 gc_blocking = _blocking(gc)
 ls_blocking = _blocking(ls)
 diff_blocking = _blocking(diff)
+repair_blocking = _blocking(repair)
+forget_blocking = _blocking(forget)
+prune_blocking = _blocking(prune)
+
+
+# ---- the keys of an encrypted backup ---------------------------------------------------
+
+
+async def _with_keys(destination: str, encryption: Encryption, s3: S3Options | None,
+                     change: Callable[[Keyring, bytes, str], Keyring] | None
+                     ) -> list[dict[str, str]]:
+    from baycat.store.encrypted import EncryptedStore
+    from baycat.store.endpoints import open_store, parse_endpoint
+
+    store = EncryptedStore(open_store(parse_endpoint(destination), s3 or S3Options(),
+                                      create=False), replace(encryption, create=False))
+    await store.open()
+    try:
+        await store.ready()
+        assert store.keyring is not None
+        if change is not None:
+            master, _ = store.keyring.unlock(encryption.secret)
+            await store.save_keyring(change(store.keyring, master, store.slot_id))
+        assert store.keyring is not None
+        return [{**slot, "current": "yes" if slot["id"] == store.slot_id else ""}
+                for slot in store.keyring.describe()]
+    finally:
+        await store.close()
+
+
+async def key_list(destination: str, encryption: Encryption, *,
+                   s3: S3Options | None = None) -> list[dict[str, str]]:
+    """The key slots of the encrypted backup at `destination` (id, kind, created);
+    `encryption` must open one of them."""
+    return await _with_keys(destination, encryption, s3, None)
+
+
+async def key_add(destination: str, encryption: Encryption, new: Secret, *,
+                  s3: S3Options | None = None) -> list[dict[str, str]]:
+    """Add a slot for the password or key file `new`: the data is not re-encrypted."""
+    n = encryption.scrypt_n
+    return await _with_keys(destination, encryption, s3,
+                            lambda ring, master, _: ring.add(master, new) if n is None
+                            else ring.add(master, new, n))
+
+
+async def key_remove(destination: str, encryption: Encryption, slot_id: str, *,
+                     s3: S3Options | None = None) -> list[dict[str, str]]:
+    """Remove a key slot (never the last one). Whoever kept the old keys object and that
+    slot's password can still open the backup: see docs/encryption.md."""
+    return await _with_keys(destination, encryption, s3,
+                            lambda ring, master, current: ring.remove(slot_id))

@@ -7,15 +7,17 @@
     ├── RemoteError                  3  the store refused or could not be reached
     │   ├── CredentialsError         3  no credentials or wrong ones
     │   ├── BucketMissingError       3  the bucket does not exist
-    │   └── ConflictError            3  another writer committed first and merging failed
-    ├── LockedError                  3  another baycat holds the tree's lock
+    │   ├── ConflictError            3  another writer committed first and merging failed
+    │   └── UnversionedError         3  --require-versioning, and the bucket keeps no versions
+    ├── LockedError                  4  another baycat holds the tree's lock: nothing was done
     ├── StateDirError                3  DIR/.baycat is a symlink, not a directory, or not ours
     ├── StateWriteError              3  baycat's own state (DIR/.baycat: manifest, cache, lock,
     │                                   markers) can't be written: disk full, read-only, denied
     └── Interrupted                  130  SIGINT / SIGTERM
 
-Exit code 1 is not an exception: it means the run completed but some files failed
-(see `ExitCode.PARTIAL`).
+Exit codes 1 and 5 are not exceptions: 1 means the run completed but some files failed
+(`ExitCode.PARTIAL`); 5 that a safety limit refused a step (`ExitCode.REFUSED`, e.g. the
+delete step over `--max-delete`), reported in the summary.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ class ExitCode(IntEnum):
     OK = 0
     PARTIAL = 1  # completed, but some files failed (listed in the summary)
     USAGE = 2
-    REMOTE = 3  # remote, credential, manifest, lock, state directory or conflict error,
+    REMOTE = 3  # remote, credential, manifest, state directory or conflict error,
     #             or local state that can't be written
-    # Reserved for the wave of issues 15/16 (wired by their branches, documented with them):
     LOCKED = 4  # another baycat holds this tree's lock: nothing was done (a scheduler skips)
-    REFUSED = 5  # a safety limit refused the run (--max-delete, --max-changes): nothing committed
+    REFUSED = 5  # a safety limit refused the run or a step of it (--max-delete: the deletes,
+    #              the rest is committed; --max-changes); said in the summary
     INTERRUPTED = 130
 
 
@@ -71,8 +73,15 @@ class ConflictError(RemoteError):
     pass
 
 
+class UnversionedError(RemoteError):
+    """--require-versioning against a store that keeps no old versions."""
+
+
 class LockedError(BaycatError):
-    exit_code = ExitCode.REMOTE
+    """Another baycat holds the lock: this run did nothing (a scheduler skips it, where
+    it alerts on the other failures)."""
+
+    exit_code = ExitCode.LOCKED
 
 
 class StateDirError(BaycatError):

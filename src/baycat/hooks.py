@@ -14,6 +14,8 @@ Points:
     restore.before_dir_metadata  path of a directory, just before its mode, owner and
                                  mtime are set (the last pass of a restore)
     upload.before_read           path of a file about to be read for a whole-file upload
+    prune.before_commit          b"", after prune deleted the objects of the entries
+                                 it drops, before the commit that drops them
 """
 
 from __future__ import annotations

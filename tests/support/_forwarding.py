@@ -20,9 +20,15 @@ event loop and must not block:
 - `on_bytes(ex, upstream, n)` runs *before* bytes are written, so a counter is
   already up to date when the client sees the last byte of a response;
 - `on_response(ex, status)` runs before a final response head is relayed;
-- `on_applied(ex)` runs before a non-forwarding plan takes visible effect.
+- `on_applied(ex)` runs before a non-forwarding plan takes visible effect;
+- `request_head(ex, raw)` is the request head sent upstream (a forward proxy turns
+  an absolute-form target into origin form there).
 
-Limits: plain http only, path-style S3 (the bucket is the first path segment),
+With `tls` (a server-side SSLContext) the proxy is a TLS front: it accepts TLS
+from clients (counting every TCP connection in `connections`, handshakes that fail
+included) and forwards plain http upstream; `endpoint_url` is then https.
+
+Limits: plain http upstream only, path-style S3 (the bucket is the first path segment),
 no pipelining (S3 clients do not pipeline), no protocol upgrades.
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -383,7 +390,7 @@ class _Conn:
 
         u_reader, u_writer = await self._ensure_upstream()
         upstream = _Sink(u_writer, up)
-        await upstream.head(req.head.raw)
+        await upstream.head(proxy.request_head(ex, req.head.raw))
         if plan.cut_request:
             upstream.budget = _CHUNKED_CUT if body_length is None else max(1, body_length // 2)
             ex.outcome = "cut_request"
@@ -524,7 +531,8 @@ class ForwardingProxy:
     private event loop in a daemon thread. Hooks always run on the proxy's loop.
     """
 
-    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None:
             raise ProxyError(f"upstream must be http://host:port, got {upstream!r}")
@@ -539,6 +547,8 @@ class ForwardingProxy:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._tls = tls
+        self.connections = 0  # TCP connections accepted (TLS handshakes tried)
 
     # -- hooks (run on the proxy loop, must not block) ------------------------
 
@@ -554,6 +564,10 @@ class ForwardingProxy:
     def on_applied(self, ex: Exchange) -> None:
         pass
 
+    def request_head(self, ex: Exchange, raw: bytes) -> bytes:
+        """The request head sent upstream (a subclass may rewrite it)."""
+        return raw
+
     def response_head(self, ex: Exchange, raw: bytes) -> bytes:
         """The response head sent to the client (a subclass may rewrite headers)."""
         return raw
@@ -568,7 +582,7 @@ class ForwardingProxy:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self.port}"
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -599,7 +613,14 @@ class ForwardingProxy:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        self.connections += 1
         try:
+            if self._tls is not None:
+                try:
+                    await writer.start_tls(self._tls)
+                except (ssl.SSLError, OSError):  # e.g. the client refused our certificate
+                    writer.close()
+                    return
             await _Conn(self, reader, writer).run()
         except asyncio.CancelledError:
             # Only aclose() cancels these tasks. Ending "normally" matters on

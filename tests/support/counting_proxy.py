@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 from collections import Counter
@@ -70,8 +71,9 @@ class CountingProxy(ForwardingProxy):
     "down" go to the client (interim, heads and bodies).
     """
 
-    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(upstream, host=host, port=port)
+    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(upstream, host=host, port=port, tls=tls)
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
         self._up: Counter[str] = Counter()

@@ -3,7 +3,8 @@
     main.py      the typer app, the global options, the table of commands, main()
     sync.py      sync, restore                      ┐
     manifest.py  manifest create|update|show|...    ├ the commands
-    inspect.py   verify, history, gc                ┘
+    inspect.py   verify, repair, history, gc        │
+    retention.py forget, prune                      ┘
     options.py   shared options; flags and environment -> S3Options, prices, filters
     run.py       logging, the run loop and signals, the one error exit (fatal_errors)
     output.py    every printer: text, --json, the fatal --json object

@@ -1,5 +1,5 @@
-"""`baycat verify`, `baycat history` and `baycat gc`: commands that look after a
-backup (check it, list its generations, delete manifest packs nothing needs)."""
+"""`baycat verify`, `baycat repair`, `baycat history` and `baycat gc`: commands that look
+after a backup (check it, fix it, list its generations, delete what nothing needs)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ import typer
 
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
+    CaBundle,
     DryRun,
     EndpointUrl,
+    KeyFile,
+    NoVerifySsl,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -23,6 +27,7 @@ from baycat.cli.options import (
     StateDir,
     Timeout,
     Transfers,
+    encryption_options,
     price_table,
     s3_options,
     user_state_base,
@@ -32,6 +37,7 @@ from baycat.cli.output import (
     live_display,
     print_gc,
     print_history,
+    print_repair,
     print_verify,
     warn,
 )
@@ -64,9 +70,13 @@ def verify_command(
         "cheap check). Example: --sample 2")] = None,
     transfers: Transfers = 32,
     pool_size: PoolSize = None,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
@@ -100,8 +110,9 @@ def verify_command(
             raise UsageError("--deep and --sample check a backup, not --local")
         if local is None and (manifest is not None or state_dir is not None):
             raise UsageError("--manifest and --state-dir go with --local")
+        encryption = encryption_options(password_file, key_file)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
         prices = price_table(price_file)
     progress_state = Progress()
     work: Coroutine[Any, Any, VerifySummary]
@@ -113,10 +124,61 @@ def verify_command(
         assert source is not None
         options = VerifyOptions(deep_percent=100.0 if deep else sample or 0.0,
                                 transfers=transfers)
-        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state)
+        work = api.verify(source, options, s3=s3, prices=prices, progress=progress_state,
+                          encryption=encryption)
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, on_fatal=on_fatal)
     print_verify(summary, as_json, quiet)
+    raise typer.Exit(int(summary.exit_code))
+
+
+def repair_command(
+    source: Annotated[Path, typer.Argument(
+        metavar="SRC", help="The directory the backup was made from.")],
+    destination: Annotated[str, typer.Argument(
+        metavar="DST", help="Its backup: s3://bucket/prefix/, a directory or file:// URL.")],
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Find damage by downloading and re-hashing every object (default: "
+        "one LIST, size and ETag).")] = False,
+    dry_run: DryRun = False,
+    transfers: Transfers = 16,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    retries: Retries = 5,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    progress: ProgressFlag = None,
+    quiet: Quiet = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object: what was repaired and how, what could not be, "
+        "requests.")] = False,
+) -> None:
+    """Put back every object that `verify` finds missing or damaged: uploaded again from
+    SRC when the file there still has the content the manifest records (it is hashed to
+    make sure), else copied server-side from another object with that content; otherwise
+    reported as unrepairable (exit 1). Then one manifest commit. Afterwards `verify`
+    (with --deep, `verify --deep`) finds nothing.
+
+    \b
+    Examples:
+      baycat repair /srv/data s3://backups/host1/data/
+      baycat repair --deep --json /srv/data /mnt/usb/backup
+    """
+    from baycat import api
+    from baycat.ops.repair import RepairOptions, RepairSummary
+
+    on_fatal = json_on_fatal(as_json, RepairSummary(source=str(source),
+                                                    destination=destination))
+    with fatal_errors(on_fatal):
+        start_logging(quiet)
+        s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
+                        timeout=timeout)
+    progress_state = Progress()
+    options = RepairOptions(deep=deep, dry_run=dry_run, transfers=transfers)
+    with live_display(progress_state, progress, quiet):
+        summary = run_engine(api.repair(source, destination, options, s3=s3,
+                                        progress=progress_state), on_fatal=on_fatal)
+    print_repair(summary, as_json, quiet)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -124,9 +186,13 @@ def history_command(
     source: Annotated[str, typer.Argument(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
         "http(s):// URL.")],
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option(
@@ -146,8 +212,10 @@ def history_command(
     on_fatal = json_on_fatal(as_json, History(source=source, generations=(), requests={}))
     with fatal_errors(on_fatal):
         start_logging(False)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    found = run_engine(api.history(source, s3=s3), on_fatal=on_fatal)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
+    found = run_engine(api.history(source, s3=s3, encryption=encryption), on_fatal=on_fatal)
     print_history(found, as_json)
 
 
@@ -156,13 +224,18 @@ def gc_command(
         metavar="BACKUP", help="s3://bucket/prefix/, a backup directory or file:// URL.")],
     grace: Annotated[str, typer.Option(
         "--grace", metavar="DURATION",
-        help="Keep unreferenced packs younger than this (a sync in progress on another "
+        help="Keep unreferenced packs, incomplete multipart uploads and a local "
+        "directory's temp files younger than this (a sync in progress on another "
         "host has uploaded its pack but not yet committed it). Units s, m, h, d. "
         "Example: --grace 6h")] = "24h",
     dry_run: DryRun = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Quiet = False,
@@ -173,7 +246,9 @@ def gc_command(
     """Delete manifest packs that no kept generation needs. Every sync that changes
     something uploads one pack under PREFIX/.baycat/packs/; once `--keep-generations`
     lets a generation go, packs only it used are garbage. Data objects are never
-    touched. Costs one GET per kept generation, one LIST and the deletes.
+    touched. Also aborts incomplete multipart uploads under the prefix (S3 bills them
+    until aborted) and removes temp files that killed writes left in a local directory.
+    Costs one GET per kept generation, two LISTs and the deletes.
 
     \b
     Examples:
@@ -188,8 +263,10 @@ def gc_command(
     with fatal_errors(on_fatal):
         start_logging(quiet)
         grace_s = parse_duration(grace)
-        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout)
-    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3),
-                         on_fatal=on_fatal)
+        s3 = s3_options(endpoint_url, region, profile, 4, retries=retries, timeout=timeout,
+                        ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
+    summary = run_engine(api.gc(destination, grace_s=grace_s, dry_run=dry_run, s3=s3,
+                                encryption=encryption), on_fatal=on_fatal)
     print_gc(summary, as_json, quiet)
     raise typer.Exit(summary.exit_code)

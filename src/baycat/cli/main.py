@@ -6,8 +6,10 @@ Exit codes (also in README.md):
   0   success
   1   completed, but some files failed (they are listed; they are retried next run)
   2   usage error: bad arguments, missing or unusable source
-  3   remote, credential, manifest, lock or conflict error, or baycat's own state
+  3   remote, credential, manifest or conflict error, or baycat's own state
       (DIR/.baycat) can't be written (disk full, read-only)
+  4   another baycat holds the tree's lock: nothing was done
+  5   a safety limit refused a step (--max-delete: nothing was deleted)
   130 interrupted (SIGINT/SIGTERM)
 """
 
@@ -20,7 +22,7 @@ from typing import Annotated
 import typer
 
 from baycat import version
-from baycat.cli import browse, inspect, manifest, sync
+from baycat.cli import browse, inspect, keys, manifest, retention, sync
 from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
@@ -28,8 +30,9 @@ from baycat.cli.run import log_settings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
-    "3 remote, credential, manifest, lock or conflict error, or DIR/.baycat can't be "
-    "written; 130 interrupted."
+    "3 remote, credential, manifest or conflict error, or DIR/.baycat can't be "
+    "written; 4 another baycat holds the tree's lock (nothing done); 5 refused by a "
+    "safety limit (--max-delete, --max-changes); 130 interrupted."
 )
 CONFIG_HELP = (
     "Every option can also be set by an environment variable BAYCAT_<OPTION> (shown "
@@ -56,6 +59,13 @@ manifest_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(manifest_app, name="manifest")
+key_app = typer.Typer(
+    help="The passwords and key files that open an encrypted backup (sync --encrypt); "
+    "changing them re-encrypts no data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(key_app, name="key")
 
 
 def _version(value: bool) -> None:
@@ -91,13 +101,19 @@ def main_callback(
 app.command("sync", cls=FilterCommand, epilog=EXIT_CODES_HELP)(sync.sync_command)
 app.command("restore", epilog=EXIT_CODES_HELP)(sync.restore_command)
 app.command("verify", epilog=EXIT_CODES_HELP)(inspect.verify_command)
+app.command("repair", epilog=EXIT_CODES_HELP)(inspect.repair_command)
 app.command("history", epilog=EXIT_CODES_HELP)(inspect.history_command)
 app.command("gc", epilog=EXIT_CODES_HELP)(inspect.gc_command)
 app.command("ls", epilog=EXIT_CODES_HELP)(browse.ls_command)
 app.command("diff", epilog=EXIT_CODES_HELP)(browse.diff_command)
+app.command("forget", epilog=EXIT_CODES_HELP)(retention.forget_command)
+app.command("prune", epilog=EXIT_CODES_HELP)(retention.prune_command)
 manifest_app.command("create", cls=FilterCommand)(manifest.manifest_create)
 manifest_app.command("update", cls=FilterCommand)(manifest.manifest_update)
 manifest_app.command("show")(manifest.manifest_show)
+key_app.command("list", epilog=EXIT_CODES_HELP)(keys.key_list)
+key_app.command("add", epilog=EXIT_CODES_HELP)(keys.key_add)
+key_app.command("remove", epilog=EXIT_CODES_HELP)(keys.key_remove)
 manifest_app.command("estimate-cost")(manifest.manifest_estimate_cost)
 
 

@@ -7,11 +7,13 @@ environment: the layers below take values.
 
 from __future__ import annotations
 
+import getpass
 import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from typer._click.core import ParameterSource  # typer's own copy of click
@@ -21,6 +23,7 @@ from baycat.errors import UsageError
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.selection import read_listed
+from baycat.store.encryption import Encryption, Secret
 from baycat.store.endpoints import check_http_url
 from baycat.store.s3_options import S3Options
 
@@ -87,6 +90,17 @@ Retries = Annotated[int, typer.Option(
     "--retries", min=1, max=100, metavar="N",
     help="Attempts per request (throttling, 5xx, resets, timeouts; exponential backoff). "
     "Example: --retries 10")]
+# TLS, with the AWS CLI's names (issue 15): the same for botocore, the fast path and
+# `restore https://`.
+CaBundle = Annotated[str | None, typer.Option(
+    "--ca-bundle", metavar="FILE",
+    help="Trust the CAs in FILE (PEM) for the store's TLS certificate, e.g. a MinIO or "
+    "Ceph behind a private CA (default: AWS_CA_BUNDLE, the profile's ca_bundle, then "
+    "botocore's bundle). Proxies: HTTPS_PROXY, HTTP_PROXY, NO_PROXY. "
+    "Example: --ca-bundle /etc/ssl/private-ca.pem")]
+NoVerifySsl = Annotated[bool, typer.Option(
+    "--no-verify-ssl", help="Do not verify the store's TLS certificate (insecure: "
+    "anyone on the path can read and change what is sent).")]
 StorageClass = Annotated[str | None, typer.Option(
     "--storage-class", metavar="CLASS", case_sensitive=False,
     help=f"S3 storage class of data objects ({', '.join(STORAGE_CLASSES)}); manifest "
@@ -97,7 +111,8 @@ StorageClass = Annotated[str | None, typer.Option(
 def s3_options(endpoint_url: str | None, region: str | None, profile: str | None,
                transfers: int, storage_class: str | None = None, sse: str | None = None,
                sse_kms_key_id: str | None = None, retries: int = 5,
-               timeout: float = DEFAULT_TIMEOUT) -> S3Options:
+               timeout: float = DEFAULT_TIMEOUT, ca_bundle: str | None = None,
+               no_verify_ssl: bool = False) -> S3Options:
     """The store options from the flags and the AWS_* environment; UsageError for a bad
     endpoint or a KMS key without aws:kms."""
     env = os.environ
@@ -113,7 +128,13 @@ def s3_options(endpoint_url: str | None, region: str | None, profile: str | None
     region = region or env.get("AWS_DEFAULT_REGION") or None
     env_keys = not profile and not env.get("AWS_PROFILE") and bool(
         env.get("AWS_ACCESS_KEY_ID")) and bool(env.get("AWS_SECRET_ACCESS_KEY"))
+    # AWS_CA_BUNDLE as botocore reads it (a profile's ca_bundle botocore finds itself):
+    # resolved here, `restore https://` and the fast path's checks see it too.
+    ca_bundle = ca_bundle or env.get("AWS_CA_BUNDLE") or None
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise UsageError(f"CA bundle {ca_bundle!r}: no such file")
     return S3Options(endpoint_url=endpoint, region=region, profile=profile,
+                     ca_bundle=ca_bundle, verify_ssl=not no_verify_ssl,
                      access_key_id=env["AWS_ACCESS_KEY_ID"] if env_keys else None,
                      secret_access_key=env["AWS_SECRET_ACCESS_KEY"] if env_keys else None,
                      session_token=(env.get("AWS_SESSION_TOKEN") or None) if env_keys else None,
@@ -122,6 +143,23 @@ def s3_options(endpoint_url: str | None, region: str | None, profile: str | None
                      sse_kms_key_id=sse_kms_key_id, attempts=retries,
                      connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT), read_timeout=timeout,
                      fast_path=env.get("BAYCAT_S3_FAST", "1") != "0")
+
+
+# ---- monitoring (cli/monitor.py) ---------------------------------------------------------
+
+HealthcheckUrl = Annotated[str | None, typer.Option(
+    "--healthcheck-url", metavar="URL",
+    help="Ping URL as healthchecks.io expects: GET URL/start when the run begins, POST "
+    "URL (exit 0), URL/log (exit 4: another run holds the lock) or URL/fail (any other "
+    "exit) with the one-line summary when it ends. A ping that fails (5 s timeout) is a "
+    "warning; it never fails the backup. "
+    "Example: --healthcheck-url https://hc-ping.com/UUID")]
+MetricsFile = Annotated[Path | None, typer.Option(
+    "--metrics-file", metavar="FILE", dir_okay=False,
+    help="Write the run to FILE in Prometheus text format (node_exporter's textfile "
+    "collector): start and end time, success, exit code, files and bytes by operation, "
+    "requests by type, cost, seconds. Replaced atomically; as readable as the local tree. "
+    "Example: --metrics-file /var/lib/node_exporter/textfile/baycat-home.prom")]
 
 
 # ---- prices -----------------------------------------------------------------------------
@@ -137,6 +175,79 @@ def price_table(price_file: Path | None) -> PriceTable:
     if price_file is None and os.environ.get("BAYCAT_PRICE_FILE"):
         price_file = Path(os.environ["BAYCAT_PRICE_FILE"])
     return load_prices(price_file)
+
+
+# ---- encryption -------------------------------------------------------------------------
+
+PasswordFile = Annotated[Path | None, typer.Option(
+    "--password-file", metavar="FILE", dir_okay=False,
+    help="Read the password of an encrypted backup from FILE (its first line; also "
+    "BAYCAT_PASSWORD_FILE, or BAYCAT_PASSWORD_COMMAND: a shell command that prints it). "
+    "Example: --password-file ~/.config/baycat/pw")]
+KeyFile = Annotated[Path | None, typer.Option(
+    "--key-file", metavar="FILE", dir_okay=False,
+    help="Open an encrypted backup with a key file (its bytes, at least 16 random "
+    "ones; `baycat key add --new-key-file` makes one) instead of a password.")]
+
+
+def _password_line(data: bytes) -> bytes:
+    line = data.split(b"\n", 1)[0]
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def read_secret(source: Path, kind: Literal["password", "keyfile"], what: str) -> Secret:
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {source}: {exc.strerror}") from None
+    if kind == "password":
+        data = _password_line(data)
+        if not data:
+            raise UsageError(f"{what} {source}: empty")
+    return Secret(kind, data)
+
+
+def encryption_options(password_file: Path | None, key_file: Path | None,
+                       create: bool = False) -> Encryption | None:
+    """The secret from --key-file, --password-file, BAYCAT_PASSWORD_FILE or
+    BAYCAT_PASSWORD_COMMAND (the first given), else a prompt on a terminal when
+    `create` (--encrypt); None: the backup is plain. The secret is never echoed."""
+    if key_file is not None and password_file is not None:
+        raise UsageError("give --password-file or --key-file, not both")
+    secret: Secret | None = None
+    if key_file is not None:
+        secret = read_secret(key_file, "keyfile", "--key-file")
+    elif password_file is not None:
+        secret = read_secret(password_file, "password", "--password-file")
+    elif os.environ.get("BAYCAT_PASSWORD_FILE"):
+        secret = read_secret(Path(os.environ["BAYCAT_PASSWORD_FILE"]), "password",
+                             "BAYCAT_PASSWORD_FILE")
+    elif os.environ.get("BAYCAT_PASSWORD_COMMAND"):
+        proc = subprocess.run(os.environ["BAYCAT_PASSWORD_COMMAND"], shell=True,
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0:
+            raise UsageError(f"BAYCAT_PASSWORD_COMMAND exited with {proc.returncode}")
+        secret = Secret("password", _password_line(proc.stdout))
+        if not secret.value:
+            raise UsageError("BAYCAT_PASSWORD_COMMAND printed an empty password")
+    elif create:
+        secret = prompt_new_password()
+    if secret is None:
+        if create:
+            raise UsageError("--encrypt needs a password or key (--password-file, "
+                             "--key-file, BAYCAT_PASSWORD_FILE or BAYCAT_PASSWORD_COMMAND)")
+        return None
+    return Encryption(secret, create=create)
+
+
+def prompt_new_password() -> Secret | None:
+    """A new password typed twice on the terminal; None without a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    first = getpass.getpass("New password for the backup: ")
+    if not first or getpass.getpass("Again: ") != first:
+        raise UsageError("the passwords are empty or differ")
+    return Secret("password", first.encode())
 
 
 # ---- filters ----------------------------------------------------------------------------

@@ -40,8 +40,11 @@ if TYPE_CHECKING:  # the summaries are only read here: their modules load with t
 
     from baycat.manifest.generations import History
     from baycat.ops.cost import TreeCostEstimate
+    from baycat.ops.forget import ForgetSummary
     from baycat.ops.gc import GcSummary
     from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.prune import PruneSummary
+    from baycat.ops.repair import RepairSummary
     from baycat.ops.summary import SyncSummary
     from baycat.ops.verify import VerifySummary
 
@@ -118,6 +121,17 @@ def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
         return
     if quiet:
         return
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
+    typer.echo(summary_line(summary))
+    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
+               f"{'committed' if summary.committed else 'unchanged'}"
+               f"; {summary.seconds.get('total', 0):.2f} s")
+    for notice in summary.notices:
+        typer.echo(f"note: {redact(notice)}")
+
+
+def summary_line(summary: SyncSummary) -> str:
+    """The run in one line: what was done to how many files (and bytes)."""
     parts = []
     for name in ("uploaded", "copied", "downloaded", "adopted", "metadata", "deleted",
                  "marked_deleted", "extra", "unchanged", "failed"):
@@ -125,14 +139,8 @@ def print_summary(summary: SyncSummary, as_json: bool, quiet: bool) -> None:
         if count.files or name in ("unchanged", "failed"):
             parts.append(f"{name.replace('_', ' ')} {count.files:,}"
                          + (f" ({count.bytes:,} B)" if count.bytes else ""))
-    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items())) or "none"
     prefix = "dry run: would have " if summary.dry_run else ""
-    typer.echo(f"{prefix}{'; '.join(parts)}")
-    typer.echo(f"requests: {requests} (~${summary.request_cost_usd:.4f}); manifest "
-               f"{'committed' if summary.committed else 'unchanged'}"
-               f"; {summary.seconds.get('total', 0):.2f} s")
-    for notice in summary.notices:
-        typer.echo(f"note: {redact(notice)}")
+    return f"{prefix}{'; '.join(parts)}"
 
 
 def action_printer(verbose: bool, to_stderr: bool) -> ActionFunc:
@@ -250,6 +258,63 @@ def print_verify(summary: VerifySummary, as_json: bool, quiet: bool) -> None:
                + f"; {summary.seconds.get('total', 0):.2f} s")
 
 
+def print_repair(summary: RepairSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    for problem in summary.unrepairable:
+        write_stderr(f"baycat: cannot repair {problem.path}: {redact(problem.message)}")
+    if quiet:
+        return
+    for done in summary.repaired:
+        typer.echo(f"{done.how:<10} {done.path} (was {done.problem}; from {done.source})")
+    verb = "would repair" if summary.dry_run else "repaired"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    typer.echo(f"{summary.checked:,} files checked, {summary.damaged:,} damaged: {verb} "
+               f"{len(summary.repaired):,} (uploaded {summary.uploaded:,}, copied "
+               f"{summary.copied:,}), {len(summary.unrepairable):,} unrepairable; "
+               f"manifest {'committed' if summary.committed else 'unchanged'}"
+               + (f"; requests: {requests}" if requests else ""))
+
+
+def print_forget(summary: ForgetSummary, as_json: bool, quiet: bool) -> None:
+    from baycat.manifest.generations import format_time
+
+    if as_json:
+        print_json(summary.to_json())
+        return
+    if not quiet:
+        for decision in [*summary.kept, *summary.forgotten]:
+            what = f"keep   ({', '.join(decision.reasons)})" if decision.kept else "forget"
+            gen = decision.generation
+            typer.echo(f"{format_time(gen.time_ns):<21} {what:<40} {gen.files:>10,} files")
+        verb = "would forget" if summary.dry_run else "forgot"
+        typer.echo(f"kept {len(summary.kept):,} generations; {verb} "
+                   f"{len(summary.forgotten):,}")
+    if summary.prune is not None:
+        print_prune(summary.prune, False, quiet)
+
+
+def print_prune(summary: PruneSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(summary.to_json())
+        return
+    for item in summary.failed:
+        write_stderr(f"baycat: cannot delete {item['key']}: {redact(item['message'])}")
+    if summary.gc is not None:
+        for key, message in summary.gc.failed:
+            write_stderr(f"baycat: cannot delete {key}: {redact(message)}")
+    if quiet:
+        return
+    verb = "would free" if summary.dry_run else "freed"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
+    packs = summary.gc.deleted_packs if summary.gc is not None else 0
+    typer.echo(f"{verb} {summary.freed_objects:,} objects ({summary.freed_bytes:,} B): "
+               f"{summary.deleted_objects:,} of deleted files, {summary.deleted_versions:,} "
+               f"noncurrent versions, {packs:,} packs; {len(summary.locked):,} locked, "
+               f"{summary.young:,} too young; requests: {requests or 'none'}")
+
+
 def print_history(found: History, as_json: bool) -> None:
     from baycat.manifest.generations import format_time
 
@@ -274,4 +339,12 @@ def print_gc(summary: GcSummary, as_json: bool, quiet: bool) -> None:
         if summary.foreign_keys else ""
     typer.echo(f"{verb} {summary.deleted_packs:,} packs ({summary.deleted_bytes:,} B); "
                f"kept {summary.live_packs:,} in use and {summary.recent_packs:,} recent"
-               f"{extra}")
+               + (f", {summary.locked_packs:,} under Object Lock" if summary.locked_packs
+                  else "") + extra)
+    if summary.aborted_uploads or summary.recent_uploads or summary.removed_temp_files:
+        verb = "would abort" if summary.dry_run else "aborted"
+        typer.echo(f"{verb} {summary.aborted_uploads:,} incomplete multipart uploads (kept "
+                   f"{summary.recent_uploads:,} recent); "
+                   f"{'would remove' if summary.dry_run else 'removed'} "
+                   f"{summary.removed_temp_files:,} leftover temp files "
+                   f"({summary.removed_temp_bytes:,} B)")

@@ -3,16 +3,20 @@ share (the run under the live display, the summary, --json)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from baycat.cli.monitor import RunMonitor
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     AsJson,
+    CaBundle,
     ClearFilters,
     DryRun,
     EndpointUrl,
@@ -21,9 +25,14 @@ from baycat.cli.options import (
     ExcludeFrom,
     ExcludeIfPresent,
     FilesFrom,
+    HealthcheckUrl,
     Include,
     IncludeFrom,
+    KeyFile,
+    MetricsFile,
+    NoVerifySsl,
     OneFileSystem,
+    PasswordFile,
     PoolSize,
     PriceFile,
     Profile,
@@ -36,6 +45,7 @@ from baycat.cli.options import (
     Timeout,
     Transfers,
     Verbose,
+    encryption_options,
     filter_spec,
     price_table,
     s3_options,
@@ -46,6 +56,7 @@ from baycat.cli.output import (
     json_on_fatal,
     live_display,
     print_summary,
+    summary_line,
     warn,
 )
 from baycat.cli.run import FatalFunc, fatal_errors, run_engine, start_logging
@@ -75,14 +86,44 @@ def sync_command(
         "marked deleted in the manifest, still restorable).")] = False,
     max_delete: Annotated[int | None, typer.Option(
         "--max-delete", metavar="N", min=0,
-        help="With --delete: refuse the whole delete step when more than N would go. "
+        help="With --delete: refuse the whole delete step (exit code 5) when more than N "
+        "would go. "
         "Example: --delete --max-delete 100")] = None,
+    max_changes: Annotated[str | None, typer.Option(
+        "--max-changes", metavar="N|N%",
+        help="Refuse the run (upload and commit nothing, exit 5) when more than N files, "
+        "or N% of the files in the backup, changed content: mass modification is what "
+        "ransomware looks like. New and deleted files don't count. "
+        "Example: --max-changes 10%")] = None,
+    object_lock_days: Annotated[int | None, typer.Option(
+        "--object-lock-days", metavar="N", min=1, max=36500,
+        help="S3 Object Lock: every object this run writes (data, manifest packs and "
+        "roots) is retained N days from its write, so stolen credentials can't delete or "
+        "overwrite history meanwhile. The bucket must have Object Lock enabled. "
+        "Example: --object-lock-days 30")] = None,
+    object_lock_mode: Annotated[str, typer.Option(
+        "--object-lock-mode", metavar="MODE",
+        help="governance (users with s3:BypassGovernanceRetention may still delete) or "
+        "compliance (nobody can, not even the account's root, until it expires).")
+    ] = "governance",
+    require_versioning: Annotated[bool, typer.Option(
+        "--require-versioning", help="Refuse to back up to a bucket that keeps no old "
+        "object versions (exit 3); a local directory never does.")] = False,
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    encrypt: Annotated[bool, typer.Option(
+        "--encrypt", help="Make a new backup encrypted on the client: contents, the "
+        "manifest and object names (docs/encryption.md). Needs a password or key; later "
+        "runs need the same one (no --encrypt). Example: baycat sync --encrypt "
+        "--password-file ~/.pw ~/data s3://b/data/")] = False,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     storage_class: StorageClass = None,
     sse: Annotated[str | None, typer.Option(
         "--sse", metavar="ALG", help="Server-side encryption: AES256 or aws:kms. "
@@ -136,6 +177,8 @@ def sync_command(
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -153,21 +196,42 @@ def sync_command(
       baycat sync --exclude '*.tmp' --storage-class STANDARD_IA ~/data s3://b/home/
       baycat sync --json ~/data /mnt/usb/backup > /var/log/baycat.json
       baycat sync s3://backups/host1/data/ /srv/restored
+      baycat sync --healthcheck-url https://hc-ping.com/UUID /srv/data s3://b/data/
     """
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(source, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         filters = filter_spec(ctx, clear_filters)
         src, dst = parse_endpoint(source), parse_endpoint(destination)
         s3 = s3_options(endpoint_url, region, profile, transfers,
                         storage_class.upper() if storage_class else None, sse, sse_kms_key_id,
-                        retries, timeout)
+                        retries, timeout, ca_bundle, no_verify_ssl)
+        encryption = encryption_options(password_file, key_file, create=encrypt)
         if storage_class and storage_class.upper() not in STORAGE_CLASSES:
             raise UsageError(f"unknown storage class {storage_class!r} "
                              f"(one of {', '.join(STORAGE_CLASSES)})")
         if sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"--sse must be AES256 or aws:kms, not {sse!r}")
+        if object_lock_mode.lower() not in ("governance", "compliance"):
+            raise UsageError(f"--object-lock-mode must be governance or compliance, not "
+                             f"{object_lock_mode!r}")
+        lock_mode = object_lock_mode.upper()
+        if object_lock_days is not None:
+            if isinstance(dst, LocalEndpoint):
+                raise UsageError("--object-lock-days needs an S3 destination (a local "
+                                 "directory can't lock objects)")
+            s3 = replace(s3, object_lock_days=object_lock_days, object_lock_mode=lock_mode)
         rate = parse_rate(bwlimit) if bwlimit else None
+        if max_changes is not None:
+            from baycat.ops.safety import parse_max_changes
+
+            change_count, change_fraction = parse_max_changes(max_changes)
+        else:
+            change_count, change_fraction = None, None
         prices = price_table(price_file)
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
@@ -190,30 +254,50 @@ def sync_command(
                                   history=keep_generations, verify_commits=verify_commit,
                                   xattrs=not no_xattrs,
                                   state_dir=state_dir, user_state_dir=user_state_base(),
-                                  manifest=manifest)
+                                  manifest=manifest,
+                                  require_versioning=require_versioning,
+                                  max_changes=change_count,
+                                  max_changes_fraction=change_fraction,
+                                  object_lock_days=object_lock_days,
+                                  object_lock_mode=lock_mode)
             return await api.sync(src.path, destination, options, s3=s3, prices=prices,
-                                  progress=progress_state, warn=warn, on_action=on_action)
+                                  progress=progress_state, warn=warn, on_action=on_action,
+                                  encryption=encryption)
         if isinstance(dst, LocalEndpoint):
             from baycat.ops.restore import RestoreOptions
 
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run, xattrs=not no_xattrs)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
-                                     progress=progress_state, warn=warn, on_action=on_action)
+                                     progress=progress_state, warn=warn, on_action=on_action,
+                                     encryption=encryption)
         raise UsageError("one side must be a local directory (S3 to S3 is not supported)")
 
     _run_and_report(run(), progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal, stop)
+                    on_fatal, monitor, tree, stop)
+
+
+def _local_tree(source: str, destination: str) -> Path | None:
+    """The local directory of a sync or restore (what the metrics file is about)."""
+    for side in (source, destination):
+        with contextlib.suppress(UsageError):
+            endpoint = parse_endpoint(side)
+            if isinstance(endpoint, LocalEndpoint):
+                return endpoint.path
+    return None
 
 
 def _run_and_report(work: Coroutine[Any, Any, SyncSummary], progress_state: Progress,
                     progress: bool | None, quiet: bool, as_json: bool, source: str,
-                    destination: str, on_fatal: FatalFunc | None,
-                    stop: StopRequest | None = None) -> None:
+                    destination: str, on_fatal: FatalFunc | None, monitor: RunMonitor,
+                    tree: Path | None, stop: StopRequest | None = None) -> None:
     log.info("%s -> %s", source, destination)
+    monitor.start()
     with live_display(progress_state, progress, quiet):
         summary = run_engine(work, stop, on_fatal)
     print_summary(summary, as_json, quiet)
+    line = "; ".join([summary_line(summary), *summary.refused])
+    monitor.finish(summary, int(summary.exit_code), line, tree)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -247,12 +331,18 @@ def restore_command(
     dry_run: DryRun = False,
     pool_size: PoolSize = None,
     transfers: Transfers = 32,
+    password_file: PasswordFile = None,
+    key_file: KeyFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
+    ca_bundle: CaBundle = None,
+    no_verify_ssl: NoVerifySsl = False,
     retries: Retries = 5,
     timeout: Timeout = DEFAULT_TIMEOUT,
     price_file: PriceFile = None,
+    healthcheck_url: HealthcheckUrl = None,
+    metrics_file: MetricsFile = None,
     progress: ProgressFlag = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -274,15 +364,20 @@ def restore_command(
     from baycat.manifest.generations import parse_time
     from baycat.ops.restore import RestoreOptions
 
-    on_fatal = json_on_fatal(as_json, SyncSummary(source=source, destination=destination))
+    monitor = RunMonitor(healthcheck_url, metrics_file)
+    tree = _local_tree(destination, destination)
+    empty = SyncSummary(source=source, destination=destination)
+    on_fatal = monitor.on_fatal(empty, tree, json_on_fatal(as_json, empty))
     with fatal_errors(on_fatal):
         start_logging(quiet)
+        monitor.check()
         dst = parse_endpoint(destination)
         if not isinstance(dst, LocalEndpoint):
             raise UsageError(f"{destination}: restore needs a local directory as DST")
         parse_endpoint(source)
         s3 = s3_options(endpoint_url, region, profile, transfers, retries=retries,
-                        timeout=timeout)
+                        timeout=timeout, ca_bundle=ca_bundle, no_verify_ssl=no_verify_ssl)
+        encryption = encryption_options(password_file, key_file)
         prices = price_table(price_file)
         at_ns = parse_time(at) if at is not None else None
     progress_state = Progress()
@@ -291,7 +386,7 @@ def restore_command(
                              at_ns=at_ns, delete=delete, xattrs=not no_xattrs,
                              paths=tuple(path or ()))
     work = api.restore(source, dst.path, options, s3=s3, prices=prices,
-                       progress=progress_state, warn=warn,
+                       progress=progress_state, warn=warn, encryption=encryption,
                        on_action=action_printer(verbose, as_json))
     _run_and_report(work, progress_state, progress, quiet, as_json, source, destination,
-                    on_fatal)
+                    on_fatal, monitor, tree)

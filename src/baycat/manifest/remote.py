@@ -40,7 +40,17 @@ from baycat.manifest.rebase import Resolution, resolve, settle
 from baycat.manifest.rebuild import Change, rebuild_with_changes
 from baycat.manifest.remote_cache import RemoteCache
 from baycat.manifest.root import MAX_ROOT_BYTES, Generation, Root, SegmentRef
-from baycat.store.base import NotFound, NotModified, ObjectInfo, ObjectStore, PreconditionFailed
+from baycat.manifest.versioning import INFO_KEY as VERSIONING_INFO
+from baycat.manifest.versioning import RECHECK_NS, VersioningCache
+from baycat.store.base import (
+    EncryptedBackupError,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    ObjectStore,
+    PreconditionFailed,
+)
+from baycat.store.layout import ENCRYPTED_MAGIC
 
 ROOT_KEY = ".baycat/root"
 PACK_PREFIX = ".baycat/packs/"
@@ -87,6 +97,11 @@ def check_limits(root: Root, url: str) -> None:
 
 def parse_remote_root(data: bytes, url: str) -> Root:
     """A root read from the store, checked against the size limits."""
+    if data.startswith(ENCRYPTED_MAGIC):
+        # Not "damaged": --scan-remote would replace a damaged root.
+        raise EncryptedBackupError(f"{url} is an encrypted backup: give its password or "
+                                   "key (--password-file, --key-file, "
+                                   "BAYCAT_PASSWORD_FILE or BAYCAT_PASSWORD_COMMAND)")
     if len(data) > MAX_ROOT_BYTES:
         raise _corrupt_remote(url, f"the root is larger than {MAX_ROOT_BYTES} bytes")
     try:
@@ -147,12 +162,15 @@ class RemoteManifest:
         # while nonzero, the next run must not trust the no-change shortcut.
         self.contested_paths = 0
         self._notices: list[str] = []
+        # Whether the bucket keeps old versions: recorded in each root (manifest/versioning.py).
+        self.versioning = VersioningCache(store, cache_path.with_name(
+            cache_path.name + ".versioning"))
 
     @property
     def notices(self) -> list[str]:
         """Remarks for the run's summary (a damaged cache, a store without conditional
         writes)."""
-        return self._cache.notices + self._notices
+        return self._cache.notices + self._notices + self.versioning.notices
 
     # ---- reading -------------------------------------------------------------------
 
@@ -286,7 +304,8 @@ class RemoteManifest:
     # ---- committing ----------------------------------------------------------------
 
     def _build(self, base: Root | None, changes: Sequence[Change], template: Root,
-               now_ns: int, info: Mapping[str, Any]) -> tuple[str, bytearray, Root]:
+               now_ns: int, info: Mapping[str, Any], generation_ns: int | None = None
+               ) -> tuple[str, bytearray, Root]:
         """Blocking: the pack and the new root for `changes` applied to `base`.
 
         Streams: each new run is encoded as soon as the rebuild hands it over and only
@@ -320,15 +339,18 @@ class RemoteManifest:
         root = replace(template, created_ns=now_ns, history=(),
                        info={**template.info, **info}).with_segments(tuple(new_refs))
         copy = root.to_bytes()
-        generation = Generation(now_ns, pack, len(body), len(copy), root.files,
-                                root.file_bytes)
+        generation = Generation(now_ns if generation_ns is None else generation_ns, pack,
+                                len(body), len(copy), root.files, root.file_bytes)
         root = replace(root, history=(generation, *history)[:self.history])
         body += copy
         return pack, body, root  # not bytes(body): that would hold the pack twice
 
     async def commit(self, changes: Sequence[Change], template: Root,
-                     bases: Mapping[bytes, Entry | None] | None = None) -> bool:
-        """Apply `changes` and commit; False when there was nothing to commit.
+                     bases: Mapping[bytes, Entry | None] | None = None,
+                     amend: bool = False) -> bool:
+        """Apply `changes` and commit; False when there was nothing to commit. With
+        `amend`, the new generation replaces the current one instead of adding one (as a
+        run's checkpoints do: `prune` dropping entries of long-deleted files).
 
         `bases` holds, per changed path, the remote entry the change was decided against
         (absent: none); when another writer committed first, only what this run changed
@@ -336,14 +358,21 @@ class RemoteManifest:
         if not changes:
             return False
         bases = bases or {}
+        amended_ns = None  # an amended generation keeps its time: `restore --at` it
+        if amend and self.root is not None and self.root.history:
+            self._own_generation = self.root.history[0]
+            amended_ns = self._own_generation.time_ns
         conditional = await self._conditional_writes()
+        versioning = await self.versioning.get(self.root, RECHECK_NS)
         refused_unchanged = 0  # 412s although the root had not changed
         seen: list[str] = []  # root ETags other writers committed meanwhile
         for _ in range(COMMIT_ATTEMPTS):
             now_ns = time.time_ns()
             pack, body, root = await asyncio.to_thread(
                 self._build, self.root, changes, template, now_ns,
-                {CONDITIONAL_INFO: conditional})
+                {CONDITIONAL_INFO: conditional, VERSIONING_INFO: versioning.to_json()},
+                amended_ns if self.root is not None and self.root.history
+                and self.root.history[0] == self._own_generation else None)
             await self.store.put(PACK_PREFIX + pack, body, md5=hashlib.md5(body).digest())
             # Without conditional writes, look just before writing (the window left open
             # is this GET's round trip) and read back just after.

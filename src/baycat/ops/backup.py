@@ -35,6 +35,12 @@ from baycat.manifest.synced import (
 )
 from baycat.ops.differ import Action, Decision
 from baycat.ops.prepare import check_source_dir, choose_pool_size, resolve_filters, skip_manifest
+from baycat.ops.safety import (
+    ChangeLimit,
+    check_versioning,
+    object_lock_info,
+    warn_versioning,
+)
 from baycat.ops.summary import SyncSummary
 from baycat.ops.sync_changes import ChangeSet, apply_deletes
 from baycat.ops.sync_context import SyncContext, SyncOptions
@@ -139,11 +145,16 @@ class _Phases:
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
                         baycat_version=version.__version__, filters=self.filters.to_header(),
-                        top=read_top(ctx.root_bytes, options.xattrs))
+                        top=read_top(ctx.root_bytes, options.xattrs),
+                        info=object_lock_info(options.object_lock_days,
+                                              options.object_lock_mode))
         self.manifest_path = manifest_path
         self.sink = LocalManifestSink(manifest_path, old)
         self.changes = ChangeSet(ctx, remote, template)
         self.transfers = Transfers(ctx, self.changes, uploader)
+        self.limit = ChangeLimit(ctx)
+        self.changes.held = (options.max_changes is not None
+                             or options.max_changes_fraction is not None)
         self.gone: list[Entry] = []  # remote entries of paths deleted locally
         # The remote manifest loads while the scan starts; the differ waits for it.
         self.loaded = asyncio.ensure_future(remote.load(ignore_damage=options.scan_remote))
@@ -166,20 +177,27 @@ class _Phases:
 
     async def _run(self) -> None:
         options, summary = self.ctx.options, self.summary
+        if options.require_versioning:  # before anything is read or written
+            await self.loaded
+            await check_versioning(self.ctx, self.remote)
         if options.scan_remote:
             await self.transfers.load_listing()
         complete = await self._scan_and_transfer()
         interrupted = not complete or self.ctx.stop_requested()
         self.transfers.record_damaged()
-        if not interrupted:
+        refused = bool(summary.refused)
+        if not interrupted and not refused:
             await apply_deletes(self.ctx, self.changes, self.gone)
         commit_started = time.perf_counter()
-        if options.dry_run:
+        if options.dry_run or refused:
             self.sink.abort()
+            forget_synced(self.synced_path)
         else:
             await self._commit(interrupted)
         summary.interrupted = interrupted
         summary.seconds["commit"] = time.perf_counter() - commit_started
+        await check_versioning(self.ctx, self.remote)
+        warn_versioning(self.ctx)
 
     async def _scan_and_transfer(self) -> bool:
         """The scan, the differ and the transfers, running together; False when a stop
@@ -213,6 +231,7 @@ class _Phases:
                                       self.filters.path_filter(ctx.source)))
             await self._take(await self.feed.finish(complete))
             summary.unchanged.files = self.feed.same
+            self._check_limit()
             summary.seconds["scan"] = time.perf_counter() - scan_started
             await self.transfers.resolve_deferred(self.remote)
             await self.transfers.close(workers)
@@ -220,6 +239,19 @@ class _Phases:
             transfers_done.set()
         summary.seconds["transfer"] = time.perf_counter() - scan_started
         return complete
+
+    def _check_limit(self) -> None:
+        """--max-changes, once the scan has counted the changed files: above the limit
+        nothing is uploaded (new content was still waiting: the remote manifest is not
+        empty) and nothing is committed."""
+        self.limit.start(self.remote)
+        if self.limit.exceeded:
+            self.limit.refuse()
+            self.transfers.deferred = []
+            self.changes.pending = {}
+            self.gone = []
+        else:
+            self.changes.held = False
 
     async def _on_batch(self, items: list[ScanItem]) -> None:
         self.sink.add_items(items)
@@ -240,6 +272,7 @@ class _Phases:
                 self.ctx.report("metadata", entry.path, 0)
             elif action.decision is Decision.CONTENT:
                 assert action.local is not None
+                self.limit.count(action.remote)
                 await self.transfers.add(action.local, stream=self.feed.remote_empty)
             else:
                 assert action.remote is not None
@@ -262,8 +295,8 @@ class _Phases:
                 baycat_version=version.__version__, filters=self.filters.to_header(),
                 pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
-        if (interrupted or summary.errors or remote.etag is None or local_root is None
-                or self.transfers.damaged or remote.contested_paths):
+        if (interrupted or summary.errors or summary.refused or remote.etag is None
+                or local_root is None or self.transfers.damaged or remote.contested_paths):
             forget_synced(self.synced_path)
         else:
             write_synced(self.synced_path, SyncedState(remote.etag, root_digest(local_root),

@@ -1,4 +1,5 @@
-"""Garbage collection of manifest packs: delete the packs no kept generation needs.
+"""Garbage collection: manifest packs no kept generation needs, and what interrupted
+writes left behind (incomplete multipart uploads, a local directory's temp files).
 
 Every commit uploads one pack (remote_manifest.py); a root references segments in many
 packs, and its history (`--keep-generations`) keeps older roots' copies, which reference
@@ -12,6 +13,12 @@ referenced by nothing; so a pack is only deleted once it is older than a grace p
 (by the time in its name, which its writer set). A commit can only reference packs of
 the root it is based on, which is the current root or newer, so every other pack it
 needs is live here too.
+
+Leftovers: an interrupted large upload leaves an incomplete multipart upload that S3
+bills until it is aborted (a sync aborts its own host's from its journal,
+ops/upload_journal.py; gc aborts any under the prefix), and a process killed while
+writing to a local directory leaves a `.baycat-tmp-*` file. Both are removed once older
+than the same grace period: a younger one may be a running sync's.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from baycat.errors import UsageError
+from baycat.errors import RemoteError, UsageError
 from baycat.manifest.generations import require_root
 from baycat.manifest.remote import PACK_PREFIX, read_generation_root
 from baycat.manifest.root import Root
+from baycat.ops.safety import locked_until_ns
 from baycat.store.base import NotFound, ObjectStore
 
 DEFAULT_GRACE_S = 24 * 3600
@@ -39,9 +47,14 @@ class GcSummary:
     deleted_packs: int = 0
     deleted_bytes: int = 0
     recent_packs: int = 0  # unreferenced but within the grace period: kept
+    locked_packs: int = 0  # unreferenced but under the Object Lock retention written: kept
     foreign_keys: list[str] = field(default_factory=list)  # not named like a pack: kept
     failed: list[tuple[str, str]] = field(default_factory=list)
     missing_generations: int = 0  # kept generations whose root copy is already gone
+    aborted_uploads: int = 0  # incomplete multipart uploads older than the grace period
+    recent_uploads: int = 0  # ...younger: kept (a running sync's, maybe)
+    removed_temp_files: int = 0  # a local directory's leftover temp files
+    removed_temp_bytes: int = 0
     requests: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -52,9 +65,14 @@ class GcSummary:
         return {"destination": self.destination, "dry_run": self.dry_run,
                 "live_packs": self.live_packs, "deleted_packs": self.deleted_packs,
                 "deleted_bytes": self.deleted_bytes, "recent_packs": self.recent_packs,
+                "locked_packs": self.locked_packs,
                 "foreign_keys": self.foreign_keys,
                 "failed": [{"key": k, "message": m} for k, m in self.failed],
                 "missing_generations": self.missing_generations,
+                "aborted_uploads": self.aborted_uploads,
+                "recent_uploads": self.recent_uploads,
+                "removed_temp_files": self.removed_temp_files,
+                "removed_temp_bytes": self.removed_temp_bytes,
                 "requests": self.requests, "exit_code": self.exit_code}
 
 
@@ -109,7 +127,8 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
     # Without a root nothing says what is live (a first commit may be in flight).
     root = await require_root(store)
     live = await live_packs(store, root, summary)
-    cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(grace_s * 1e9)
+    now = now_ns if now_ns is not None else time.time_ns()
+    cutoff = now - int(grace_s * 1e9)
     garbage: dict[str, int] = {}
     async for info in store.list(PACK_PREFIX):
         name = info.key[len(PACK_PREFIX):]
@@ -120,6 +139,8 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
             summary.live_packs += 1
         elif made > cutoff:
             summary.recent_packs += 1
+        elif locked_until_ns(root.info, made) > now:
+            summary.locked_packs += 1  # the store would refuse: don't even try
         else:
             garbage[info.key] = info.size
     failed: dict[str, str] = {}
@@ -130,5 +151,27 @@ async def collect(store: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S,
         if key not in failed:
             summary.deleted_packs += 1
             summary.deleted_bytes += size
+    await collect_leftovers(store, cutoff, dry_run, summary)
     summary.requests = dict(store.requests)
     return summary
+
+
+async def collect_leftovers(store: ObjectStore, cutoff_ns: int, dry_run: bool,
+                            summary: GcSummary) -> None:
+    """Abort incomplete multipart uploads and remove temp files older than `cutoff_ns`."""
+    async for upload in store.list_uploads():
+        if upload.initiated_ns >= cutoff_ns:
+            summary.recent_uploads += 1
+            continue
+        if not dry_run:
+            try:
+                await store.abort_multipart(upload.key, upload.upload_id)
+            except NotFound:
+                pass  # completed or aborted meanwhile: gone either way
+            except RemoteError as exc:
+                summary.failed.append((upload.key, f"abort upload {upload.upload_id}: {exc}"))
+                continue
+        summary.aborted_uploads += 1
+    removed = await store.remove_temp_files(cutoff_ns, dry_run=dry_run)
+    summary.removed_temp_files = len(removed)
+    summary.removed_temp_bytes = sum(size for _, size in removed)

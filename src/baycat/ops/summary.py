@@ -52,15 +52,32 @@ class SyncSummary:
     committed: bool = False
     checkpoints: int = 0  # remote manifest commits (the last one included)
     interrupted: bool = False
+    # --max-changes refused the run: how many files changed content, and the limit (the
+    # message is in `refused`).
+    refused_changes: int = 0
+    refused_limit: int | None = None
+    # The destination's versioning (manifest/versioning.py): "Enabled", "Suspended", ""
+    # (never enabled), "n/a" (a local directory), "unknown"; "" too before it is known.
+    bucket_versioning: str = ""
     errors: list[FileError] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    # What a safety limit refused (--max-delete, --max-changes): also in `notices`;
+    # exit code 5.
+    refused: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             return ExitCode.INTERRUPTED
+        if self.refused:
+            return ExitCode.REFUSED
         return ExitCode.PARTIAL if self.errors else ExitCode.OK
+
+    def refuse(self, message: str) -> None:
+        """A safety limit refused a step: the run says so and exits 5."""
+        self.refused.append(message)
+        self.notices.append(message)
 
     def fail(self, path: str, message: str, size: int = 0) -> None:
         self.failed.add(size)

@@ -37,6 +37,9 @@ class ChangeSet:
         # whole run: a checkpoint's conflict needs the bases of earlier changes too.
         self.bases: dict[bytes, Entry | None] = {}
         self.bytes_since_commit = 0
+        # No checkpoint while held: a --max-changes run commits nothing until the scan
+        # has shown the limit holds.
+        self.held = False
 
     def base(self, path: bytes, remote: Entry | None) -> None:
         self.bases[path] = remote
@@ -72,7 +75,7 @@ class ChangeSet:
                 await asyncio.wait_for(done.wait(), 0.2)
             due = (time.monotonic() - last >= options.checkpoint_seconds
                    or self.bytes_since_commit >= options.checkpoint_bytes)
-            if due and self.pending and not done.is_set():
+            if due and self.pending and not done.is_set() and not self.held:
                 await self.commit()
                 last = time.monotonic()
 
@@ -93,9 +96,8 @@ async def apply_deletes(ctx: SyncContext, changes: ChangeSet, gone: list[Entry])
     limit = options.max_delete
     if limit is not None and len(gone) > limit:
         message = (f"not deleting: {len(gone)} paths would be deleted, more than "
-                   f"--max-delete {limit}")
-        summary.notices.append(message)
-        summary.fail("", message)
+                   f"--max-delete {limit}; the rest of the run is committed")
+        summary.refuse(message)
         return
     if summary.errors:
         message = "not deleting anything because some files failed this run"

@@ -55,6 +55,16 @@ class SyncOptions:
     state_dir: Path | None = None
     user_state_dir: Path | None = None
     manifest: Path | None = None
+    # Refuse to run against a bucket that keeps no old versions (ransomware protection).
+    require_versioning: bool = False
+    # Refuse the run (upload and commit nothing) when more files changed content than
+    # this: a count, or a fraction of the files in the remote manifest (e.g. 0.1).
+    max_changes: int | None = None
+    max_changes_fraction: float | None = None
+    # The Object Lock retention every object gets (S3Options carries it to the writes):
+    # recorded in the root's info, so gc and prune know what they can't delete.
+    object_lock_days: int | None = None
+    object_lock_mode: str = "GOVERNANCE"
 
 
 class SyncContext:

@@ -46,7 +46,7 @@ from baycat.progress import NoticeFunc, Progress, ignore_notice
 from baycat.scan.local_manifest import default_manifest_path, open_manifest
 from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import find_manifest
-from baycat.store.base import NotFound, ObjectInfo, ObjectStore
+from baycat.store.base import Corrupt, NotFound, ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
 
 SCHEMA_VERSION = 1
@@ -153,8 +153,9 @@ def _hash_mismatch(entry: Entry, size: int, digest: bytes) -> Problem | None:
 
 class _RemoteCheck:
     def __init__(self, store: ObjectStore, options: VerifyOptions, progress: Progress,
-                 summary: VerifySummary) -> None:
+                 summary: VerifySummary, damaged: list[tuple[Entry, Problem]] | None) -> None:
         self.store = store
+        self.damaged = damaged
         self.options = options
         self.progress = progress
         self.summary = summary
@@ -182,6 +183,8 @@ class _RemoteCheck:
             return Problem("missing", as_text(entry.path),
                            f"no object {object_key(entry)!r}"
                            + (f" (version {entry.version_id})" if entry.version_id else ""))
+        except Corrupt as exc:  # an encrypted object that fails authentication
+            return Problem("corrupt", as_text(entry.path), str(exc))
         except BaycatError as exc:
             return Problem("unreadable", as_text(entry.path), str(exc))
         finally:
@@ -194,7 +197,12 @@ class _RemoteCheck:
         if problem is None:
             self.summary.ok += 1
         else:
-            self.summary.add(problem)
+            self.found(entry, problem)
+
+    def found(self, entry: Entry, problem: Problem) -> None:
+        self.summary.add(problem)
+        if self.damaged is not None:
+            self.damaged.append((entry, problem))
 
     async def check(self, entry: Entry, listing: dict[str, ObjectInfo] | None) -> None:
         self.summary.files += 1
@@ -203,7 +211,7 @@ class _RemoteCheck:
             problem = check_listed(entry, listing.pop(object_key(entry), None))
             # A versioned entry may be fine though the latest object isn't: look deeper.
             if problem is not None and not entry.version_id:
-                self.summary.add(problem)
+                self.found(entry, problem)
                 return
             if problem is None and not self.wants_deep():
                 self.summary.ok += 1
@@ -235,43 +243,51 @@ def _take(entries: Iterator[Entry]) -> list[Entry]:
 async def verify_store(store: ObjectStore, options: VerifyOptions | None = None, *,
                        progress: Progress | None = None) -> VerifySummary:
     """Check the backup in `store` against its manifest (see the module docstring)."""
-    options = options or VerifyOptions()
-    progress = progress or Progress()
     started = time.perf_counter()
     summary = VerifySummary(source=store.url)
-    run = _RemoteCheck(store, options, progress, summary)
     await store.check()
     with tempfile.TemporaryDirectory(prefix="baycat-verify-") as scratch:
         remote = RemoteManifest(store, Path(scratch) / "cache")
         try:
-            load = asyncio.ensure_future(remote.load())
-            listing = await _list_all(store)
-            await load
-            root = remote.root
-            if root is None:
-                raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
-            if listing is None and options.deep_percent <= 0:
-                raise UsageError(f"{store.url}: a plain HTTP(S) server can't list objects; "
-                                 "verify it with --deep or --sample")
-            entries = checked(remote.entries())
-            async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(run.deep_worker())
-                           for _ in range(options.transfers)]
-                while batch := await asyncio.to_thread(_take, entries):
-                    progress.scan.files += len(batch)
-                    for entry in batch:
-                        if entry.kind == FILE:
-                            await run.check(entry, listing)
-                progress.scan_done = True
-                for _ in workers:
-                    await run.queue.put(None)
-            if listing is not None:
-                _report_leftovers(summary, listing, root.segments, root.history)
+            await check_store(remote, options or VerifyOptions(), progress or Progress(),
+                              summary)
         finally:
             remote.close()
     summary.requests = dict(store.requests)
     summary.seconds["total"] = time.perf_counter() - started
     return summary
+
+
+async def check_store(remote: RemoteManifest, options: VerifyOptions, progress: Progress,
+                      summary: VerifySummary,
+                      damaged: list[tuple[Entry, Problem]] | None = None) -> None:
+    """Load `remote` and check its store against it into `summary`; each file entry
+    found missing, corrupt or unreadable also goes to `damaged` (what `repair` fixes)."""
+    store = remote.store
+    run = _RemoteCheck(store, options, progress, summary, damaged)
+    load = asyncio.ensure_future(remote.load())
+    listing = await _list_all(store)
+    await load
+    root = remote.root
+    if root is None:
+        raise ManifestError(f"no baycat backup at {store.url} (no .baycat/root)")
+    if listing is None and options.deep_percent <= 0:
+        raise UsageError(f"{store.url}: a plain HTTP(S) server can't list objects; "
+                         "verify it with --deep or --sample")
+    entries = checked(remote.entries())
+    async with asyncio.TaskGroup() as group:
+        workers = [group.create_task(run.deep_worker())
+                   for _ in range(options.transfers)]
+        while batch := await asyncio.to_thread(_take, entries):
+            progress.scan.files += len(batch)
+            for entry in batch:
+                if entry.kind == FILE:
+                    await run.check(entry, listing)
+        progress.scan_done = True
+        for _ in workers:
+            await run.queue.put(None)
+    if listing is not None:
+        _report_leftovers(summary, listing, root.segments, root.history)
 
 
 def _report_leftovers(summary: VerifySummary, listing: dict[str, ObjectInfo],

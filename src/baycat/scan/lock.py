@@ -30,7 +30,8 @@ class TreeLock:
         except BlockingIOError:
             os.close(fd)
             raise LockedError(
-                f"another baycat is already working on {self.what} (lock {self.path})"
+                f"another baycat is already working on {self.what} (lock {self.path}); "
+                "nothing was done"
             ) from None
         self._fd = fd
         return self

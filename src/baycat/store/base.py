@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from baycat.errors import RemoteError
+from baycat.errors import CredentialsError, RemoteError
 
 
 class NotFound(RemoteError):
@@ -23,6 +23,15 @@ class NotFound(RemoteError):
 
 class PreconditionFailed(RemoteError):
     """A conditional write lost: someone else changed the object first."""
+
+
+class Corrupt(RemoteError):
+    """An object's bytes are not what was written (an encrypted object that fails
+    authentication, or is truncated): never handed on as good data."""
+
+
+class EncryptedBackupError(CredentialsError):
+    """The backup is encrypted and no password or key was given, or the reverse."""
 
 
 class NoAnswer(RemoteError):
@@ -57,6 +66,29 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified_ns: int = 0  # when it was written, as a LIST tells (0: not known)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an object on a versioned bucket (ListObjectVersions)."""
+
+    key: str
+    version_id: str
+    size: int
+    latest: bool
+    modified_ns: int
+    delete_marker: bool = False
+    etag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An incomplete multipart upload: what aborting it takes, and when it began."""
+
+    key: str
+    upload_id: str
+    initiated_ns: int
 
 
 class NotModified:
@@ -124,6 +156,35 @@ class ObjectStore(Protocol):
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         """Delete keys; returns (key, error message) for those that failed."""
+        ...
+
+    def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        """Every version and delete marker under the prefix; nothing from a store that
+        keeps no versions."""
+        ...
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        """Delete these (key, VersionId)s for good (batched DeleteObjects); returns
+        (key, VersionId, error code or message) for those that failed (e.g. AccessDenied
+        for a version under Object Lock retention)."""
+        ...
+
+    def list_uploads(self) -> AsyncIterator[Upload]:
+        """Incomplete multipart uploads under the prefix (ListMultipartUploads)."""
+        ...
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        """Remove the store's own temporary files last changed before `before_ns` (a
+        local directory's `.baycat-tmp-*` of a killed write); (path, size) of each (with
+        `dry_run`, of each that would go). A store without such files returns []."""
+        ...
+
+    async def versioning(self) -> str | None:
+        """The bucket's versioning status as S3 names it ("Enabled", "Suspended", or ""
+        when it was never turned on); None when the store keeps no versions by design (a
+        local directory). One request (GetBucketVersioning); may raise RemoteError."""
         ...
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...

@@ -132,4 +132,5 @@ def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
     from baycat.store.http import HttpStore  # aiohttp loads only when HTTP is used
 
     return HttpStore(endpoint.url, max_connections=s3.max_connections,
-                     connect_timeout=s3.connect_timeout, read_timeout=s3.read_timeout)
+                     connect_timeout=s3.connect_timeout, read_timeout=s3.read_timeout,
+                     ca_bundle=s3.ca_bundle, verify_ssl=s3.verify_ssl)

@@ -15,6 +15,10 @@ object, and the manifest's hash check refuses it if it changed (a public bucket 
 need s3:GetObjectVersion for `?versionId=`). The server is untrusted: a whole-object body
 larger than `MAX_GET_BYTES`, or a ranged body longer than the range asked for, is an
 error.
+
+TLS and proxies as for S3 (store/transport.py): `--ca-bundle` / AWS_CA_BUNDLE,
+`--no-verify-ssl`, HTTP(S)_PROXY and NO_PROXY as botocore reads them; a certificate
+that fails verification is one line naming the host and port.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from baycat.store.base import (
     NotModified,
     ObjectInfo,
     Stored,
+    Upload,
+    Version,
     no_answer,
 )
+from baycat.store.transport import certificate_error, env_proxy, tls_context
 
 CHUNK = 1 << 20
 # A whole-object GET (the manifest root) holds the body in memory: at most this much.
@@ -58,8 +65,11 @@ class HttpStore:
     content_etags = False  # a web server's ETags are its own (mtime-size), not MD5s
 
     def __init__(self, base_url: str, *, max_connections: int = 32,
-                 connect_timeout: float = 10, read_timeout: float = 60) -> None:
+                 connect_timeout: float = 10, read_timeout: float = 60,
+                 ca_bundle: str | None = None, verify_ssl: bool = True) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._ssl = tls_context(ca_bundle, verify_ssl)
+        self._proxy = env_proxy(self.base_url)
         self.requests: Counter[str] = Counter()
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
@@ -80,7 +90,9 @@ class HttpStore:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout, auto_decompress=False,
-                connector=aiohttp.TCPConnector(limit=self._max_connections))
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=True if self._ssl is None else self._ssl))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -107,6 +119,9 @@ class HttpStore:
         return RemoteError(f"{self.base_url}{key}: HTTP {status} {reason or ''}".strip())
 
     def _transport_error(self, exc: BaseException, key: str, what: str = "") -> RemoteError:
+        certificate = certificate_error(exc)
+        if certificate is not None:
+            return certificate
         if isinstance(exc, TimeoutError):
             connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
             return no_answer(self.base_url, self._connect_timeout if connecting
@@ -128,7 +143,8 @@ class HttpStore:
             limit = end - start
         self.requests["GET"] += 1
         try:
-            async with self._http().get(self._url(key), headers=headers) as response:
+            async with self._http().get(self._url(key), headers=headers,
+                                        proxy=self._proxy) as response:
                 if response.status == 304:
                     return NOT_MODIFIED
                 if response.status not in (200, 206):
@@ -153,20 +169,20 @@ class HttpStore:
     async def head(self, key: str) -> ObjectInfo:
         self.requests["HEAD"] += 1
         try:
-            async with self._http().head(self._url(key),
-                                         headers={"Accept-Encoding": "identity"}) as response:
+            async with self._http().head(self._url(key), headers={"Accept-Encoding": "identity"},
+                                         proxy=self._proxy) as response:
                 if response.status != 200:
                     raise self._status_error(key, response.status, response.reason)
                 return ObjectInfo(key, int(response.headers.get("Content-Length", "0")),
                                   response.headers.get("ETag", ""))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RemoteError(f"{self.base_url}{key}: {exc}") from None
+            raise self._transport_error(exc, key) from None
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         self.requests["GET"] += 1
         try:
-            async with self._http().get(self._url(key),
-                                        headers={"Accept-Encoding": "identity"}) as response:
+            async with self._http().get(self._url(key), headers={"Accept-Encoding": "identity"},
+                                        proxy=self._proxy) as response:
                 if response.status != 200:
                     raise self._status_error(key, response.status, response.reason)
                 async for chunk in response.content.iter_chunked(CHUNK):
@@ -203,6 +219,25 @@ class HttpStore:
 
     async def delete_many(self, keys: list[str]) -> list[tuple[str, str]]:
         self._read_only()
+
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list versions")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        self._read_only()
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list uploads")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        self._read_only()
+
+    async def versioning(self) -> str | None:
+        return None  # read-only: whatever the server keeps is not ours to know
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         raise UsageError(f"{self.base_url}: a plain HTTP(S) server can't list objects")

@@ -13,6 +13,9 @@ operations (a LIST's own objects are neither adopted, reported as unknown, nor r
 from __future__ import annotations
 
 STATE_PREFIX = ".baycat/"
+# The first bytes of every object of an encrypted backup (store/envelope.py): how a
+# reader without the key tells an encrypted root from a damaged one.
+ENCRYPTED_MAGIC = b"BAYCATE1"
 ESCAPED_PREFIX = ".baycat/escaped/"
 
 

@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiofiles
+
 from baycat.dirfd import open_node
 from baycat.errors import BucketMissingError, RemoteError
 from baycat.private import FILE_MODE, mkdir_private, open_private
@@ -39,6 +41,8 @@ from baycat.store.base import (
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    Upload,
+    Version,
 )
 
 CHUNK = 1 << 20
@@ -122,15 +126,17 @@ class LocalStore:
 
     async def stream(self, key: str, version_id: str = "") -> AsyncIterator[bytes]:
         self.requests["GET"] += 1
+        # A stream is one call per chunk, the case aiofiles is made for (each read, and
+        # the close, off the event loop).
         try:
-            f = await asyncio.to_thread(open, self._path(key), "rb")
+            f = await aiofiles.open(self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{key}: not found") from None
         try:
-            while chunk := await asyncio.to_thread(f.read, 8 * CHUNK):
+            while chunk := await f.read(8 * CHUNK):
                 yield chunk
         finally:
-            f.close()
+            await f.close()
 
     def _write(self, path: Path, chunks: list[bytes] | bytes | bytearray,
                mode: int = FILE_MODE) -> None:
@@ -317,8 +323,69 @@ class LocalStore:
                     continue
                 with open(full, "rb") as f:
                     md5 = hashlib.file_digest(f, "md5").digest()
-                out.append(ObjectInfo(key, os.path.getsize(full), _etag(md5)))
+                    st = os.fstat(f.fileno())
+                out.append(ObjectInfo(key, st.st_size, _etag(md5), st.st_mtime_ns))
         return out
+
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        return  # one copy of each file: no versions to list
+        yield  # pragma: no cover - makes this an async generator
+
+    async def delete_versions(self, versions: builtins.list[tuple[str, str]]
+                              ) -> builtins.list[tuple[str, str, str]]:
+        return [(key, version, "a local directory keeps no versions")
+                for key, version in versions]
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        self.requests["LIST"] += 1
+        for upload in await asyncio.to_thread(self._uploads):
+            yield upload
+
+    def _uploads(self) -> builtins.list[Upload]:
+        # The parts directory does not record the key (aborting needs only the id); its
+        # mtime is when the last part arrived, which is what "older than" should mean.
+        try:
+            names = sorted(os.listdir(self.root / ".baycat" / "multipart"))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out: builtins.list[Upload] = []
+        for name in names:
+            try:
+                stat = os.stat(self._parts_dir(name), follow_symlinks=False)
+            except OSError:
+                continue
+            out.append(Upload("", name, stat.st_mtime_ns))
+        return out
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> builtins.list[tuple[str, int]]:
+        self.requests["LIST"] += 1
+        return await asyncio.to_thread(self._remove_temp_files, before_ns, dry_run)
+
+    def _remove_temp_files(self, before_ns: int, dry_run: bool
+                           ) -> builtins.list[tuple[str, int]]:
+        """Temp files of writes that a killed process left (`_write` removes its own on
+        any error it sees). A young one may be a running sync's write in progress."""
+        removed: builtins.list[tuple[str, int]] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if _TMP_MARK not in name:
+                    continue
+                full = os.path.join(dirpath, name)
+                try:
+                    stat = os.stat(full, follow_symlinks=False)
+                    if stat.st_mtime_ns >= before_ns:
+                        continue
+                    if not dry_run:
+                        os.unlink(full)
+                except OSError:
+                    continue
+                removed.append((os.path.relpath(full, self.root), stat.st_size))
+        return removed
+
+    async def versioning(self) -> str | None:
+        return None  # a directory keeps one copy of each file: nothing to turn on
 
     async def open(self) -> None:
         pass

@@ -12,10 +12,18 @@ CPU. It signs with the credentials botocore resolved (or the explicit keys); a b
 another region makes the store fall back to botocore (which follows the redirect) for
 the rest of the run.
 
-botocore is loaded only when needed. With endpoint, region and keys explicit in the
-options (the CLI resolves them from the environment as botocore would), the fast path
-starts alone; the botocore client (~0.2 s to import and create) is made
-on the first call only it can make: LIST, DELETE, multipart control. A no-change
+Both paths reach the server the same way: the fast path takes the endpoint (a
+profile's `endpoint_url` and `services` section included), the addressing style, the
+TLS context (CA bundle, client certificate, verification) and the proxy from the
+botocore client (`_fast_transport`). What it can't do the same way (an HTTPS proxy,
+proxy certificates) leaves every request to botocore. A certificate that fails
+verification is never retried, on either path.
+
+botocore is loaded only when needed. With endpoint (http://), region and keys explicit
+in the options (the CLI resolves them from the environment as botocore would), no
+proxy for the endpoint and no AWS config file that could change how it is reached
+(addressing style), the fast path starts alone; the botocore client (~0.2 s to import
+and create) is made on the first call only it can make: LIST, DELETE, multipart control. A no-change
 sync (one conditional GET) never loads it.
 """
 
@@ -23,10 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from ssl import SSLContext
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -43,6 +55,8 @@ from baycat.store.base import (
     ObjectInfo,
     PreconditionFailed,
     Stored,
+    Upload,
+    Version,
     content_md5,
     no_answer,
 )
@@ -57,6 +71,7 @@ from baycat.store.s3_fast import (
     WrongRegion,
 )
 from baycat.store.s3_options import S3Options
+from baycat.store.transport import certificate_error, env_proxy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,14 +94,76 @@ class _FixedCredentials:
 
 def without_botocore(options: S3Options) -> tuple[str, str, CredentialSource] | None:
     """(endpoint, region, credentials) when the fast path can start without botocore:
-    endpoint, region and keys are all explicit, no profile is named. Otherwise (profiles,
-    SSO, instance roles, AWS's own endpoints...) botocore resolves them."""
+    endpoint, region and keys are all explicit, no profile is named, the endpoint is
+    plain http:// (no CA bundle to resolve) reached without a proxy, and there is no AWS
+    config file (its `s3.addressing_style` would apply). Otherwise (profiles, SSO,
+    instance roles, AWS's own endpoints, TLS...) botocore resolves them."""
     if not (options.fast_path and options.endpoint_url and options.region
             and options.access_key_id and options.secret_access_key) or options.profile:
+        return None
+    if (not options.endpoint_url.startswith("http://") or env_proxy(options.endpoint_url)
+            or _aws_config_file()):
         return None
     keys = StaticCredentials(options.access_key_id, options.secret_access_key,
                              options.session_token)
     return options.endpoint_url, options.region, _FixedCredentials(keys)
+
+
+def _aws_config_file() -> bool:
+    """True when botocore would read a non-empty shared config file."""
+    path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:
+        return False
+
+
+def _path_style(endpoint_url: str, s3_config: dict[str, Any] | None) -> bool:
+    """botocore's addressing rule (args.py, `AWS_S3_FORCE_PATH_STYLE`): a custom endpoint
+    (--endpoint-url, AWS_ENDPOINT_URL, a profile's endpoint_url) is addressed path style
+    unless the config says `addressing_style = virtual`, and always when it is an IP
+    address (the endpoint rules: no bucket name in front of an IP); AWS's own endpoints
+    virtual-host style unless it says `path`."""
+    style = (s3_config or {}).get("addressing_style")
+    host = urlsplit(endpoint_url).hostname or ""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return style == "path"
+    return style != "virtual"
+
+
+async def _fast_transport(client: Any) -> tuple[SSLContext | bool | None, str | None] | None:
+    """(ssl, proxy) of the botocore client's HTTP session, for the fast path: the same
+    CA bundle (AWS_CA_BUNDLE, a profile's ca_bundle, --ca-bundle), client certificate,
+    verification and proxy (HTTP(S)_PROXY, NO_PROXY, Config(proxies=)). None when the
+    fast path can't reach the endpoint the same way (an HTTPS proxy, proxy certificates,
+    an aiobotocore whose session looks different): then botocore sends everything."""
+    endpoint = client.meta.endpoint_url
+    try:
+        http = client._endpoint.http_session
+        proxy = http._proxy_config.proxy_url_for(endpoint) or None
+        proxy_settings = http._proxy_config.settings
+        build = http._build_ssl_contexts
+    except AttributeError:
+        return None
+    if proxy is not None and (not proxy.startswith("http://") or any(
+            value is not None for value in (proxy_settings or {}).values())):
+        return None
+    if not endpoint.startswith("https://"):
+        return None, proxy
+    context, _ = await asyncio.to_thread(build, None)
+    return context, proxy
+
+
+def _no_retry_on_certificate(caught_exception: BaseException | None = None,
+                             **_: Any) -> None:
+    """botocore's needs-retry hook, first in line: a certificate that failed
+    verification ends the request (botocore's standard mode would retry it)."""
+    if caught_exception is not None and certificate_error(
+            getattr(caught_exception, "kwargs", {}).get("error")) is not None:
+        raise caught_exception
 
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
@@ -96,6 +173,28 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
 def _quoted(etag: str) -> str:
     """ETags as S3 sends them in headers; some servers leave the quotes off in XML."""
     return etag if not etag or etag.startswith('"') else f'"{etag}"'
+
+
+def _stamp(when: Any) -> int:
+    """ns since the epoch of a datetime botocore parsed (0 when absent)."""
+    return int(when.timestamp() * 1e9) if when is not None else 0
+
+
+def _versioning_status(body: bytes) -> str:
+    """The Status of a GetBucketVersioning answer ("" when versioning was never on).
+
+    >>> _versioning_status(b'<VersioningConfiguration xmlns="x"><Status>Enabled</Status>'
+    ...                    b'</VersioningConfiguration>')
+    'Enabled'
+    """
+    try:
+        root = ET.fromstring(body[:65536])
+    except ET.ParseError:
+        raise RemoteError("GetBucketVersioning: unreadable answer") from None
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == "Status":
+            return (element.text or "").strip()
+    return ""
 
 
 def _code(exc: Any) -> str:
@@ -153,10 +252,19 @@ class S3Store:
             if not self.options.fast_path:
                 return
             meta = client.meta
+            try:
+                transport = await _fast_transport(client)
+            except self._errors as exc:
+                raise self._error(exc) from None
+            if transport is None:
+                log.info("s3://%s/: the fast path can't use this proxy set-up; botocore "
+                         "sends every request", self.bucket)
+                return
             fast = FastS3(endpoint_url=meta.endpoint_url, bucket=self.bucket,
-                          region=meta.region_name, path_style=bool(self.options.endpoint_url),
+                          region=meta.region_name,
+                          path_style=_path_style(meta.endpoint_url, meta.config.s3),
                           credentials=client._get_credentials(), requests=self.requests,
-                          **self._fast_settings())
+                          ssl=transport[0], proxy=transport[1], **self._fast_settings())
         await fast.open()
         self._fast = self._fast_owned = fast
 
@@ -189,11 +297,14 @@ class S3Store:
             read_timeout=self.options.read_timeout,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            s3={"addressing_style": "path"} if self.options.endpoint_url else {},
+            # No addressing style here: botocore's own rule (path style for a custom
+            # endpoint, the config file's addressing_style first) is the fast path's.
         )
+        # None: botocore's choice (AWS_CA_BUNDLE, the profile's ca_bundle, its default).
+        verify = self.options.ca_bundle if self.options.verify_ssl else False
         self._context = session.create_client(
             "s3", endpoint_url=self.options.endpoint_url,
-            region_name=self.options.region or None, config=config,
+            region_name=self.options.region or None, config=config, verify=verify,
             aws_access_key_id=self.options.access_key_id,
             aws_secret_access_key=self.options.secret_access_key,
             aws_session_token=self.options.session_token)
@@ -203,14 +314,17 @@ class S3Store:
             self._context = None
             raise RemoteError(f"cannot set up S3 client: {exc}") from None
         client.meta.events.register("before-send.s3", self._count)
+        client.meta.events.register_first("needs-retry.s3", _no_retry_on_certificate)
         await _remember_credentials(client, self._errors)
         return client
 
     def _count(self, request: Any, **_: Any) -> None:
         method = request.method
         url = request.url
+        query = url.split("?", 1)[-1].split("&") if "?" in url else []
+        # Bucket-level GETs count as LIST, as the counting proxy classifies them.
         if method == "GET" and ("list-type=" in url or "?versions" in url or "&versions" in url
-                                or "uploads" in url.split("?", 1)[-1].split("&")):
+                                or "uploads" in query or "versioning" in query):
             kind = "LIST"
         elif method == "PUT" and "x-amz-copy-source" in request.headers:
             kind = "COPY"
@@ -236,6 +350,9 @@ class S3Store:
             return self._coded(exc.code, exc.message, where)
         if isinstance(exc, TimedOut):
             return NoAnswer(str(exc))
+        certificate = certificate_error(exc)
+        if certificate is not None:
+            return certificate
         if isinstance(exc, NoCredentials):
             return CredentialsError("no AWS credentials found (env, ~/.aws or --profile)")
         botocore = sys.modules.get("botocore.exceptions")  # loaded if it could have raised
@@ -253,12 +370,15 @@ class S3Store:
                                  else self.options.read_timeout,
                                  f"{self.prefix}{key}" if key else f"s3://{self.bucket}/",
                                  connecting)
+            if isinstance(exc, botocore.SSLError):
+                return certificate_error(exc.kwargs.get("error")) or RemoteError(
+                    f"TLS error with the S3 endpoint: {exc}")
             if isinstance(exc, botocore.EndpointConnectionError):
                 return RemoteError(
                     f"cannot reach the S3 endpoint ({exc.kwargs.get('endpoint_url')})")
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return RemoteError(f"cannot reach the S3 endpoint ({self.options.endpoint_url or ''}"
-                               f"{'' if self.options.endpoint_url else exc.host})")
+            reason = exc.os_error.strerror or exc.os_error
+            return RemoteError(f"cannot reach the S3 endpoint {exc.host}:{exc.port} ({reason})")
         return RemoteError(f"{where}: {exc}")
 
     def _coded(self, code: str, message: str, where: str) -> Exception:
@@ -444,12 +564,72 @@ class S3Store:
                                error.get("Message", error.get("Code", "error"))))
         return failed
 
+    async def list_versions(self, prefix: str = "") -> AsyncIterator[Version]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_object_versions")
+        cut = len(self.prefix)
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket,
+                                                 Prefix=self.prefix + prefix):
+                for obj in page.get("Versions", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"),
+                                  int(obj.get("Size", 0)), bool(obj.get("IsLatest")),
+                                  _stamp(obj.get("LastModified")),
+                                  etag=_quoted(str(obj.get("ETag", ""))))
+                for obj in page.get("DeleteMarkers", []):
+                    yield Version(obj["Key"][cut:], str(obj.get("VersionId") or "null"), 0,
+                                  bool(obj.get("IsLatest")), _stamp(obj.get("LastModified")),
+                                  delete_marker=True)
+        except self._errors as exc:
+            raise self._error(exc, prefix) from None
+
+    async def delete_versions(self, versions: list[tuple[str, str]]
+                              ) -> list[tuple[str, str, str]]:
+        failed: list[tuple[str, str, str]] = []
+        for start in range(0, len(versions), 1000):
+            batch = versions[start:start + 1000]
+            response = await self._call(
+                "delete_objects", "",
+                Delete={"Objects": [{"Key": self._key(k), "VersionId": v} for k, v in batch],
+                        "Quiet": True})
+            for error in response.get("Errors", []):
+                failed.append((error.get("Key", "")[len(self.prefix):],
+                               str(error.get("VersionId", "")),
+                               str(error.get("Code") or error.get("Message") or "error")))
+        return failed
+
+    async def list_uploads(self) -> AsyncIterator[Upload]:
+        client = await self._botocore()
+        paginator = client.get_paginator("list_multipart_uploads")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    yield Upload(upload["Key"][len(self.prefix):], upload["UploadId"],
+                                 _stamp(upload.get("Initiated")))
+        except self._errors as exc:
+            raise self._error(exc) from None
+
+    async def remove_temp_files(self, before_ns: int, *, dry_run: bool = False
+                                ) -> list[tuple[str, int]]:
+        return []  # a PUT is atomic: S3 leaves no half-written object
+
+    async def versioning(self) -> str | None:
+        # On the fast path when it is up: asked by a sync's first commit, which must not
+        # load botocore for it (~0.2 s). Counted as LIST, as bucket-level GETs are.
+        reply = await self._on_fast("", lambda fast: fast._request(
+            "GET", "", {"versioning": ""}, {}, b"", read=True, kind="LIST"))
+        if reply is not None:
+            return _versioning_status(reply[0].body)
+        response = await self._call("get_bucket_versioning", "")
+        return str(response.get("Status", "") or "")
+
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         client = await self._botocore()
         paginator = client.get_paginator("list_objects_v2")
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"])
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], obj["Size"], obj["ETag"],
+                                     _stamp(obj.get("LastModified")))
         except self._errors as exc:
             raise self._error(exc, prefix) from None

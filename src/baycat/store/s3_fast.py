@@ -17,6 +17,11 @@ botocore's regional endpoint. A bucket in another region than the one configured
 with a redirect: this module raises `WrongRegion` and the caller falls back to botocore,
 which follows it.
 
+TLS and proxy: `ssl` and `proxy` are what botocore uses for the same endpoint (the
+store takes them from its client: CA bundle, verification, HTTP(S)_PROXY/NO_PROXY), so
+both paths of a run reach the server the same way. A certificate that fails
+verification is not retried.
+
 Payload: over http:// the body's SHA-256 is signed; over https:// it is sent as
 `UNSIGNED-PAYLOAD` (TLS protects it) and every PUT carries Content-MD5, so the server
 still rejects a corrupted body.
@@ -47,6 +52,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
@@ -81,7 +87,9 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 # S3Options.write_args names -> request headers.
 WRITE_HEADERS = {"StorageClass": "x-amz-storage-class",
                  "ServerSideEncryption": "x-amz-server-side-encryption",
-                 "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id"}
+                 "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+                 "ObjectLockMode": "x-amz-object-lock-mode",
+                 "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date"}
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SPACES = re.compile(r"\s+")
 
@@ -216,6 +224,7 @@ class FastS3:
                  credentials: CredentialSource | None, requests: Counter[str],
                  max_connections: int = 64, attempts: int = 5,
                  connect_timeout: float = 10, read_timeout: float = 60,
+                 ssl: SSLContext | bool | None = None, proxy: str | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         parts = urlsplit(endpoint_url)
         self._bucket = bucket
@@ -244,6 +253,9 @@ class FastS3:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._sleep = sleep
+        # None: aiohttp's default verification (the system's trust store).
+        self._ssl: SSLContext | bool = True if ssl is None else ssl
+        self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
         self._date_second = -1
         self._amz_date = ""
@@ -252,7 +264,7 @@ class FastS3:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections,
-                                               limit_per_host=0),
+                                               limit_per_host=0, ssl=self._ssl),
                 timeout=self._timeout, auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # Nothing unsigned or surprising on the wire: no Content-Type is stored
@@ -424,7 +436,7 @@ class FastS3:
             try:
                 response = await session.request(
                     method, url, headers=signed, data=_payload(body) if method == "PUT" else None,
-                    allow_redirects=False)
+                    allow_redirects=False, proxy=self._proxy)
                 status = response.status
                 if status < 300 or status == 304:
                     if not read:
@@ -439,6 +451,8 @@ class FastS3:
                 finally:
                     response.release()
             except _TRANSPORT_ERRORS as exc:
+                if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                    raise  # the next attempt would meet the same certificate
                 timed_out = self._timed_out(exc, kind or method, key)
                 if attempt >= self._attempts:
                     if timed_out is not None:

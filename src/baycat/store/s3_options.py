@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from baycat.store.layout import is_state_key
 
@@ -30,9 +31,19 @@ class S3Options:
     storage_class: str | None = None  # STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE, ...
     sse: str | None = None  # "AES256" or "aws:kms" (every object)
     sse_kms_key_id: str | None = None
+    # TLS, as the AWS CLI names them: a CA bundle to trust (--ca-bundle, AWS_CA_BUNDLE;
+    # None: botocore's choice, a profile's ca_bundle included), or no verification at
+    # all (--no-verify-ssl). The same for the fast path and for `restore https://`.
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
     # GET/PUT/UploadPart through store/s3_fast.py (signed here, sent with aiohttp) rather
     # than botocore: the same requests for a fraction of the CPU. Off: botocore for all.
     fast_path: bool = True
+    # S3 Object Lock on every object written (data, packs, roots): a retention of this
+    # many days from the write, in this mode (GOVERNANCE or COMPLIANCE). The bucket must
+    # have been created with Object Lock enabled.
+    object_lock_days: int | None = None
+    object_lock_mode: str = "GOVERNANCE"
 
     def write_args(self, key: str) -> dict[str, str]:
         """Extra arguments of a PUT / CreateMultipartUpload / CopyObject of `key`."""
@@ -43,4 +54,8 @@ class S3Options:
             args["ServerSideEncryption"] = self.sse
         if self.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.object_lock_days:
+            until = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+            args["ObjectLockMode"] = self.object_lock_mode
+            args["ObjectLockRetainUntilDate"] = until.strftime("%Y-%m-%dT%H:%M:%SZ")
         return args

@@ -1,0 +1,91 @@
+"""baycat encrypted beside baycat plain (issue 17): initial sync, no-change re-sync and
+restore of the run's dataset, in the same run against the same server.
+
+Two twin trees from the same seed (each sync keeps its own SRC/.baycat, so neither
+inherits the other's hashes), two buckets; the steps alternate plain, encrypted, so both
+see the same load; no-change runs are best of 3, restores best of 2. The encrypted runs
+take the password from a file (`--password-file`), so each pays the scrypt derivation
+(~0.15 s) as a cron job would. Goal: ≤ 1.3× plain.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import dataset, procs
+from .results import parse_json_summary
+from .tools import Baycat
+
+GOAL = 1.3
+STEPS = ("initial sync", "no-change re-sync", "restore")
+# Runs per step and mode, the fastest kept (an initial sync can only run once); the
+# machine is shared, and one slow no-change run would decide the ratio alone.
+REPEATS = {"initial sync": 1, "no-change re-sync": 3, "restore": 2}
+
+
+def run_encrypted_vs_plain(baycat: Baycat, spec: dataset.DatasetSpec, workdir: Path,
+                           endpoint: str, create_bucket: Callable[[str], None],
+                           timeout_s: float, log: Callable[[str], None]) -> dict[str, Any]:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    password = workdir / "password"
+    password.write_text("correct horse battery staple\n")
+    password.chmod(0o600)
+    modes: dict[str, list[str]] = {"plain": [], "encrypted": ["--password-file",
+                                                               str(password)]}
+    trees: dict[str, Path] = {}
+    for mode in modes:
+        trees[mode] = workdir / f"src-{mode}"
+        dataset.generate(spec, trees[mode])
+        create_bucket(f"enc-{mode}")
+    out: dict[str, Any] = {"spec": spec.describe(), "goal": GOAL, "steps": {}}
+
+    def step(name: str, mode: str, argv: list[str], env: dict[str, str], i: int) -> None:
+        r = procs.run(argv, env, timeout_s=timeout_s,
+                      workdir=workdir / "runs" / mode / f"{name}-{i}")
+        summary = parse_json_summary(r.stdout) or {}
+        got = out["steps"].setdefault(name, {})
+        wall = r.wall_s if r.ok else None
+        best = got.get(mode)
+        if best is None or (wall is not None and (best["wall_s"] is None
+                                                  or wall < best["wall_s"])):
+            got[mode] = {"wall_s": wall, "failure": r.failure(), "runs": 0,
+                         "cpu_s": r.extra.get("cpu_s"),
+                         "peak_rss_kib": r.peak_rss_kib, "requests": summary.get("requests")}
+        got[mode]["runs"] += 1
+        log(f"encryption: {name} {mode}: {r.wall_s:.2f} s {r.failure()}")
+
+    def one_step(name: str, mode: str, extra: list[str], i: int) -> None:
+        bucket = f"enc-{mode}"
+        if name == "restore":
+            restored = workdir / f"restored-{mode}"
+            shutil.rmtree(restored, ignore_errors=True)
+            inv = baycat.restore(bucket, restored, endpoint)
+        else:
+            inv = baycat.sync(trees[mode], bucket, endpoint, delete=False)
+            if name == "initial sync" and extra:
+                extra = ["--encrypt", *extra]
+        # Options before SRC DST (the last two arguments).
+        step(name, mode, [*inv.argv[:-2], *extra, *inv.argv[-2:]], inv.env, i)
+
+    for name in STEPS:
+        for i in range(REPEATS[name]):
+            for mode, extra in modes.items():
+                one_step(name, mode, extra, i)
+    for mode in modes:
+        same = subprocess.run(["diff", "-rq", "--exclude=.baycat", str(trees[mode]),
+                               str(workdir / f"restored-{mode}")], capture_output=True,
+                              check=False)
+        out[f"{mode}_restore_identical"] = same.returncode == 0
+    for got in out["steps"].values():
+        p, e = got["plain"]["wall_s"], got["encrypted"]["wall_s"]
+        got["ratio"] = e / p if p and e else None
+        pc, ec = got["plain"]["cpu_s"], got["encrypted"]["cpu_s"]
+        got["cpu_ratio"] = ec / pc if isinstance(pc, float) and isinstance(ec, float) \
+            and pc > 0 else None
+    shutil.rmtree(workdir, ignore_errors=True)
+    return out

@@ -1,0 +1,36 @@
+"""What opening an encrypted backup takes (a value importable without `cryptography`,
+which loads only when a backup is encrypted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A password or the bytes of a key file. Its repr never shows the value."""
+
+    kind: Literal["password", "keyfile"]
+    value: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.kind!r}, ***)"
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """How to open (or, with `create`, make) an encrypted backup: the secret, and where
+    to cache the keys object and the newest root's sequence number (a private file),
+    so that a no-change sync stays one request.
+
+    >>> Encryption(Secret("password", b"hunter2")).secret
+    Secret('password', ***)
+    """
+
+    secret: Secret
+    create: bool = False
+    cache: Path | None = None
+    scrypt_n: int | None = None  # None: keyring.SCRYPT_N (tests use less)
+    dry_run: bool = False  # `create` makes the keys in memory only, writes nothing
