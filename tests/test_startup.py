@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import baycat
 
@@ -24,6 +25,60 @@ def _modules_loaded_by(code: str) -> set[str]:
     modules = set(done.stderr.split())
     assert "sys" in modules  # the report was printed
     return modules
+
+
+def _modules_of_command(*argv: str) -> set[str]:
+    """The modules `baycat ARGV` loads (it must succeed: exit code 0)."""
+    return _modules_loaded_by(f"import sys; sys.argv = ['baycat', *{list(argv)!r}]\n"
+                              "from baycat.cli import main\n"
+                              "try:\n    main()\n"
+                              "except SystemExit as exc:\n    assert not exc.code, exc.code")
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m in names or m.startswith(tuple(n + "." for n in names)))
+
+
+# What a local run has no use for: the S3 client stack, the live display (stderr is not a
+# terminal here), pattern matching without patterns, the other commands' engines.
+S3_STACK = ("aiobotocore", "botocore", "aiohttp", "baycat.store.s3", "baycat.store.s3_fast",
+            "baycat.store.http")
+NOT_FOR_A_LOCAL_SYNC = (*S3_STACK, "rich", "pathspec", "tomllib", "baycat.ops.restore",
+                        "baycat.ops.restore_writer", "baycat.ops.verify", "baycat.ops.browse",
+                        "baycat.manifest.validate")
+
+
+def _one_file_tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    return src
+
+
+def test_a_local_no_change_sync_loads_only_the_sync_engine(tmp_path: Path) -> None:
+    src, dst = _one_file_tree(tmp_path), tmp_path / "dst"
+    first = _modules_of_command("sync", str(src), str(dst))
+    assert "baycat.ops.backup" in first  # the report is of a run that synced
+    again = _modules_of_command("sync", str(src), str(dst))
+    assert _loaded(again, NOT_FOR_A_LOCAL_SYNC) == []
+    assert (dst / "a.txt").read_bytes() == b"a"
+
+
+def test_manifest_update_loads_no_sync_engine(tmp_path: Path) -> None:
+    src = _one_file_tree(tmp_path)
+    _modules_of_command("manifest", "create", str(src))
+    modules = _modules_of_command("manifest", "update", str(src))
+    assert "baycat.ops.manifest" in modules
+    assert _loaded(modules, (*NOT_FOR_A_LOCAL_SYNC, "baycat.ops.backup",
+                             "baycat.manifest.remote")) == []
+
+
+def test_a_warning_still_reaches_stderr_without_the_display(tmp_path: Path) -> None:
+    # The console is made on first use: what is printed must not depend on it.
+    done = subprocess.run([sys.executable, "-m", "baycat", "sync", str(tmp_path / "nope"),
+                           str(tmp_path / "dst")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("baycat: error: ")
 
 
 def _heavy(modules: set[str]) -> list[str]:

@@ -27,36 +27,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from baycat.entry import FILE
 from baycat.errors import UsageError
-from baycat.manifest.file import ManifestReader
-from baycat.manifest.generations import History
-from baycat.manifest.generations import history as read_history
-from baycat.ops.backup import SyncOptions, sync_to_store
-from baycat.ops.browse import DiffSummary, Listing, diff_generations, diff_tree, list_backup
-from baycat.ops.cost import PriceTable, TreeCostEstimate, estimate_tree
-from baycat.ops.forget import ForgetSummary, KeepPolicy
-from baycat.ops.forget import forget as forget_generations
-from baycat.ops.gc import DEFAULT_GRACE_S, GcSummary, collect
-from baycat.ops.manifest import ManifestSummary, build_manifest
-from baycat.ops.prepare import check_apart
-from baycat.ops.prune import PruneSummary
-from baycat.ops.prune import prune as prune_store
-from baycat.ops.repair import RepairOptions, RepairSummary, repair_store
-from baycat.ops.restore import RestoreOptions, restore_from_store
-from baycat.ops.summary import SyncSummary
-from baycat.ops.transfer import TransferConfig
-from baycat.ops.verify import VerifyOptions, VerifySummary, verify_store, verify_tree
 from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
-from baycat.scan.filters import FilterSpec
-from baycat.scan.local_manifest import default_manifest_path
-from baycat.scan.statedir import ensure_state_dir, remote_cache_path
-from baycat.store.base import ObjectStore
-from baycat.store.encryption import Encryption, Secret
-from baycat.store.endpoints import Endpoint, LocalEndpoint, open_store, parse_endpoint
 from baycat.store.s3_options import S3Options
 
+# Each operation imports its own modules when it runs: the CLI imports this module for
+# every command, and one command should load only the engine it uses (a local sync never
+# loads restore, verify or browse; issue 18, tests/test_startup.py).
 if TYPE_CHECKING:
+    from baycat.manifest.generations import History
+    from baycat.ops.backup import SyncOptions
+    from baycat.ops.browse import DiffSummary, Listing
+    from baycat.ops.cost import PriceTable, TreeCostEstimate
+    from baycat.ops.forget import ForgetSummary, KeepPolicy
+    from baycat.ops.gc import GcSummary
+    from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.prune import PruneSummary
+    from baycat.ops.repair import RepairOptions, RepairSummary
+    from baycat.ops.restore import RestoreOptions
+    from baycat.ops.summary import SyncSummary
+    from baycat.ops.transfer import TransferConfig
+    from baycat.ops.verify import VerifyOptions, VerifySummary
+    from baycat.scan.filters import FilterSpec
+    from baycat.store.base import ObjectStore
+    from baycat.store.encryption import Encryption, Secret
+    from baycat.store.endpoints import Endpoint
     from baycat.store.keyring import Keyring
 
 T = TypeVar("T")
@@ -80,18 +75,24 @@ def _open(endpoint: Endpoint, s3: S3Options, create: bool,
           encryption: Encryption | None, state_dir: Path | None = None) -> ObjectStore:
     """The store for `endpoint`, behind an EncryptedStore when a secret is given. With
     `state_dir`, the keys object is cached there (a no-change sync stays one request)."""
+    from baycat.store.endpoints import open_store
+
     store = open_store(endpoint, s3, create=create)
     if encryption is None:
         return store
     from baycat.store.encrypted import EncryptedStore  # cryptography loads only when used
 
     if state_dir is not None and encryption.cache is None:
+        from baycat.scan.statedir import remote_cache_path
+
         cache = remote_cache_path(state_dir, store.url)
         encryption = replace(encryption, cache=cache.with_name(cache.name + ".keys"))
     return EncryptedStore(store, encryption if create else replace(encryption, create=False))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
+    from baycat.ops.cost import PriceTable
+
     table = prices or PriceTable()
     summary.storage_class = s3.storage_class or "STANDARD"
     summary.price_table = table.name
@@ -118,6 +119,10 @@ async def sync(
     prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
     `encryption`: the backup is (with `create`: becomes) encrypted (docs/encryption.md).
     """
+    from baycat.ops.backup import sync_to_store
+    from baycat.ops.prepare import check_apart
+    from baycat.store.endpoints import LocalEndpoint, parse_endpoint
+
     dst = parse_endpoint(destination)
     src_path = Path(source)
     s3 = s3 or S3Options()
@@ -125,6 +130,8 @@ async def sync(
         check_apart(src_path, dst.path)
     state = None
     if encryption is not None:
+        from baycat.scan.statedir import ensure_state_dir
+
         state = ensure_state_dir(src_path)
         if options is not None and options.dry_run:
             encryption = replace(encryption, dry_run=True)
@@ -148,6 +155,10 @@ async def restore(
 ) -> SyncSummary:
     """Restore the backup at `source` (`s3://...`, a directory or `file://` URL) into the
     directory `destination`, fetching only files that differ."""
+    from baycat.ops.prepare import check_apart
+    from baycat.ops.restore import restore_from_store
+    from baycat.store.endpoints import LocalEndpoint, parse_endpoint
+
     src = parse_endpoint(source)
     dest = Path(destination)
     s3 = s3 or S3Options()
@@ -175,6 +186,8 @@ async def update_manifest(
     hashing only files whose stat changed. `filters` None: those recorded in it.
     `manifest` None: DIR/.baycat/manifest, or below `state_dir` when given, or below
     `user_state_dir` (default ~/.local/state/baycat) when DIR can't hold it."""
+    from baycat.ops.manifest import build_manifest
+
     return await build_manifest(Path(directory), manifest=Path(manifest) if manifest else None,
                                 create=create, pool_size=pool_size, progress=progress,
                                 warn=warn, filters=filters,
@@ -194,6 +207,12 @@ def estimate_cost(
 ) -> TreeCostEstimate:
     """Blocking: the monthly storage and request cost of backing up the tree that
     `directory`'s manifest describes (see cost.estimate_tree)."""
+    from baycat.entry import FILE
+    from baycat.manifest.file import ManifestReader
+    from baycat.ops.cost import PriceTable, estimate_tree
+    from baycat.ops.transfer import TransferConfig
+    from baycat.scan.local_manifest import default_manifest_path
+
     path = Path(manifest) if manifest else default_manifest_path(Path(directory))
     transfer = transfer or TransferConfig()
     try:
@@ -248,6 +267,10 @@ async def verify(
     """Check that the backup at `source` (`s3://...`, a directory, `file://` or
     `http(s)://` URL) holds every object its manifest lists, intact: sizes and ETags from
     one listing, and with `options.deep_percent` a download and re-hash of that share."""
+    from baycat.ops.cost import PriceTable
+    from baycat.ops.verify import verify_store
+    from baycat.store.endpoints import parse_endpoint
+
     s3 = s3 or S3Options()
     store = _open(parse_endpoint(source), s3, False, encryption)
     summary = await _with_store(store, verify_store(store, options, progress=progress))
@@ -271,6 +294,8 @@ async def verify_local(
     sync); no network, nothing written. The manifest: `manifest`, else DIR/.baycat's,
     else one in the per-user state directory (`state_dir`, `user_state_dir`) that
     describes DIR."""
+    from baycat.ops.verify import verify_tree
+
     return await verify_tree(Path(directory), pool_size=pool_size, progress=progress,
                              warn=warn, manifest=Path(manifest) if manifest else None,
                              state_dir=Path(state_dir) if state_dir else None,
@@ -280,15 +305,23 @@ async def verify_local(
 async def history(source: str, *, s3: S3Options | None = None,
                   encryption: Encryption | None = None) -> History:
     """The generations (commits) the backup at `source` keeps, newest first."""
+    from baycat.manifest.generations import history as read_history
+    from baycat.store.endpoints import parse_endpoint
+
     store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     return await _with_store(store, read_history(store))
 
 
-async def gc(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+async def gc(destination: str, *, grace_s: float | None = None, dry_run: bool = False,
              s3: S3Options | None = None, encryption: Encryption | None = None
              ) -> GcSummary:
     """Delete the manifest packs of the backup at `destination` that no kept generation
-    needs and that are older than `grace_s` (see baycat.gc)."""
+    needs and that are older than `grace_s` (None: DEFAULT_GRACE_S, a day; see
+    baycat.gc)."""
+    from baycat.ops.gc import DEFAULT_GRACE_S, collect
+    from baycat.store.endpoints import parse_endpoint
+
+    grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
     store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
     return await _with_store(store, collect(store, grace_s=grace_s, dry_run=dry_run))
 
@@ -299,6 +332,9 @@ async def ls(source: str, path: str = "", *, at_ns: int | None = None,
     """The entries of the backup at `source` at `path` (a directory's children, or
     with `recursive` all below it) as of the latest generation or `at_ns`; reads the
     manifest only."""
+    from baycat.ops.browse import list_backup
+    from baycat.store.endpoints import parse_endpoint
+
     store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
     return await _with_store(store, list_backup(store, path, at_ns=at_ns,
                                                 recursive=recursive,
@@ -313,6 +349,9 @@ async def diff(source: str, at: tuple[int, ...] = (), *, directory: PathLike | N
     the one before the latest and the latest; one time, it and the latest; two, those),
     or with `directory` between a generation (the latest, or `at[0]`'s) and that tree
     now. Reads the manifest only; nothing is written."""
+    from baycat.ops.browse import diff_generations, diff_tree
+    from baycat.store.endpoints import parse_endpoint
+
     if directory is not None and len(at) > 1:
         raise UsageError("diff with a directory compares one generation: give --at once")
     store = _open(parse_endpoint(source), s3 or S3Options(), False, encryption)
@@ -330,6 +369,10 @@ async def repair(source: PathLike, destination: str, options: RepairOptions | No
     """Re-upload from the directory `source` (or copy from another object with the same
     content) every object of the backup at `destination` that verify finds missing or
     damaged (see baycat.ops.repair)."""
+    from baycat.ops.prepare import check_apart
+    from baycat.ops.repair import repair_store
+    from baycat.store.endpoints import LocalEndpoint, parse_endpoint
+
     dst = parse_endpoint(destination)
     if isinstance(dst, LocalEndpoint):
         check_apart(Path(source), dst.path)
@@ -339,29 +382,41 @@ async def repair(source: PathLike, destination: str, options: RepairOptions | No
 
 
 async def forget(destination: str, policy: KeepPolicy, *, dry_run: bool = False,
-                 prune: bool = False, grace_s: float = DEFAULT_GRACE_S,
+                 prune: bool = False, grace_s: float | None = None,
                  s3: S3Options | None = None, encryption: Encryption | None = None
                  ) -> ForgetSummary:
     """Drop the generations of the backup at `destination` that `policy` does not keep
     (restic's rules; see baycat.ops.forget); with `prune`, then delete what no kept
-    generation needs."""
+    generation needs (older than `grace_s`; None: DEFAULT_GRACE_S, a day)."""
+    from baycat.ops.forget import forget as forget_generations
+    from baycat.ops.gc import DEFAULT_GRACE_S
+    from baycat.ops.prune import prune as prune_store
+    from baycat.store.endpoints import parse_endpoint
+
+    grace = DEFAULT_GRACE_S if grace_s is None else grace_s
     store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
 
     async def work() -> ForgetSummary:
         summary = await forget_generations(store, policy, dry_run=dry_run)
         if prune:
-            summary.prune = await prune_store(store, grace_s=grace_s, dry_run=dry_run)
+            summary.prune = await prune_store(store, grace_s=grace, dry_run=dry_run)
         summary.requests = dict(store.requests)
         return summary
 
     return await _with_store(store, work())
 
 
-async def prune(destination: str, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+async def prune(destination: str, *, grace_s: float | None = None, dry_run: bool = False,
                 s3: S3Options | None = None, encryption: Encryption | None = None
                 ) -> PruneSummary:
     """Delete what no kept generation and no current entry of the backup at
-    `destination` needs (see baycat.ops.prune)."""
+    `destination` needs, older than `grace_s` (None: DEFAULT_GRACE_S, a day; see
+    baycat.ops.prune)."""
+    from baycat.ops.gc import DEFAULT_GRACE_S
+    from baycat.ops.prune import prune as prune_store
+    from baycat.store.endpoints import parse_endpoint
+
+    grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
     store = _open(parse_endpoint(destination), s3 or S3Options(), False, encryption)
     return await _with_store(store, prune_store(store, grace_s=grace_s, dry_run=dry_run))
 
@@ -384,6 +439,7 @@ async def _with_keys(destination: str, encryption: Encryption, s3: S3Options | N
                      change: Callable[[Keyring, bytes, str], Keyring] | None
                      ) -> list[dict[str, str]]:
     from baycat.store.encrypted import EncryptedStore
+    from baycat.store.endpoints import open_store, parse_endpoint
 
     store = EncryptedStore(open_store(parse_endpoint(destination), s3 or S3Options(),
                                       create=False), replace(encryption, create=False))

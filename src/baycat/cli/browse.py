@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     CaBundle,
@@ -30,9 +29,12 @@ from baycat.cli.options import (
 from baycat.cli.output import json_on_fatal, live_display, print_json, warn
 from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.entry import SYMLINK, Entry, as_text
-from baycat.manifest.generations import format_time, parse_time
-from baycat.ops.browse import CHANGE_KINDS, DiffSummary, Listing
 from baycat.progress import Progress
+
+# The engine (baycat.api, ops/browse.py) is imported inside each command: importing this
+# module only declares the commands (start-up, issue 18).
+if TYPE_CHECKING:
+    from baycat.ops.browse import DiffSummary, Listing
 
 Backup = Annotated[str, typer.Argument(
     metavar="BACKUP", help="s3://bucket/prefix/, a backup directory, file:// or "
@@ -85,6 +87,9 @@ def ls_command(
       baycat ls -R s3://backups/host1/data/ photos/2024
       baycat ls --at 2026-11-20T03:00 --json /mnt/usb/backup etc
     """
+    from baycat import api
+    from baycat.manifest.generations import parse_time
+
     on_fatal = json_on_fatal(as_json, _Nothing(
         {"source": source, "path": path, "recursive": recursive, "generation": None,
          "generation_ns": None, "entries": [], "requests": {}}))
@@ -138,6 +143,10 @@ def diff_command(
       baycat diff --at 2026-11-01 --at 2026-11-20 s3://backups/host1/data/
       baycat diff s3://backups/host1/data/ /srv/data        # not yet backed up
     """
+    from baycat import api
+    from baycat.manifest.generations import parse_time
+    from baycat.ops.browse import CHANGE_KINDS
+
     on_fatal = json_on_fatal(as_json, _Nothing(
         {"source": source, "old": None, "new": str(directory) if directory else None,
          "new_is_local": directory is not None, "counts": dict.fromkeys(CHANGE_KINDS, 0),
@@ -161,6 +170,8 @@ def diff_command(
 
 def ls_line(entry: Entry, name: str) -> str:
     """One `ls -ln`-like line: mode, uid, gid, size, mtime (UTC), name [-> target]."""
+    from baycat.manifest.generations import format_time
+
     when = format_time(entry.mtime_ns).replace("T", " ").rstrip("Z")
     shown = name + (f" -> {as_text(entry.target)}" if entry.kind == SYMLINK else "")
     deleted = f"  (deleted {format_time(entry.deleted_ns)})" if entry.deleted_ns else ""
@@ -179,6 +190,8 @@ def print_listing(listing: Listing, as_json: bool) -> None:
 
 
 def print_diff(summary: DiffSummary, as_json: bool) -> None:
+    from baycat.ops.browse import CHANGE_KINDS
+
     if as_json:
         print_json(summary.to_json())
         return

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, get_origin
@@ -298,13 +297,17 @@ def load_config(path: Path, explicit: bool, ctx: Context) -> Config:
     named (--config / BAYCAT_CONFIG)."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: no such config file") from None
-        data = {}
+        return Config(path, {}, ctx)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    import tomllib  # only with a file: most runs have none and skip its import
+
+    try:
+        data = tomllib.loads(raw.decode())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:

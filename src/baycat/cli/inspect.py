@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from baycat import api
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
     CaBundle,
@@ -44,11 +43,10 @@ from baycat.cli.output import (
 )
 from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.errors import UsageError
-from baycat.manifest.generations import History
-from baycat.ops.gc import GcSummary, parse_duration
-from baycat.ops.repair import RepairOptions, RepairSummary
-from baycat.ops.verify import VerifyOptions, VerifySummary
 from baycat.progress import Progress
+
+# The engine (baycat.api and the operation) is imported inside each command: importing
+# this module only declares the commands (start-up, issue 18).
 
 
 def verify_command(
@@ -99,6 +97,9 @@ def verify_command(
       baycat verify --deep /mnt/usb/backup
       baycat verify --local /srv/data
     """
+    from baycat import api
+    from baycat.ops.verify import VerifyOptions, VerifySummary
+
     what = str(local) if local is not None else source or ""
     on_fatal = json_on_fatal(as_json, VerifySummary(source=what, local=local is not None))
     with fatal_errors(on_fatal):
@@ -167,6 +168,9 @@ def repair_command(
       baycat repair /srv/data s3://backups/host1/data/
       baycat repair --deep --json /srv/data /mnt/usb/backup
     """
+    from baycat import api
+    from baycat.ops.repair import RepairOptions, RepairSummary
+
     on_fatal = json_on_fatal(as_json, RepairSummary(source=str(source),
                                                     destination=destination))
     with fatal_errors(on_fatal):
@@ -208,6 +212,9 @@ def history_command(
       baycat history s3://backups/host1/data/
       baycat restore --at 2026-11-20T03:00:00Z s3://backups/host1/data/ /srv/old
     """
+    from baycat import api
+    from baycat.manifest.generations import History
+
     on_fatal = json_on_fatal(as_json, History(source=source, generations=(), requests={}))
     with fatal_errors(on_fatal):
         start_logging(False)
@@ -255,6 +262,9 @@ def gc_command(
       baycat sync /srv/data s3://backups/host1/data/ && baycat gc s3://backups/host1/data/
       baycat gc --dry-run --json /mnt/usb/backup
     """
+    from baycat import api
+    from baycat.ops.gc import GcSummary, parse_duration
+
     on_fatal = json_on_fatal(as_json, GcSummary(destination=destination, dry_run=dry_run))
     with fatal_errors(on_fatal):
         start_logging(quiet)

@@ -21,12 +21,12 @@ from typing import Annotated
 
 import typer
 
+from baycat import version
 from baycat.cli import browse, inspect, keys, manifest, retention, sync
 from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
-from baycat.version import __version__
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 completed with per-file errors; 2 usage error; "
@@ -70,7 +70,7 @@ app.add_typer(key_app, name="key")
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"baycat {__version__}")
+        typer.echo(f"baycat {version.__version__}")
         raise typer.Exit()
 
 

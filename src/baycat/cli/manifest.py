@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from baycat import api
 from baycat.cli.options import (
     ClearFilters,
     Exclude,
@@ -38,15 +37,18 @@ from baycat.cli.output import (
 )
 from baycat.cli.run import fatal_errors, run_engine, start_logging
 from baycat.errors import ExitCode, UsageError
-from baycat.manifest.file import ManifestReader
 from baycat.ops.cost import STORAGE_CLASSES, TreeCostEstimate
 from baycat.progress import Progress
-from baycat.scan.local_manifest import default_manifest_path
+
+# The engine (baycat.api and what it runs) is imported inside each command: importing
+# this module only declares the commands (start-up, issue 18).
 
 
 def _manifest_command(ctx: typer.Context, clear_filters: bool, directory: Path,
                       manifest: Path | None, create: bool, pool_size: int | None,
                       progress_flag: bool | None, quiet: bool, state_dir: Path | None) -> None:
+    from baycat import api
+
     with fatal_errors():
         filters = filter_spec(ctx, clear_filters)
         start_logging(quiet)
@@ -143,6 +145,9 @@ def manifest_show(
 
     Example: baycat manifest show --json /srv/data | head
     """
+    from baycat.manifest.file import ManifestReader
+    from baycat.scan.local_manifest import default_manifest_path
+
     path = manifest or default_manifest_path(directory)
     with fatal_errors():
         try:
@@ -183,6 +188,8 @@ def manifest_estimate_cost(
       baycat manifest estimate-cost --storage-class GLACIER_IR --syncs-per-month 4 \\
           --change-rate 0.05 /srv/data
     """
+    from baycat import api
+
     storage_class = storage_class.upper()
     nothing = TreeCostEstimate(storage_class=storage_class, price_table="", files=0, bytes=0,
                                syncs_per_month=syncs_per_month, change_rate=change_rate,

@@ -24,8 +24,6 @@ import logging
 import os
 import stat
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,6 +70,11 @@ class Healthcheck:
     def _ping(self, suffix: str, body: bytes | None) -> None:
         if self.url is None:
             return
+        # Imported with a URL only: urllib.request pulls in http.client and email (~10 ms
+        # of every run's start-up otherwise, issue 18).
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(self.url + suffix, data=body,
                                          method="GET" if body is None else "POST",
                                          headers={"User-Agent": _USER_AGENT})

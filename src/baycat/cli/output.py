@@ -15,12 +15,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
 from baycat import xattrs
-from baycat.cli.display import LiveDisplay, stderr_console
 from baycat.entry import (
     BLOCK_DEVICE,
     CHAR_DEVICE,
@@ -32,35 +32,55 @@ from baycat.entry import (
     Entry,
 )
 from baycat.errors import BaycatError
-from baycat.manifest.generations import History, format_time
-from baycat.ops.cost import TreeCostEstimate
-from baycat.ops.forget import ForgetSummary
-from baycat.ops.gc import GcSummary
-from baycat.ops.manifest import ManifestSummary
-from baycat.ops.prune import PruneSummary
-from baycat.ops.repair import RepairSummary
-from baycat.ops.summary import SyncSummary
-from baycat.ops.verify import VerifySummary
 from baycat.progress import ActionFunc, Notice, Progress
 from baycat.redact import redact, redact_json
 
-console = stderr_console()
+if TYPE_CHECKING:  # the summaries are only read here: their modules load with the engine
+    from rich.console import Console
+
+    from baycat.manifest.generations import History
+    from baycat.ops.cost import TreeCostEstimate
+    from baycat.ops.forget import ForgetSummary
+    from baycat.ops.gc import GcSummary
+    from baycat.ops.manifest import ManifestSummary
+    from baycat.ops.prune import PruneSummary
+    from baycat.ops.repair import RepairSummary
+    from baycat.ops.summary import SyncSummary
+    from baycat.ops.verify import VerifySummary
+
 log = logging.getLogger("baycat")
+_console: Console | None = None
+
+
+def console() -> Console:
+    """The one stderr console (rich), made on first use: a run that prints nothing on
+    stderr and shows no display never imports rich (~40 ms of start-up, issue 18)."""
+    global _console
+    if _console is None:
+        from baycat.cli.display import stderr_console
+
+        _console = stderr_console()
+    return _console
 
 
 def write_stderr(line: str) -> None:
-    console.print(line, markup=False, highlight=False)
+    console().print(line, markup=False, highlight=False)
 
 
 def warn(notice: Notice) -> None:
     log.warning("%s: %s", os.fsdecode(notice.path) or ".", notice.message)
 
 
-def live_display(progress: Progress, flag: bool | None, quiet: bool) -> LiveDisplay:
+def live_display(progress: Progress, flag: bool | None, quiet: bool
+                 ) -> AbstractContextManager[object]:
     """The live display of a run: on when stderr is a terminal, unless `flag`
     (--progress/--no-progress) says otherwise; never with --quiet."""
     shown = sys.stderr.isatty() if flag is None else flag
-    return LiveDisplay(progress, console, shown and not quiet)
+    if not shown or quiet:
+        return nullcontext()
+    from baycat.cli.display import LiveDisplay
+
+    return LiveDisplay(progress, console(), True)
 
 
 # ---- --json -----------------------------------------------------------------------------
@@ -258,6 +278,8 @@ def print_repair(summary: RepairSummary, as_json: bool, quiet: bool) -> None:
 
 
 def print_forget(summary: ForgetSummary, as_json: bool, quiet: bool) -> None:
+    from baycat.manifest.generations import format_time
+
     if as_json:
         print_json(summary.to_json())
         return
@@ -294,6 +316,8 @@ def print_prune(summary: PruneSummary, as_json: bool, quiet: bool) -> None:
 
 
 def print_history(found: History, as_json: bool) -> None:
+    from baycat.manifest.generations import format_time
+
     if as_json:
         print_json(found.to_json())
         return

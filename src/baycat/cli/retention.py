@@ -25,9 +25,9 @@ from baycat.cli.options import (
 )
 from baycat.cli.output import json_on_fatal, print_forget, print_prune
 from baycat.cli.run import fatal_errors, run_engine, start_logging
-from baycat.ops.forget import ForgetSummary, KeepPolicy, within_cutoff
-from baycat.ops.gc import parse_duration
-from baycat.ops.prune import PruneSummary
+
+# The engine (ops/forget.py, ops/prune.py) is imported inside each command: importing
+# this module only declares the commands (start-up, issue 18).
 
 Backup = Annotated[str, typer.Argument(
     metavar="BACKUP", help="s3://bucket/prefix/, a backup directory or file:// URL.")]
@@ -84,6 +84,9 @@ def forget_command(
       baycat forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run s3://b/host1/
       baycat forget --keep-within 30d --keep-monthly 24 --prune s3://backups/host1/data/
     """
+    from baycat.ops.forget import ForgetSummary, KeepPolicy, within_cutoff
+    from baycat.ops.gc import parse_duration
+
     on_fatal = json_on_fatal(as_json, ForgetSummary(destination=destination,
                                                     dry_run=dry_run))
     with fatal_errors(on_fatal):
@@ -132,6 +135,9 @@ def prune_command(
       baycat prune --dry-run s3://backups/host1/data/
       baycat forget --keep-daily 14 s3://backups/host1/data/ && baycat prune s3://backups/host1/data/
     """
+    from baycat.ops.gc import parse_duration
+    from baycat.ops.prune import PruneSummary
+
     on_fatal = json_on_fatal(as_json, PruneSummary(destination=destination, dry_run=dry_run))
     with fatal_errors(on_fatal):
         start_logging(quiet)

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from baycat import api
 from baycat.cli.monitor import RunMonitor
 from baycat.cli.options import (
     DEFAULT_TIMEOUT,
@@ -62,17 +61,16 @@ from baycat.cli.output import (
 )
 from baycat.cli.run import FatalFunc, fatal_errors, run_engine, start_logging
 from baycat.errors import UsageError
-from baycat.manifest.generations import parse_time
-from baycat.ops.backup import SyncOptions
 from baycat.ops.cost import STORAGE_CLASSES
 from baycat.ops.ratelimit import parse_rate
-from baycat.ops.restore import RestoreOptions
-from baycat.ops.safety import parse_max_changes
 from baycat.ops.summary import SyncSummary
-from baycat.ops.transfer import TransferConfig
 from baycat.progress import Progress
 from baycat.stop import StopRequest
 from baycat.store.endpoints import LocalEndpoint, parse_endpoint
+
+# The engine (baycat.api, the sync or the restore) is imported inside each command, and
+# only the side a run needs: importing this module only declares the commands, and a
+# sync never loads the restore code (start-up, issue 18).
 
 log = logging.getLogger("baycat")
 
@@ -228,15 +226,24 @@ def sync_command(
                                  "directory can't lock objects)")
             s3 = replace(s3, object_lock_days=object_lock_days, object_lock_mode=lock_mode)
         rate = parse_rate(bwlimit) if bwlimit else None
-        change_count, change_fraction = (parse_max_changes(max_changes)
-                                         if max_changes is not None else (None, None))
+        if max_changes is not None:
+            from baycat.ops.safety import parse_max_changes
+
+            change_count, change_fraction = parse_max_changes(max_changes)
+        else:
+            change_count, change_fraction = None, None
         prices = price_table(price_file)
     progress_state = Progress()
     on_action = action_printer(verbose, as_json)
     stop = StopRequest()
 
     async def run() -> SyncSummary:
+        from baycat import api
+
         if isinstance(src, LocalEndpoint):
+            from baycat.ops.backup import SyncOptions
+            from baycat.ops.transfer import TransferConfig
+
             options = SyncOptions(delete=delete, max_delete=max_delete, dry_run=dry_run,
                                   pool_size=pool_size, filters=filters,
                                   delete_excluded=delete_excluded,
@@ -257,6 +264,8 @@ def sync_command(
                                   progress=progress_state, warn=warn, on_action=on_action,
                                   encryption=encryption)
         if isinstance(dst, LocalEndpoint):
+            from baycat.ops.restore import RestoreOptions
+
             restore_options = RestoreOptions(transfers=transfers, pool_size=pool_size,
                                              dry_run=dry_run, xattrs=not no_xattrs)
             return await api.restore(source, dst.path, restore_options, s3=s3, prices=prices,
@@ -351,6 +360,10 @@ def restore_command(
       baycat restore --at 2026-11-20T03:00 s3://backups/host1/data/ /srv/as-of-nov-20
       baycat restore https://backups.example.org/host1/data/ /srv/restored
     """
+    from baycat import api
+    from baycat.manifest.generations import parse_time
+    from baycat.ops.restore import RestoreOptions
+
     monitor = RunMonitor(healthcheck_url, metrics_file)
     tree = _local_tree(destination, destination)
     empty = SyncSummary(source=source, destination=destination)

@@ -17,12 +17,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from baycat import version
 from baycat.entry import Entry
 from baycat.errors import ManifestError, StateWriteError
 from baycat.manifest.file import ManifestReader, ManifestWriter
 from baycat.manifest.root import Root, SegmentRef
 from baycat.private import mkdir_private
-from baycat.version import __version__
 
 
 class CachedSegments:
@@ -106,7 +106,7 @@ class RemoteCache:
             info = {"remote_root": json.loads(root.to_bytes()), "remote_etag": etag,
                     "url": self.url}
             writer.commit(Root(created_ns=time.time_ns(), source=self.url,
-                               baycat_version=__version__, info=info))
+                               baycat_version=version.__version__, info=info))
         except BaseException:
             writer.abort()
             raise

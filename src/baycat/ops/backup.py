@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from baycat import version
 from baycat.entry import DIR, FILE, Entry
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.keys import object_key
@@ -64,7 +65,6 @@ from baycat.scan.statedir import (
     sync_job,
 )
 from baycat.store.base import ObjectStore
-from baycat.version import __version__
 
 __all__ = ["BackupRun", "SyncOptions", "sync_to_store"]
 
@@ -144,7 +144,7 @@ class _Phases:
         self.synced_path = synced_path
         self.filters = resolve_filters(options.filters, old.root if old else None)
         template = Root(created_ns=0, source=f"{socket.gethostname()}:{ctx.source}",
-                        baycat_version=__version__, filters=self.filters.to_header(),
+                        baycat_version=version.__version__, filters=self.filters.to_header(),
                         top=read_top(ctx.root_bytes, options.xattrs),
                         info=object_lock_info(options.object_lock_days,
                                               options.object_lock_mode))
@@ -292,7 +292,7 @@ class _Phases:
         else:
             written = self.sink.finish(Root(
                 created_ns=time.time_ns(), source=str(self.ctx.source),
-                baycat_version=__version__, filters=self.filters.to_header(),
+                baycat_version=version.__version__, filters=self.filters.to_header(),
                 pool_size=old.root.pool_size if old else None, top=self.changes.template.top))
         local_root = written or (old.root if old is not None else None)
         if (interrupted or summary.errors or summary.refused or remote.etag is None

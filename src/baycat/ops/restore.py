@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+from baycat import version
 from baycat.dirfd import DirFds
 from baycat.entry import DIR, FILE, Entry, path_key
 from baycat.errors import ManifestError, UsageError
@@ -57,7 +58,6 @@ from baycat.scan.pipeline import ScanConfig, ScanItem, scan
 from baycat.scan.statedir import ensure_state_dir, remote_cache_path, remove_stale_state
 from baycat.store.base import ObjectInfo, ObjectStore
 from baycat.store.layout import is_state_key
-from baycat.version import __version__
 
 __all__ = ["RestoreOptions", "RestoreRun", "restore_from_store"]
 
@@ -219,7 +219,7 @@ class RestoreRun:
             writer.finish_dirs()
             writer.finish_top()
             root = Root(created_ns=time.time_ns(), source=str(self.dest),
-                        baycat_version=__version__,
+                        baycat_version=version.__version__,
                         pool_size=old.root.pool_size if old else None)
             await asyncio.to_thread(record_changes, self.manifest_path, old,
                                     writer.local_changes, root)

@@ -28,14 +28,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING
 
 from baycat.entry import DIR, Entry
 from baycat.errors import UsageError
 from baycat.scan.mounts import MountPolicy
 from baycat.scan.selection import FilesFrom, Markers, RemoteSelection
 from baycat.scan.walker import PathFilter, SkipFunc
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 IGNORE_FILE = b".baycatignore"
 # read(relative directory, b"" for the top) -> the ignore file's bytes, or None.
@@ -189,9 +191,16 @@ def read_ignore_files(root: Path) -> ReadIgnore:
     return read
 
 
+def _spec(lines: list[str]) -> GitIgnoreSpec:
+    # pathspec is imported by the first pattern: ~25 ms a run without any need not pay.
+    from pathspec import GitIgnoreSpec
+
+    return GitIgnoreSpec.from_lines(lines)
+
+
 def _compile(data: bytes) -> GitIgnoreSpec | None:
     lines = data.decode("utf-8", "surrogateescape").splitlines()
-    spec = GitIgnoreSpec.from_lines(lines)
+    spec = _spec(lines)
     return spec if len(spec) else None
 
 
@@ -200,7 +209,7 @@ class Matcher:
 
     def __init__(self, spec: FilterSpec, read: ReadIgnore | None) -> None:
         self._read = read
-        self._cli = (GitIgnoreSpec.from_lines([_gitignore_line(r) for r in spec.rules])
+        self._cli = (_spec([_gitignore_line(r) for r in spec.rules])
                      if spec.rules else None)
         # The directories above the current one: (b"dir/" prefix, its ignore spec or None).
         self._stack: list[tuple[bytes, GitIgnoreSpec | None]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from operator import itemgetter
 from pathlib import Path
 
 from baycat.entry import Entry
@@ -34,6 +35,9 @@ def entries_of(reader: ManifestReader | None) -> Iterator[Entry]:
     return reader.entries() if reader is not None else iter(())
 
 
+_old_of = itemgetter(2)  # ScanItem.old (by C code: it runs for every unchanged path)
+
+
 class LocalManifestSink:
     """Takes the scan's items in order and writes the new manifest if anything changed.
 
@@ -52,12 +56,13 @@ class LocalManifestSink:
 
     def add_items(self, items: list[ScanItem]) -> None:
         run_start = 0  # start of the current run of unchanged items
-        for i, item in enumerate(items):
-            if item.entry is item.old and item.old is not None:
+        for i, (_, entry, old, _) in enumerate(items):
+            if entry is old and old is not None:  # unchanged: the common case, first
                 continue
+            item = items[i]
             if run_start < i:
                 self._take(self._rebuilder.add_unchanged(
-                    [it.old for it in items[run_start:i]]))  # type: ignore[misc]
+                    list(map(_old_of, items[run_start:i]))))
             run_start = i + 1
             if item.entry is None:
                 if item.old is not None:
@@ -68,8 +73,7 @@ class LocalManifestSink:
                 self.changed_entries += changed
                 self._take(self._rebuilder.add(item.entry, changed))
         if run_start < len(items):
-            self._take(self._rebuilder.add_unchanged(
-                [it.old for it in items[run_start:]]))  # type: ignore[misc]
+            self._take(self._rebuilder.add_unchanged(list(map(_old_of, items[run_start:]))))
 
     def _start_writer(self) -> ManifestWriter:
         mkdir_private(self.path.parent, parents=True)

@@ -117,9 +117,7 @@ class _WalkMerge:
         # (dev, inode) -> first name, of regular files with more than one name.
         self._links: dict[tuple[int, int], bytes] = {}
         self._old = old
-        self._old_next: Entry | None = None
-        self._old_key = b""
-        self._take_old()
+        self._old_next: Entry | None = next(old, None)  # the first old entry not yet merged
         self._incomplete: bytes | None = None  # "dir/" whose children are unknown
         self._cache = stat_cache
         self._cache_next: Entry | None = next(stat_cache, None) if stat_cache else None
@@ -139,13 +137,6 @@ class _WalkMerge:
             return nxt.xxh
         return NO_HASH
 
-    def _take_old(self) -> Entry | None:
-        entry = self._old_next
-        self._old_next = nxt = next(self._old, None)
-        if nxt is not None:
-            self._old_key = nxt.path.replace(b"/", b"\0")
-        return entry
-
     def _gone(self, old: Entry) -> ScanItem:
         if self._incomplete is not None and old.path.startswith(self._incomplete):
             return ScanItem(old.path, old, old)  # not seen, not deleted: carry over
@@ -154,14 +145,35 @@ class _WalkMerge:
     def next_batch(self) -> list[ScanItem] | None:
         batch = next(self._walk, None)
         out: list[ScanItem] = []
+        append = out.append
+        olds = self._old
+        nxt = self._old_next
         if batch is None:
-            while self._old_next is not None and len(out) < 1000:
-                out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            while nxt is not None and len(out) < 1000:
+                append(self._gone(nxt))
+                nxt = next(olds, None)
+            self._old_next = nxt
             return out or None
+        # Loop invariants of the reuse test, decided once a batch, not once a path.
+        reuse, any_xattrs = self._reuse, self._xattrs
         for path, st, target, incomplete in batch:
-            key = path.replace(b"/", b"\0")
-            while self._old_next is not None and self._old_key < key:
-                out.append(self._gone(self._take_old()))  # type: ignore[arg-type]
+            # The old stream is in step with the walk (the no-change case) unless paths
+            # differ; only then are sort keys built to see which side is behind.
+            old: Entry | None = nxt
+            if nxt is None:
+                pass
+            elif nxt.path == path:
+                nxt = next(olds, None)
+            else:
+                key = path.replace(b"/", b"\0")
+                while nxt is not None and nxt.path.replace(b"/", b"\0") < key:
+                    append(self._gone(nxt))
+                    nxt = next(olds, None)
+                old = nxt
+                if nxt is not None and nxt.path == path:
+                    nxt = next(olds, None)
+                else:
+                    old = None
             link, linked = b"", 0
             if st.st_nlink > 1 and st.st_mode & _IFMT == _IFREG:
                 first = self._links.setdefault((st.st_dev, st.st_ino), path)
@@ -169,34 +181,35 @@ class _WalkMerge:
                     linked = FLAG_LINKED
                 else:
                     link = first
-            old = self._old_next
-            if old is not None and old.path == path:
-                self._take_old()
-                if (_entry_stat(old) == _stat_of(st) and old.target == target
-                        and old.link == link and old.flags & ~FLAG_SPARSE == linked
-                        and not incomplete and self._reuse
-                        and (self._xattrs or not old.xattrs)
-                        and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
-                    out.append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
-                    continue
-            else:
-                old = None
-            kind = HARDLINK if link else kind_of_mode(st.st_mode)
-            assert kind is not None
-            entry = entry_from_stat(path, kind, st, target, link, self._read_xattrs(path, kind),
-                                    linked)
-            if incomplete:
-                entry = entry._replace(flags=FLAG_INCOMPLETE)
-                self._incomplete = path + b"/"
-            elif (kind == FILE and old is not None and old.kind == FILE and old.xxh
-                    and same_stat(entry, old)):
-                entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
-            elif kind == FILE and old is None and self._cache is not None:
-                xxh = self._cached_hash(entry, key)
-                if xxh:
-                    entry = entry._replace(xxh=xxh)
-            out.append(ScanItem(path, entry, old))
+            if (old is not None and reuse and not incomplete
+                    and _entry_stat(old) == _stat_of(st) and old.target == target
+                    and old.link == link and old.flags & ~FLAG_SPARSE == linked
+                    and (any_xattrs or not old.xattrs)
+                    and (old.kind != FILE or (old.size == st.st_size and old.xxh))):
+                append(_new_item(ScanItem, (path, old, old, "")))  # C-level construction
+                continue
+            append(self._changed(path, st, target, incomplete, link, linked, old))
+        self._old_next = nxt
         return out
+
+    def _changed(self, path: bytes, st: os.stat_result, target: bytes, incomplete: bool,
+                 link: bytes, linked: int, old: Entry | None) -> ScanItem:
+        """The item of a path whose stat differs from its old entry (or that has none)."""
+        kind = HARDLINK if link else kind_of_mode(st.st_mode)
+        assert kind is not None
+        entry = entry_from_stat(path, kind, st, target, link, self._read_xattrs(path, kind),
+                                linked)
+        if incomplete:
+            entry = entry._replace(flags=FLAG_INCOMPLETE)
+            self._incomplete = path + b"/"
+        elif (kind == FILE and old is not None and old.kind == FILE and old.xxh
+                and same_stat(entry, old)):
+            entry = entry._replace(xxh=old.xxh)  # e.g. only the owner changed
+        elif kind == FILE and old is None and self._cache is not None:
+            xxh = self._cached_hash(entry, path.replace(b"/", b"\0"))
+            if xxh:
+                entry = entry._replace(xxh=xxh)
+        return ScanItem(path, entry, old)
 
     def _read_xattrs(self, path: bytes, kind: str) -> bytes:
         if not self._xattrs or kind == HARDLINK:  # a hardlink's are its first name's
@@ -224,10 +237,6 @@ def read_top(root: bytes, with_xattrs: bool) -> TopDir | None:
 
 # Indexes of a batch being hashed, and the future of their results (in that order).
 _Pending = tuple[list[int], "asyncio.Future[list[list[HashResult]]]"]
-
-
-def _needs_hash(item: ScanItem) -> bool:
-    return item.entry is not None and item.entry.kind == FILE and not item.entry.xxh
 
 
 def _hash_job(root: bytes, items: list[ScanItem]) -> list[HashResult]:
@@ -262,9 +271,11 @@ async def scan(
 
         def dispatch(batch: list[ScanItem]) -> _Pending:
             """Start hashing what needs it; returns the indexes and their results."""
-            # `entry is old` first: the common, unchanged case decides in one comparison.
-            todo = [i for i, item in enumerate(batch)
-                    if item.entry is not item.old and _needs_hash(item)]
+            # `entry is old` first: the common, unchanged case decides in one comparison
+            # (fields unpacked, not read by name: this runs for every path).
+            todo = [i for i, (_, entry, old, _) in enumerate(batch)
+                    if entry is not old and entry is not None and entry.kind == FILE
+                    and not entry.xxh]
             jobs: list[asyncio.Future[list[HashResult]]] = []
             job: list[ScanItem] = []
             job_bytes = 0
