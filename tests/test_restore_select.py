@@ -101,3 +101,24 @@ def test_delete_with_path_removes_only_within_it(target: Target, tmp_path: Path)
     assert summary["operations"]["deleted"]["files"] == 1
     assert not (out / "photos" / "2024" / "stray.jpg").exists()
     assert (out / "photos" / "2023" / "other.jpg").exists() and (out / "mine.txt").exists()
+
+
+def test_path_restores_later_names_of_a_hardlinked_file_without_the_first(
+        target: Target, tmp_path: Path) -> None:
+    """A file's first name (the one holding its object) left out by --path: the selected
+    names still get its content, and stay one file between them."""
+    src = tmp_path / "src"
+    make_tree(src, {"a": {"first": b"linked content"}, "b": {}, "c": {}})
+    os.link(src / "a" / "first", src / "b" / "second")
+    os.link(src / "a" / "first", src / "c" / "third")
+    target.sync(src)
+    out = tmp_path / "out"
+    summary = target.restore(out, "--path", "b/", "--path", "c/")
+    assert summary["errors"] == [] and summary["exit_code"] == 0, summary
+    assert listing(out) == ["b", "b/second", "c", "c/third"]
+    second, third = out / "b" / "second", out / "c" / "third"
+    assert second.read_bytes() == third.read_bytes() == b"linked content"
+    assert second.stat().st_ino == third.stat().st_ino
+    one = tmp_path / "one"
+    assert target.restore(one, "--path", "c/third")["exit_code"] == 0
+    assert (one / "c" / "third").read_bytes() == b"linked content"

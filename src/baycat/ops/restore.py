@@ -34,10 +34,11 @@ from pathlib import Path
 
 from baycat import version
 from baycat.dirfd import DirFds
-from baycat.entry import DIR, FILE, Entry, path_key
+from baycat.entry import DIR, FILE, FLAG_LINKED, HARDLINK, Entry, path_key
 from baycat.errors import ManifestError, UsageError
 from baycat.manifest.file import ManifestReader
 from baycat.manifest.generations import format_time, load_generation
+from baycat.manifest.keys import object_key
 from baycat.manifest.remote import MAX_MANIFEST_ENTRIES, RemoteManifest
 from baycat.manifest.root import Root
 from baycat.manifest.validate import checked, validate
@@ -77,6 +78,10 @@ class RemoteMerge:
         self.extras = Extras()
         self._read: deque[Entry] = deque()  # read ahead, after _next
         self._done = False  # the manifest is read to its end
+        # --path: a file with more names whose first name is not selected (its later
+        # names come after it in path order), and the selected name that stands in for it.
+        self._unselected_firsts: dict[bytes, Entry] = {}
+        self._stand_in: dict[bytes, bytes] = {}
 
     async def on_batch(self, items: list[ScanItem]) -> None:
         for item in items:
@@ -123,10 +128,26 @@ class RemoteMerge:
         elif self._selection.matches(remote.path, remote.kind == DIR):
             for parent, parent_local in parents.above(remote.path):
                 await self._writer.plan(parent, parent_local)
-            await self._writer.plan(remote, local)
+            await self._writer.plan(self._linked_within_selection(remote), local)
             parents.selected_dir(remote, local)
         else:
+            if remote.kind == FILE and remote.flags & FLAG_LINKED:
+                self._unselected_firsts[remote.path] = remote
             parents.hold(remote, local)
+
+    def _linked_within_selection(self, remote: Entry) -> Entry:
+        """A hardlink whose first name --path leaves out: the first such name selected
+        gets the file's content (from the first name's object), later ones link to it."""
+        if remote.kind != HARDLINK:
+            return remote
+        stand_in = self._stand_in.get(remote.link)
+        if stand_in is not None:
+            return remote._replace(link=stand_in)
+        first = self._unselected_firsts.get(remote.link)
+        if first is None:
+            return remote  # the first name is restored too
+        self._stand_in[remote.link] = remote.path
+        return first._replace(path=remote.path, key=object_key(first))
 
 
 _MERGE_BATCH = 256  # manifest entries read per thread hop (a few tens of KB)
