@@ -199,3 +199,21 @@ def test_a_new_option_gets_a_variable_and_a_key(tmp_path: Path) -> None:
         result = runner.invoke(app, args, env={**env, **extra})
         assert result.exit_code == 0, result.output
         assert seen.pop() == expected, args
+
+
+def test_restore_deletes_only_when_asked_on_its_own(tmp_path: Path) -> None:
+    """`delete = true` in [defaults] (meant for sync) or BAYCAT_DELETE must not make a
+    restore remove what DST holds and the backup doesn't: only the flag or [restore]."""
+    src, backup = tmp_path / "src", tmp_path / "backup"
+    make_tree(src, {"a.txt": b"a"})
+    run_baycat("sync", src, backup)
+    dst = tmp_path / "dst"
+    make_tree(dst, {"mine.txt": b"the user's own file"})
+    shared = write_config(tmp_path / "shared.toml", "[defaults]\ndelete = true\n")
+    env = {"BAYCAT_CONFIG": str(shared), "BAYCAT_DELETE": "1"}
+    run_baycat("restore", backup, dst, env=env)
+    assert (dst / "mine.txt").read_bytes() == b"the user's own file"
+    assert (dst / "a.txt").read_bytes() == b"a"
+    own = write_config(tmp_path / "own.toml", "[restore]\ndelete = true\n")
+    run_baycat("restore", backup, dst, env={"BAYCAT_CONFIG": str(own)})
+    assert not (dst / "mine.txt").exists()

@@ -280,7 +280,8 @@ class Config:
         options = _options(command)
         for key, value in self.defaults.items():
             param = options.get(key)
-            if param is not None:  # checked at load; this makes a list of a string
+            if param is not None and (path, param.name) not in NOT_SHARED:
+                # checked at load; this makes a list of a string
                 out[param.name] = _checked(param, value, self._where("defaults"), None)
         out.update(self.commands.get(path, {}))
         if job is not None:
@@ -447,10 +448,17 @@ def _forward_callback(flag: str) -> Callback:
     return record
 
 
-def _add_envvars(command: Command) -> None:
+# Options that remove the user's own files: taken only from the command line or the
+# command's own table, never from [defaults] or a BAYCAT_* variable. `delete = true` in
+# [defaults], meant for sync (which keeps what it deletes in the bucket's history), must
+# not make every restore delete what DST holds and the backup doesn't.
+NOT_SHARED: frozenset[tuple[tuple[str, ...], str]] = frozenset({(("restore",), "delete")})
+
+
+def _add_envvars(command: Command, path: tuple[str, ...] = ()) -> None:
     for param in command.params:
         key = _long_name(param)
-        if key is None:
+        if key is None or (path, param.name) in NOT_SHARED:
             continue
         assert isinstance(param, TyperOption)
         name = env_name(key)
@@ -476,7 +484,7 @@ class ConfigGroup(TyperGroup):
             option = next(p for p in own.values() if flag in p.opts)
             self.params.append(_with_callback(option, _forward_callback(flag)))
         for path, command in _leaves(self):
-            _add_envvars(command)
+            _add_envvars(command, path)
             command.params.extend(_alias(option) for option in globals_)
             command.params.append(_with_callback(own["config"], _on_command_config))
             if len(path) == 1 and path[0] in JOB_COMMANDS:
