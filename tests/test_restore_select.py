@@ -122,3 +122,12 @@ def test_path_restores_later_names_of_a_hardlinked_file_without_the_first(
     one = tmp_path / "one"
     assert target.restore(one, "--path", "c/third")["exit_code"] == 0
     assert (one / "c" / "third").read_bytes() == b"linked content"
+
+
+def test_a_path_that_matches_nothing_says_so(target: Target, tmp_path: Path) -> None:
+    """A typo'd --path used to look like a successful restore of nothing."""
+    target.sync(photos(tmp_path))
+    out = tmp_path / "out"
+    summary = target.restore(out, "--path", "phtoos/")
+    assert any("no path in the backup matches" in n for n in summary["notices"]), summary
+    assert listing(out) == []

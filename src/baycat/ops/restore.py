@@ -135,6 +135,10 @@ class RemoteMerge:
                 self._unselected_firsts[remote.path] = remote
             parents.hold(remote, local)
 
+    @property
+    def selected_any(self) -> bool:
+        return self._selection.matched
+
     def _linked_within_selection(self, remote: Entry) -> Entry:
         """A hardlink whose first name --path leaves out: the first such name selected
         gets the file's content (from the first name's object), later ones link to it."""
@@ -231,6 +235,10 @@ class RestoreRun:
             for _ in workers:
                 await writer.queue.put(None)
         self._extras(merge.extras)
+        if options.paths and not merge.selected_any:
+            message = (f"--path {' '.join(options.paths)}: no path in the backup matches; "
+                       "nothing was restored")
+            self.summary.notices.append(message)
         if writer.gone_since:
             self.summary.notices.append(
                 f"{writer.gone_since} files were overwritten or removed since "

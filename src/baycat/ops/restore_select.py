@@ -37,11 +37,15 @@ class PathSelection:
     def __init__(self, patterns: tuple[str, ...]) -> None:
         lines = ["\\" + p if p.startswith(("!", "#")) else p for p in patterns]
         self._spec = GitIgnoreSpec.from_lines(lines) if patterns else None
+        self.matched = False  # some path matched (a typo'd pattern matches none)
 
     def matches(self, path: bytes, is_dir: bool) -> bool:
         if self._spec is None:
             return True
-        return self._spec.match_file(as_text(path) + ("/" if is_dir else ""))
+        if self._spec.match_file(as_text(path) + ("/" if is_dir else "")):
+            self.matched = True
+            return True
+        return False
 
 
 @dataclass(slots=True)
