@@ -167,7 +167,9 @@ def key_remove(
     as_json: AsJson = False,
 ) -> None:
     """Remove a key slot (never the last). Its password or key file no longer opens the
-    backup — unless someone kept a copy of the old keys object (docs/encryption.md).
+    backup — unless someone kept a copy of the old keys object (docs/encryption.md). On a
+    versioned bucket the old keys object stays as a noncurrent version: run
+    `baycat prune --grace 0s` afterwards to delete it.
 
     \b
     Example:
