@@ -219,3 +219,19 @@ def test_files_from_leaves_the_rest_of_the_backup_alone(target: Target,
     assert summary["operations"]["uploaded"]["files"] == 1
     assert summary["operations"]["deleted"]["files"] == 0
     assert set(target.objects()) == everything
+
+
+def test_files_from_reports_listed_paths_that_are_not_backed_up(tmp_path: Path) -> None:
+    """A listed path that doesn't exist, or exists only through a symlink (never
+    followed), is a failed path (exit 1), not silence."""
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    make_tree(src, {"here.txt": b"here"})
+    make_tree(outside, {"secret": b"not in the tree"})
+    (src / "lnk").symlink_to(outside)
+    listing = tmp_path / "list"
+    listing.write_bytes(b"here.txt\nnonexistent\nlnk/secret\n")
+    proc = run_baycat("sync", "--json", "--files-from", str(listing), src, tmp_path / "bk",
+                      check=1)
+    summary = json.loads(proc.stdout)
+    assert sorted(e["path"] for e in summary["errors"]) == ["lnk/secret", "nonexistent"]
+    assert summary["uploaded"]["files"] == 1

@@ -48,7 +48,7 @@ from baycat.ops.sync_diff import DiffFeed
 from baycat.ops.sync_transfers import Transfers
 from baycat.ops.transfer import Uploader, abort_leftover_uploads
 from baycat.ops.upload_journal import UploadJournal
-from baycat.progress import ActionFunc, NoticeFunc, Progress, ignore_notice
+from baycat.progress import ActionFunc, Notice, NoticeFunc, Progress, ignore_notice
 from baycat.scan.filters import combine
 from baycat.scan.local_manifest import (
     LocalManifestSink,
@@ -58,6 +58,7 @@ from baycat.scan.local_manifest import (
 )
 from baycat.scan.lock import TreeLock
 from baycat.scan.pipeline import ScanConfig, ScanItem, read_top, scan
+from baycat.scan.selection import missing_listed
 from baycat.scan.statedir import (
     choose_state_dir,
     remote_cache_path,
@@ -211,6 +212,7 @@ class _Phases:
                 group.create_task(self.changes.checkpoints(transfers_done))
             scan_started = time.perf_counter()
             pool = choose_pool_size(options.pool_size, self.old.root if self.old else None)
+            await self._report_missing_listed()
             stat_cache = None
             if self.old is None:
                 # No local manifest for this job (a snapshot at a new path with fresh
@@ -239,6 +241,17 @@ class _Phases:
             transfers_done.set()
         summary.seconds["transfer"] = time.perf_counter() - scan_started
         return complete
+
+    async def _report_missing_listed(self) -> None:
+        """--files-from paths the tree doesn't have (or has only behind a symlink, which
+        the walk doesn't follow) are not backed up: each is a failed path (exit 1), as
+        rsync reports them, not silence."""
+        listed = self.filters.files_from
+        if not listed:
+            return
+        for path in await asyncio.to_thread(missing_listed, self.ctx.root_bytes, listed):
+            self.ctx.warn(Notice(path, "listed in --files-from but not in the tree (or only "
+                                       "through a symlink): not backed up"))
 
     def _check_limit(self) -> None:
         """--max-changes, once the scan has counted the changed files: above the limit

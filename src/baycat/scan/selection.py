@@ -235,3 +235,23 @@ class RemoteSelection:
         for entry in entries:
             if not self.left_out(entry.path):
                 yield entry
+
+
+def missing_listed(root: bytes, listed: tuple[bytes, ...]) -> list[bytes]:
+    """Blocking: the --files-from paths that are not in the tree, or only through a
+    symlink (the walk never follows one, so what lies behind it is not backed up)."""
+    missing = []
+    for path in listed:
+        current = root
+        parts = path.split(b"/")
+        for depth, part in enumerate(parts):
+            current += b"/" + part
+            try:
+                mode = os.lstat(current).st_mode
+            except OSError:
+                missing.append(path)
+                break
+            if depth < len(parts) - 1 and not stat.S_ISDIR(mode):
+                missing.append(path)
+                break
+    return missing
