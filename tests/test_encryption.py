@@ -355,6 +355,9 @@ def test_key_add_and_remove_change_no_data(tmp_path: Path, key_file: str) -> Non
     pw = tmp_path / "pw"
     pw.write_bytes(b"second\n")
     run_baycat("key", "add", "--key-file", key_file, "--new-password-file", pw, backup)
+    short = tmp_path / "short.key"
+    short.write_bytes(b"abc")  # bad input (exit 2), not a wrong key (exit 3)
+    run_baycat("key", "add", "--key-file", key_file, "--new-key-file", short, backup, check=2)
     slots = json.loads(run_baycat("key", "list", "--json", "--password-file", pw,
                                   backup).stdout)["slots"]
     assert sorted(s["kind"] for s in slots) == ["keyfile", "password"]

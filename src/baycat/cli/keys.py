@@ -96,7 +96,13 @@ def key_list(
 def _new_key_file(path: Path) -> Secret:
     """The key file at `path`; made (32 random bytes, 0600) when it does not exist."""
     if path.exists():
-        return read_secret(path, "keyfile", "--new-key-file")
+        from baycat.store.keyring import MIN_KEY_FILE_BYTES  # cryptography: only when used
+
+        secret = read_secret(path, "keyfile", "--new-key-file")
+        if len(secret.value) < MIN_KEY_FILE_BYTES:  # bad input, not a wrong key: exit 2
+            raise UsageError(f"--new-key-file {path}: a key file must hold at least "
+                             f"{MIN_KEY_FILE_BYTES} random bytes")
+        return secret
     data = secrets.token_bytes(32)
     try:
         fd = open_private(path, os.O_WRONLY | os.O_EXCL)
