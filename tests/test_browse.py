@@ -195,3 +195,18 @@ def test_diff_entries_merges_in_path_order() -> None:
     got = [(c.kind, c.path) for c in diff_entries(iter(old), iter(new))]
     assert got == [(REMOVED, b"a/x"), (ADDED, b"a/y"), (METADATA, b"a.b"), (REMOVED, b"c"),
                    (ADDED, b"d")]
+
+
+def test_ls_shows_every_kind_of_file(tmp_path: Path) -> None:
+    """Format 2's kinds: a hardlink's later name (naming the first), a FIFO. `ls --json`
+    used to end in a KeyError traceback on them."""
+    src, backup = tmp_path / "src", tmp_path / "backup"
+    make_tree(src, {"a": b"linked"})
+    os.link(src / "a", src / "b")
+    os.mkfifo(src / "f")
+    run_baycat("sync", src, backup)
+    doc = json.loads(run_baycat("ls", "--json", backup).stdout)
+    kinds = {e["path"]: (e["type"], e.get("link")) for e in doc["entries"]}
+    assert kinds == {"a": ("file", None), "b": ("hardlink", "a"), "f": ("fifo", None)}
+    text = run_baycat("ls", backup).stdout.decode()
+    assert "b => a" in text

@@ -28,7 +28,7 @@ from baycat.cli.options import (
 )
 from baycat.cli.output import json_on_fatal, live_display, print_json, warn
 from baycat.cli.run import fatal_errors, run_engine, start_logging
-from baycat.entry import SYMLINK, Entry, as_text
+from baycat.entry import HARDLINK, SYMLINK, Entry, as_text
 from baycat.progress import Progress
 
 # The engine (baycat.api, ops/browse.py) is imported inside each command: importing this
@@ -169,11 +169,13 @@ def diff_command(
 
 
 def ls_line(entry: Entry, name: str) -> str:
-    """One `ls -ln`-like line: mode, uid, gid, size, mtime (UTC), name [-> target]."""
+    """One `ls -ln`-like line: mode, uid, gid, size, mtime (UTC), name [-> target of a
+    symlink] [=> first name of a hardlinked file]."""
     from baycat.manifest.generations import format_time
 
     when = format_time(entry.mtime_ns).replace("T", " ").rstrip("Z")
-    shown = name + (f" -> {as_text(entry.target)}" if entry.kind == SYMLINK else "")
+    shown = name + (f" -> {as_text(entry.target)}" if entry.kind == SYMLINK else
+                    f" => {as_text(entry.link)}" if entry.kind == HARDLINK else "")
     deleted = f"  (deleted {format_time(entry.deleted_ns)})" if entry.deleted_ns else ""
     return (f"{stat.filemode(entry.mode)} {entry.uid:>6} {entry.gid:>6} {entry.size:>14,} "
             f"{when}  {shown}{deleted}")

@@ -27,7 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from baycat.entry import DIR, FILE, SYMLINK, Entry, as_text, path_key, same_metadata
+from baycat.entry import (
+    BLOCK_DEVICE,
+    CHAR_DEVICE,
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+    as_text,
+    path_key,
+    same_metadata,
+)
 from baycat.errors import ManifestError, UsageError
 from baycat.manifest.generations import format_time, pick, require_root
 from baycat.manifest.remote import RemoteManifest
@@ -42,7 +54,8 @@ from baycat.store.base import ObjectStore
 
 ADDED, REMOVED, MODIFIED, METADATA = "added", "removed", "modified", "metadata"
 CHANGE_KINDS = (ADDED, REMOVED, MODIFIED, METADATA)
-TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
+TYPE_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink", HARDLINK: "hardlink",
+              FIFO: "fifo", CHAR_DEVICE: "chardev", BLOCK_DEVICE: "blockdev"}
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -53,6 +66,10 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "hash": entry.xxh.hex() if entry.kind == FILE and entry.xxh else None,
         "target": as_text(entry.target) if entry.kind == SYMLINK else None,
     }
+    if entry.kind == HARDLINK:  # another name of the file at `link`
+        doc["link"] = as_text(entry.link)
+    elif entry.kind in (CHAR_DEVICE, BLOCK_DEVICE):
+        doc["rdev"] = entry.rdev
     if entry.deleted_ns:
         doc["deleted_ns"] = entry.deleted_ns
     try:
