@@ -174,8 +174,14 @@ class Transfers:
             return None
         finally:
             self.readers.done(source)
-        if store.content_etags and stored.etag.strip('"') != source.etag.strip('"'):
-            return None  # what was copied is not the recorded content: upload over it
+        return self._accepted_copy(job, stored, source.etag)
+
+    def _accepted_copy(self, job: Job, stored: Stored, expected_etag: str) -> Stored | None:
+        """A copy counts when its object has the source's ETag; None: what was copied is
+        not the recorded content (the caller uploads over it)."""
+        if (self.ctx.store.content_etags
+                and stored.etag.strip('"') != expected_etag.strip('"')):
+            return None
         self.ctx.summary.copied.add(job.local.size)
         self.ctx.report("copy", job.local.path, job.local.size)
         return stored
@@ -193,12 +199,7 @@ class Transfers:
                                                source_version=source.version_id)
         except (NotFound, PreconditionFailed):
             return None  # replaced behind our back since: upload after all
-        if (self.ctx.store.content_etags
-                and stored.etag.strip('"') != source.etag.strip('"')):
-            return None
-        self.ctx.summary.copied.add(job.local.size)
-        self.ctx.report("copy", job.local.path, job.local.size)
-        return stored
+        return self._accepted_copy(job, stored, source.etag)
 
     def record_damaged(self) -> None:
         """Entries found damaged get no ETag: the next run's differ re-uploads them
