@@ -83,11 +83,34 @@ def _open(endpoint: Endpoint, s3: S3Options, create: bool,
     from baycat.store.encrypted import EncryptedStore  # cryptography loads only when used
 
     if state_dir is not None and encryption.cache is None:
-        from baycat.scan.statedir import remote_cache_path
-
-        cache = remote_cache_path(state_dir, store.url)
-        encryption = replace(encryption, cache=cache.with_name(cache.name + ".keys"))
+        encryption = replace(encryption, cache=_keys_cache(state_dir, store.url))
     return EncryptedStore(store, encryption if create else replace(encryption, create=False))
+
+
+def _keys_cache(state_dir: Path, store_url: str) -> Path:
+    """Where the keys object of the encrypted backup at `store_url` is cached."""
+    from baycat.scan.statedir import remote_cache_path
+
+    cache = remote_cache_path(state_dir, store_url)
+    return cache.with_name(cache.name + ".keys")
+
+
+def _unlock_ahead(encryption: Encryption, state_dir: Path, endpoint: Endpoint
+                  ) -> Encryption:
+    """`encryption` with its key derivation started from the cached keys object, if
+    the endpoint's store URL is known without making the store (S3, local)."""
+    from baycat.store.endpoints import LocalEndpoint, S3Endpoint
+    from baycat.store.unlock_ahead import start
+
+    if isinstance(endpoint, S3Endpoint):
+        url = f"s3://{endpoint.bucket}/{endpoint.prefix}"  # S3Store.url
+    elif isinstance(endpoint, LocalEndpoint):
+        url = f"file://{endpoint.path.absolute()}"  # LocalStore.url
+    else:
+        return encryption
+    # A URL that differs from the store's only finds another cache: the store then
+    # sees a key derived from a keys object other than its own, and derives again.
+    return start(encryption, _keys_cache(state_dir, url))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:
@@ -119,7 +142,6 @@ async def sync(
     prices the requests in `summary.request_cost_usd` (default: S3 Standard list prices).
     `encryption`: the backup is (with `create`: becomes) encrypted (docs/encryption.md).
     """
-    from baycat.ops.backup import sync_to_store
     from baycat.ops.prepare import check_apart
     from baycat.store.endpoints import LocalEndpoint, parse_endpoint
 
@@ -135,6 +157,10 @@ async def sync(
         state = ensure_state_dir(src_path)
         if options is not None and options.dry_run:
             encryption = replace(encryption, dry_run=True)
+        # Before the engine and the S3 stack load: the derivation runs beside that.
+        encryption = _unlock_ahead(encryption, state, dst)
+    from baycat.ops.backup import sync_to_store
+
     store = _open(dst, s3, True, encryption, state)
     summary = await _with_store(store, sync_to_store(
         src_path, store, options, progress=progress, warn=warn, on_action=on_action))

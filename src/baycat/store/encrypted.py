@@ -288,7 +288,7 @@ class EncryptedStore:
         # Every method awaits it first, except the root GET that is answered 304: a
         # no-change sync then waits for it only in close(), which still fails on a wrong
         # secret (exit 3) — after the one request, a read.
-        self._unlocking = asyncio.create_task(asyncio.to_thread(self._unlock, keyring))
+        self._unlocking = asyncio.create_task(self._unlock_soon(keyring))
         if not self._from_cache and not self.encryption.dry_run:
             await self.ready()
             self._write_cache()
@@ -298,12 +298,30 @@ class EncryptedStore:
         if self._unlocking is not None:
             await self._unlocking
 
+    async def _unlock_soon(self, keyring: Keyring) -> None:
+        ahead = self.encryption.ahead
+        if ahead is not None and self._from_cache:
+            try:
+                got = await asyncio.wrap_future(ahead)
+            except Exception:  # derive again below, raising what that raises
+                pass
+            else:
+                # Only a key derived from the very keys object this store reads.
+                if got.keys and Keyring.from_bytes(got.keys).slots == keyring.slots:
+                    self._use(keyring, got.master, got.slot_id)
+                    return
+        await asyncio.to_thread(self._unlock, keyring)
+
     def _unlock(self, keyring: Keyring) -> None:
         if self._created is not None and keyring.slots:
-            master, self.slot_id = self._created, str(keyring.slots[0]["id"])
+            master, slot_id = self._created, str(keyring.slots[0]["id"])
             self._created = None
         else:
-            master, self.slot_id = keyring.unlock(self.encryption.secret)
+            master, slot_id = keyring.unlock(self.encryption.secret)
+        self._use(keyring, master, slot_id)
+
+    def _use(self, keyring: Keyring, master: bytes, slot_id: str) -> None:
+        self.slot_id = slot_id
         self.keyring = keyring
         self._contents = subkey(master, "contents")
         self._names = AESSIV(subkey(master, "names", 64))

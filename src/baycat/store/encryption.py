@@ -3,9 +3,13 @@ which loads only when a backup is encrypted)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from baycat.store.unlock_ahead import Unlocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +38,5 @@ class Encryption:
     cache: Path | None = None
     scrypt_n: int | None = None  # None: keyring.SCRYPT_N (tests use less)
     dry_run: bool = False  # `create` makes the keys in memory only, writes nothing
+    # The derivation already running (store/unlock_ahead.py), or None.
+    ahead: Future[Unlocked] | None = field(default=None, repr=False, compare=False)
