@@ -41,9 +41,9 @@ def tests(session: nox.Session) -> None:
 def _compile_bytecode(session: nox.Session) -> None:
     """Write the package's .pyc files, as `pip install` of a release does. An editable
     install has none, and where PYTHONDONTWRITEBYTECODE is set (it is on some CI
-    machines) every `baycat` the tests and benchmarks start would compile all its
-    modules again: ~0.15 s per process, minutes over the suite, and a start-up figure
-    no user sees."""
+    machines) every `baycat` the benchmarks start would compile all its modules again:
+    ~0.15 s per process, a start-up figure no user sees. (The suite's time did not
+    change with it: 704.8 s without, 698.8 s with, on 2 cores.)"""
     session.run("python", "-m", "compileall", "-q", "src")
 
 
