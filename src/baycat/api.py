@@ -99,18 +99,11 @@ def _unlock_ahead(encryption: Encryption, state_dir: Path, endpoint: Endpoint
                   ) -> Encryption:
     """`encryption` with its key derivation started from the cached keys object, if
     the endpoint's store URL is known without making the store (S3, local)."""
-    from baycat.store.endpoints import LocalEndpoint, S3Endpoint
+    from baycat.store.endpoints import store_url
     from baycat.store.unlock_ahead import start
 
-    if isinstance(endpoint, S3Endpoint):
-        url = f"s3://{endpoint.bucket}/{endpoint.prefix}"  # S3Store.url
-    elif isinstance(endpoint, LocalEndpoint):
-        url = f"file://{endpoint.path.absolute()}"  # LocalStore.url
-    else:
-        return encryption
-    # A URL that differs from the store's only finds another cache: the store then
-    # sees a key derived from a keys object other than its own, and derives again.
-    return start(encryption, _keys_cache(state_dir, url))
+    url = store_url(endpoint)
+    return encryption if url is None else start(encryption, _keys_cache(state_dir, url))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:

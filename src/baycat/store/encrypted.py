@@ -38,6 +38,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -106,6 +107,17 @@ def _check_etag(inner: ObjectStore, etag: str, md5: bytes, what: str) -> None:
     if inner.content_etags and got and got != md5.hex():
         raise RemoteError(f"{what}: the store answered ETag {etag} for a body whose MD5 "
                           f"is {md5.hex()}; not recorded")
+
+
+# What reading a damaged or unreadable key cache raises.
+KEY_CACHE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ManifestError, OSError)
+
+
+def load_key_cache(path: Path) -> tuple[Keyring, int]:
+    """The keys object cached at `path` and the newest root seq seen (raises one of
+    KEY_CACHE_ERRORS; FileNotFoundError: nothing cached)."""
+    doc = json.loads(path.read_bytes())
+    return Keyring.from_bytes(doc["keys"].encode()), int(doc.get("root_seq", 0))
 
 
 class EncryptedStore:
@@ -206,11 +218,10 @@ class EncryptedStore:
         if path is None:
             return None, 0
         try:
-            doc = json.loads(path.read_bytes())
-            return Keyring.from_bytes(doc["keys"].encode()), int(doc.get("root_seq", 0))
+            return load_key_cache(path)
         except FileNotFoundError:
             return None, 0
-        except (ValueError, KeyError, TypeError, AttributeError, ManifestError, OSError):
+        except KEY_CACHE_ERRORS:
             log.warning("ignoring an unreadable key cache %s", path)
             return None, 0
 
@@ -307,7 +318,7 @@ class EncryptedStore:
                 pass
             else:
                 # Only a key derived from the very keys object this store reads.
-                if got.keys and Keyring.from_bytes(got.keys).slots == keyring.slots:
+                if got.keyring is not None and got.keyring.slots == keyring.slots:
                     self._use(keyring, got.master, got.slot_id)
                     return
         await asyncio.to_thread(self._unlock, keyring)

@@ -111,6 +111,16 @@ def check_http_url(url: str, what: str = "endpoint URL") -> str:
     return url
 
 
+def store_url(endpoint: Endpoint) -> str | None:
+    """The `url` of the store `open_store` makes for `endpoint`, without making it (an
+    S3 store loads botocore); None for HTTP(S), which is never written to."""
+    if isinstance(endpoint, S3Endpoint):
+        return f"s3://{endpoint.bucket}/{endpoint.prefix}"
+    if isinstance(endpoint, LocalEndpoint):
+        return f"file://{endpoint.path.absolute()}"
+    return None
+
+
 def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
     """The store behind a parsed endpoint (S3 needs `await store.open()`)."""
     if isinstance(endpoint, S3Endpoint):

@@ -9,20 +9,23 @@ was derived from the very keys object the store reads (anything else: it derives
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from baycat.store.encryption import Encryption, Secret
+
+if TYPE_CHECKING:
+    from baycat.store.keyring import Keyring
 
 
 @dataclass(frozen=True, slots=True)
 class Unlocked:
     """What the derivation found: the keys object it opened, its master key and slot."""
 
-    keys: bytes = b""  # b"": there was no readable cached keys object
+    keyring: Keyring | None = None  # None: there was no readable cached keys object
     master: bytes = b""
     slot_id: str = ""
 
@@ -30,7 +33,7 @@ class Unlocked:
 def start(encryption: Encryption, cache: Path) -> Encryption:
     """`encryption` with the derivation from the keys object cached at `cache` running
     in a daemon thread (`encryption.ahead`). Errors (a wrong secret) are kept in the
-    future for the store to raise where it would have raised them."""
+    future; the store then derives again and raises what that raises."""
     ahead: Future[Unlocked] = Future()
     threading.Thread(target=_derive, args=(cache, encryption.secret, ahead),
                      name="baycat-unlock", daemon=True).start()
@@ -39,14 +42,15 @@ def start(encryption: Encryption, cache: Path) -> Encryption:
 
 def _derive(cache: Path, secret: Secret, ahead: Future[Unlocked]) -> None:
     try:
+        # cryptography loads in this thread, beside the engine's imports.
+        from baycat.store.encrypted import KEY_CACHE_ERRORS, load_key_cache
+
         try:
-            keys = json.loads(cache.read_bytes())["keys"].encode()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            keyring, _ = load_key_cache(cache)
+        except KEY_CACHE_ERRORS:
             ahead.set_result(Unlocked())  # the store reads (and reports) the cache itself
             return
-        from baycat.store.keyring import Keyring  # cryptography loads in this thread
-
-        master, slot_id = Keyring.from_bytes(keys).unlock(secret)
-        ahead.set_result(Unlocked(keys, master, slot_id))
-    except BaseException as exc:  # WrongKey, a damaged cache: raised by the store
+        master, slot_id = keyring.unlock(secret)
+        ahead.set_result(Unlocked(keyring, master, slot_id))
+    except BaseException as exc:  # WrongKey: the store derives again and raises it
         ahead.set_exception(exc)
