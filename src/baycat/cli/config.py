@@ -38,16 +38,21 @@ import copy
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, get_origin
+from typing import Annotated, Any
 
 import typer
 import typer.main
+from typer._click import types as click_types
 from typer._click.core import Command, Context, Parameter, ParameterSource
 from typer._click.exceptions import BadParameter, ClickException
 from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.models import TyperPath
 
-# typer (0.29) carries its own copy of click: these are its classes, not click's. The
-# types of options are typer's annotations (int, float, str, Path, bool, list[str]).
+# typer carries its own copy of click: these are its classes, used only through click's
+# API. An option's click type says what its value is (typer makes int, float, bool, Path
+# and list[str] annotations INT, FLOAT, BOOL, TyperPath and a `multiple` STRING), and
+# `type_cast_value` checks a value as the parser would. typer 0.29 replaced that with
+# pydantic, which costs every command ~0.12 s at start (pyproject.toml holds it back).
 
 CONFIG_ENV = "BAYCAT_CONFIG"
 ENV_PREFIX = "BAYCAT_"
@@ -99,6 +104,12 @@ def _long_name(param: Parameter) -> str | None:
     return None
 
 
+def _name(param: Parameter) -> str:
+    """A parameter's Python name (click types it optional; every typer parameter has one)."""
+    assert param.name is not None
+    return param.name
+
+
 def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper().replace("-", "_")
 
@@ -134,47 +145,49 @@ def _normal(key: str) -> str:
     return key.replace("_", "-")
 
 
-def _annotation(param: Parameter) -> Any:
-    assert isinstance(param, TyperOption | TyperArgument)
-    return param.type_descriptor.annotation
-
-
 def _expand(param: Parameter, value: Any) -> Any:
     if isinstance(value, list):
         return [_expand(param, v) for v in value]
     if isinstance(value, str) and value.startswith("~") and (
-            _annotation(param) is Path or param.metavar in _PATH_METAVARS):
+            isinstance(param.type, TyperPath) or param.metavar in _PATH_METAVARS):
         return os.path.expanduser(value)
     return value
 
 
-_EXPECTED: dict[Any, tuple[str, Callable[[Any], bool]]] = {
-    bool: ("true or false", lambda v: isinstance(v, bool)),
-    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-}
-_STRING = ("a string", lambda v: isinstance(v, str))
+# By click type (a range is a subclass of its number type); anything else is a string.
+_EXPECTED: tuple[tuple[type[click_types.ParamType], str, Callable[[Any], bool]], ...] = (
+    (click_types.BoolParamType, "true or false", lambda v: isinstance(v, bool)),
+    (click_types.IntParamType, "an integer",
+     lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    (click_types.FloatParamType, "a number",
+     lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+)
+
+
+def _expected(param: Parameter) -> tuple[str, Callable[[Any], bool]]:
+    for kind, expected, fits in _EXPECTED:
+        if isinstance(param.type, kind):
+            return expected, fits
+    return "a string", lambda v: isinstance(v, str)
 
 
 def _checked(param: Parameter, value: Any, where: str, ctx: Context | None) -> Any:
     """`value` from the file for `param`, as the option parser will take it; ConfigError
     when its TOML type is wrong or the option refuses it (a range, a choice)."""
-    annotation = _annotation(param)
-    if get_origin(annotation) is list:
+    if param.multiple:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{where}: expected a string or a list of strings, "
                               f"not {value!r}")
         value = items
     else:
-        expected, fits = _EXPECTED.get(annotation, _STRING)
+        expected, fits = _expected(param)
         if not fits(value):
             raise ConfigError(f"{where}: expected {expected}, not {value!r}")
     value = _expand(param, value)
     if ctx is not None and not isinstance(value, bool):
-        assert isinstance(param, TyperOption | TyperArgument)
         try:
-            param.get_runtime_param().coerce(value, param=param, ctx=ctx)
+            param.type_cast_value(ctx, value)
         except BadParameter as exc:
             raise ConfigError(f"{where}: {exc.message}") from None
     return value
@@ -230,7 +243,7 @@ class Config:
                                   f"--{key})")
             if param.name in out:
                 raise ConfigError(f"{where}: {raw!r} is given twice")
-            out[param.name] = _checked(param, value, f"{where} {raw}", self._ctx)
+            out[_name(param)] = _checked(param, value, f"{where} {raw}", self._ctx)
         return out
 
     def _check_defaults(self, table: dict[str, Any]) -> None:
@@ -282,7 +295,7 @@ class Config:
             param = options.get(key)
             if param is not None and (path, param.name) not in NOT_SHARED:
                 # checked at load; this makes a list of a string
-                out[param.name] = _checked(param, value, self._where("defaults"), None)
+                out[_name(param)] = _checked(param, value, self._where("defaults"), None)
         out.update(self.commands.get(path, {}))
         if job is not None:
             if job not in self.jobs:
@@ -397,7 +410,7 @@ def _alias(option: TyperOption) -> TyperOption:
     alias.default = None
     alias.envvar = None
     alias.expose_value = False
-    alias.callback = _alias_callback(option.name)
+    alias.callback = _alias_callback(_name(option))
     return alias
 
 
@@ -431,7 +444,7 @@ def _make_own() -> dict[str, TyperOption]:
     scratch = typer.Typer()
     scratch.command()(_own_options)
     command = typer.main.get_command(scratch)
-    return {p.name: p for p in command.params if isinstance(p, TyperOption)}
+    return {_name(p): p for p in command.params if isinstance(p, TyperOption)}
 
 
 def _with_callback(option: TyperOption, callback: Callback) -> TyperOption:
