@@ -1,7 +1,6 @@
 """`baycat ls` and `baycat diff`: look into a backup from its manifest alone (no data
 object is read; ops/browse.py), and print what was found."""
 
-from __future__ import annotations
 
 import os
 import stat
@@ -181,7 +180,7 @@ def ls_line(entry: Entry, name: str) -> str:
             f"{when}  {shown}{deleted}")
 
 
-def print_listing(listing: Listing, as_json: bool) -> None:
+def print_listing(listing: "Listing", as_json: bool) -> None:
     if as_json:
         print_json(listing.to_json())
         return
@@ -191,7 +190,7 @@ def print_listing(listing: Listing, as_json: bool) -> None:
         typer.echo(ls_line(entry, as_text(rel)))
 
 
-def print_diff(summary: DiffSummary, as_json: bool) -> None:
+def print_diff(summary: "DiffSummary", as_json: bool) -> None:
     from baycat.ops.browse import CHANGE_KINDS
 
     if as_json:

@@ -32,7 +32,6 @@ It holds no secrets (credentials stay in the AWS config or environment), so it n
 not be private; a URL with a token in it (a healthcheck URL) belongs in the environment.
 """
 
-from __future__ import annotations
 
 import copy
 import os

@@ -1,7 +1,6 @@
 """`baycat verify`, `baycat repair`, `baycat history` and `baycat gc`: commands that look
 after a backup (check it, fix it, list its generations, delete what nothing needs)."""
 
-from __future__ import annotations
 
 from collections.abc import Coroutine
 from pathlib import Path

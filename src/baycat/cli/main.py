@@ -13,7 +13,6 @@ Exit codes (also in README.md):
   130 interrupted (SIGINT/SIGTERM)
 """
 
-from __future__ import annotations
 
 import gc
 from pathlib import Path

@@ -1,6 +1,5 @@
 """`baycat forget` and `baycat prune`: retention that frees space (restic's policies)."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 
