@@ -40,6 +40,7 @@ class RunReport:
     update_vs_find: dict[str, Any] | None = None
     million: dict[str, Any] | None = None
     encryption: dict[str, Any] | None = None
+    startup: dict[str, Any] | None = None  # benchmarks/startup.py
     notes: list[str] | None = None
     snapshot: dict[str, Any] | None = None  # benchmarks/snapshot.py: nights, or "skipped"
 
@@ -135,6 +136,17 @@ def targets(report: RunReport) -> list[Target]:
                               f"{v['vs_xxh3_1t']:.2f}× single-thread xxh3 "
                               f"({v['bytes_per_s'] / 1e9:.2f} GB/s)",
                               f"≥ {v['target']:.1f}×", bool(v["met"])))
+    st = report.startup
+    if st is not None:
+        out.append(Target("start-up: baycat --version vs python -c pass",
+                          f"{st['version_ratio']:.2f}× ({_s3(st['version_s'])} vs "
+                          f"{_s3(st['python_pass_s'])})", f"≤ {st['version_goal']:.0f}×",
+                          st["version_ratio"] <= st["version_goal"]))
+        for where in ("local", "s3"):
+            wall = st[f"no_change_{where}_s"]
+            out.append(Target(f"start-up: no-change sync of a 1-file tree ({where})",
+                              _s3(wall), f"≤ {st['one_file_goal_s']} s",
+                              wall <= st["one_file_goal_s"]))
     u = report.update_vs_find
     if u is not None:
         out.append(Target(f"manifest update, unchanged {u['entries']:,}-entry tree, vs find",
@@ -257,6 +269,10 @@ def _s(v: float | None) -> str:
     return "–" if v is None else (f"{v:.2f} s" if v < 100 else f"{v:.0f} s")
 
 
+def _s3(v: float) -> str:
+    return f"{v:.3f} s"
+
+
 def _r(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
@@ -343,6 +359,14 @@ def render(report: RunReport) -> str:
                   f"best of two each: update {_s(u['update_s'])}, find {_s(u['find_s'])}, "
                   f"ratio {_r(u['ratio'])} (goal ≤ 2×); update peak RSS "
                   f"{_bytes(u['update_peak_rss_kib'] * 1024)}.", ""]
+    if report.startup:
+        st = report.startup
+        lines += ["## Start-up (issue 18)", "",
+                  f"Best of {st['repeats']} wall times each, same run: `python -c pass` "
+                  f"{_s3(st['python_pass_s'])}; `baycat --version` {_s3(st['version_s'])}; "
+                  f"no-change sync of a 1-file tree: to a local directory "
+                  f"{_s3(st['no_change_local_s'])}, to the S3 server "
+                  f"{_s3(st['no_change_s3_s'])}.", ""]
     if report.encryption:
         lines += ["## Encrypted beside plain (issue 17)", "", *_encryption_table(
             report.encryption), ""]
@@ -518,6 +542,7 @@ def write(report: RunReport, md_path: Path, json_path: Path) -> None:
         "update_vs_find": report.update_vs_find,
         "million": report.million,
         "encryption": report.encryption,
+        "startup": report.startup,
         "million_targets": [_target_json(t) for t in million_targets(report.million)]
         if report.million else None,
         "notes": report.notes,
@@ -539,7 +564,8 @@ def from_json(data: dict[str, Any]) -> RunReport:
         table[(m.tool, m.scenario)] = m
     return RunReport(data["meta"], table, data["tools"], data["configs"],
                      hashbench=data.get("hashbench"), update_vs_find=data.get("update_vs_find"),
-                     million=data.get("million"), notes=data.get("notes"),
+                     million=data.get("million"), encryption=data.get("encryption"),
+                     startup=data.get("startup"), notes=data.get("notes"),
                      snapshot=data.get("snapshot"))
 
 

@@ -35,6 +35,7 @@ from . import (
     scale,
     scenarios,
     snapshot,
+    startup,
 )
 from .dataset import KiB, MiB
 from .results import Measurement
@@ -243,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                     rep.encryption = encryption.run_encrypted_vs_plain(
                         baycat_tool, spec, run_dir / "encryption", s3.endpoint_url,
                         s3.create_bucket, timeout, _log)
+                if sets and baycat_tool is not None:
+                    rep.startup = startup.run_startup(baycat_tool, s3.endpoint_url,
+                                                      s3.create_bucket, run_dir / "startup", _log)
             if with_snapshot:
                 ctx = snapshot.SnapshotContext(
                     out=run_dir / "snapshot", repo_root=REPO, endpoint=s3.endpoint_url,
