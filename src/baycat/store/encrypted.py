@@ -294,7 +294,7 @@ class EncryptedStore:
                     "--encrypt on the first sync to make one, or no password to use a "
                     "plain backup")
             keyring = await self._create_keyring()
-        # The key derivation (scrypt: ~0.15 s of CPU) runs in a thread beside whatever
+        # The key derivation (scrypt: 0.15-0.34 s of CPU) runs in a thread beside whatever
         # the caller does next (a sync scans its tree meanwhile; scrypt releases the GIL).
         # Every method awaits it first, except the root GET that is answered 304: a
         # no-change sync then waits for it only in close(), which still fails on a wrong

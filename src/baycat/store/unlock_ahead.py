@@ -1,10 +1,12 @@
 """A backup's key derivation started before the engine loads (issue 17).
 
-scrypt takes ~0.15 s of CPU, and a no-change sync is ~0.5 s, most of it start-up
+scrypt takes 0.15-0.34 s of CPU, and a no-change sync is ~0.5 s, most of it start-up
 (importing the engine and the S3 stack, making the S3 client). Started in a thread as
 soon as the secret and the cached keys object are known, the derivation costs the
-second core instead of wall time; `EncryptedStore.open()` takes its result only if it
-was derived from the very keys object the store reads (anything else: it derives again).
+second core instead of wall time, as far as there is other work to overlap (a no-change
+run's scan ends first and waits for the rest in `close()`); `EncryptedStore.open()`
+takes its result only if it was derived from the very keys object the store reads
+(anything else: it derives again).
 """
 
 from __future__ import annotations
