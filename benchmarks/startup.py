@@ -25,6 +25,8 @@ ONE_FILE_GOAL_S = 0.15
 
 
 def _best_wall(argv: list[str], env: dict[str, str]) -> float:
+    # Not procs.run: its GNU time wrapper adds a fork and an exec to every figure,
+    # as much as the 15 ms baseline itself.
     best = float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()

@@ -1,7 +1,6 @@
 """`baycat ls` and `baycat diff`: look into a backup from its manifest alone (no data
 object is read; ops/browse.py), and print what was found."""
 
-
 import os
 import stat
 from pathlib import Path

@@ -32,7 +32,6 @@ It holds no secrets (credentials stay in the AWS config or environment), so it n
 not be private; a URL with a token in it (a healthcheck URL) belongs in the environment.
 """
 
-
 import copy
 import os
 from collections.abc import Callable, Iterator

@@ -1,7 +1,6 @@
 """`baycat verify`, `baycat repair`, `baycat history` and `baycat gc`: commands that look
 after a backup (check it, fix it, list its generations, delete what nothing needs)."""
 
-
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any

@@ -1,7 +1,6 @@
 """`baycat key list|add|remove`: the passwords and key files that open an encrypted
 backup. Each changes only the backup's keys object; no data is re-encrypted."""
 
-
 import os
 import secrets
 from pathlib import Path

@@ -13,7 +13,6 @@ Exit codes (also in README.md):
   130 interrupted (SIGINT/SIGTERM)
 """
 
-
 import gc
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,6 @@
 """`baycat manifest create|update|show|estimate-cost`: the local manifest of a tree,
 built, refreshed, shown and priced without syncing."""
 
-
 from pathlib import Path
 from typing import Annotated
 

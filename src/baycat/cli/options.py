@@ -5,7 +5,6 @@ With cli/main.py's global options, this is the only code that reads flags and th
 environment: the layers below take values.
 """
 
-
 import getpass
 import os
 import subprocess

@@ -1,6 +1,5 @@
 """`baycat forget` and `baycat prune`: retention that frees space (restic's policies)."""
 
-
 from typing import Annotated, Any
 
 import typer

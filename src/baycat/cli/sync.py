@@ -1,7 +1,6 @@
 """`baycat sync` and `baycat restore`: the two commands that move files, and what they
 share (the run under the live display, the summary, --json)."""
 
-
 import contextlib
 import logging
 from collections.abc import Coroutine
