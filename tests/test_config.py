@@ -80,6 +80,34 @@ def test_env_list_option_and_xdg_default_file(tmp_path: Path) -> None:
     assert (tmp_path / "dst2" / "x.a").exists()
 
 
+@pytest.mark.parametrize("how", ["xdg", "env", "option"])
+def test_the_file_is_checked_against_every_command_whichever_runs(
+        tmp_path: Path, how: str) -> None:
+    """`baycat sync` reads a file with other commands' tables and keys, and refuses one
+    whose [restore] table is wrong, however the file is found."""
+    src = tmp_path / "src"
+    make_tree(src, {"a.txt": b"a"})
+    xdg = tmp_path / "xdg"
+    (xdg / "baycat").mkdir(parents=True)
+    config = xdg / "baycat" / "config.toml"
+
+    def sync(dst: Path, check: int) -> bytes:
+        env = {"XDG_CONFIG_HOME": str(xdg)} if how == "xdg" else \
+            {"XDG_CONFIG_HOME": str(tmp_path / "none"), "BAYCAT_CONFIG": str(config)} \
+            if how == "env" else {"XDG_CONFIG_HOME": str(tmp_path / "none")}
+        extra: list[str | Path] = ["--config", config] if how == "option" else []
+        return run_baycat("sync", *extra, src, dst, env=env, check=check).stderr
+
+    write_config(config, "[defaults]\nkeep-last = 3\n[restore]\ndelete = true\n"
+                 "[manifest.show]\n[key]\n")
+    sync(tmp_path / "d1", check=0)
+    assert (tmp_path / "d1" / "a.txt").read_bytes() == b"a"
+    write_config(config, "[restore]\ndelete = 'yes'\n")
+    err = sync(tmp_path / "d2", check=2).decode()
+    assert "[restore] delete: expected true or false" in err, err
+    assert not (tmp_path / "d2").exists()
+
+
 def test_job_positional_arguments_win_and_tilde(tmp_path: Path) -> None:
     src, other = tmp_path / "src", tmp_path / "other"
     make_tree(src, {"a.txt": b"a"})

@@ -6,33 +6,37 @@ start-up slow, so a new eager import shows up as a failing test, not a slower fi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import baycat
 
 HEAVY = ("typer", "rich", "asyncio", "aiohttp", "aiobotocore", "baycat.api", "baycat.ops")
 
 
-def _modules_loaded_by(code: str) -> set[str]:
+def _modules_loaded_by(code: str, env: dict[str, str] | None = None) -> set[str]:
     # atexit: a command that ends by SystemExit (typer does) still reports its modules.
     script = ("import atexit, sys\n"
               "atexit.register(lambda: print('\\n'.join(sys.modules), file=sys.stderr))\n"
               f"{code}\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
+                          check=True, env={**os.environ, **(env or {})})
     modules = set(done.stderr.split())
     assert "sys" in modules  # the report was printed
     return modules
 
 
-def _modules_of_command(*argv: str) -> set[str]:
+def _modules_of_command(*argv: str, env: dict[str, str] | None = None) -> set[str]:
     """The modules `baycat ARGV` loads (it must succeed: exit code 0)."""
     return _modules_loaded_by(f"import sys; sys.argv = ['baycat', *{list(argv)!r}]\n"
                               "from baycat.cli import main\n"
                               "try:\n    main()\n"
-                              "except SystemExit as exc:\n    assert not exc.code, exc.code")
+                              "except SystemExit as exc:\n    assert not exc.code, exc.code",
+                              env)
 
 
 def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
@@ -51,6 +55,11 @@ NOT_FOR_A_LOCAL_SYNC = (*S3_STACK, "rich", "pathspec", "tomllib", "baycat.ops.re
                         "importlib.metadata", "pydantic")
 
 
+# The modules of the commands a sync is not (cli/main.py: make_app(only=...)).
+OTHER_COMMANDS = ("baycat.cli.browse", "baycat.cli.inspect", "baycat.cli.keys",
+                  "baycat.cli.retention", "baycat.cli.manifest")
+
+
 def _one_file_tree(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
@@ -65,6 +74,20 @@ def test_a_local_no_change_sync_loads_only_the_sync_engine(tmp_path: Path) -> No
     again = _modules_of_command("sync", str(src), str(dst))
     assert _loaded(again, NOT_FOR_A_LOCAL_SYNC) == []
     assert (dst / "a.txt").read_bytes() == b"a"
+
+
+def test_a_command_loads_no_other_commands_module(tmp_path: Path) -> None:
+    src, dst = _one_file_tree(tmp_path), tmp_path / "dst"
+    no_config = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}  # no default config file
+    modules = _modules_of_command("-q", "--log-level", "info", "sync", str(src), str(dst),
+                                  env=no_config)
+    assert "baycat.cli.sync" in modules
+    assert _loaded(modules, OTHER_COMMANDS) == []
+    # A config file is checked against every command: then all of them load.
+    (tmp_path / "xdg" / "baycat").mkdir(parents=True)
+    (tmp_path / "xdg" / "baycat" / "config.toml").write_text("[sync]\n")
+    modules = _modules_of_command("sync", str(src), str(dst), env=no_config)
+    assert _loaded(modules, OTHER_COMMANDS) == sorted(OTHER_COMMANDS)
 
 
 def test_manifest_update_loads_no_sync_engine(tmp_path: Path) -> None:
@@ -113,3 +136,30 @@ def test_every_public_name_resolves() -> None:
     for name in baycat.__all__:
         assert getattr(baycat, name) is not None, name
     assert "sync_blocking" in dir(baycat)
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["sync", "a", "b"], {}, "sync"),
+    (["-q", "--json", "-v", "restore", "s3://b/p/", "d"], {}, "restore"),
+    (["--log-file", "sync", "restore", "x", "y"], {}, "restore"),  # a value, not a command
+    (["--log-level=info", "key", "add", "d"], {}, "key"),
+    (["manifest", "update", "d"], {}, "manifest"),
+    (["--help", "sync"], {}, None),  # the app's help lists every command
+    (["--version", "sync"], {}, None),
+    (["--config", "c.toml", "sync", "a", "b"], {}, None),
+    (["sync", "a", "b", "--config=c.toml"], {}, None),
+    (["sync", "a", "b"], {"BAYCAT_CONFIG": "c.toml"}, None),
+    (["sync", "a", "b"], {"_BAYCAT_COMPLETE": "bash_complete"}, None),
+    (["synk", "a", "b"], {}, None),  # click says what is wrong, from the whole app
+    ([], {}, None),
+])
+def test_which_command_is_loaded_alone(args: list[str], env: dict[str, str],
+                                       expected: str | None, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from baycat.cli.main import command_to_load
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert command_to_load(args, env) == expected
+    (tmp_path / "baycat").mkdir()
+    (tmp_path / "baycat" / "config.toml").write_text("")
+    assert command_to_load(args, env) is None  # a default config file: every command
