@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import baycat
+from tests.cli_helpers import drop_dac_override, lock_out, run_baycat
 
 HEAVY = ("typer", "rich", "asyncio", "aiohttp", "aiobotocore", "baycat.api", "baycat.ops")
 
@@ -163,3 +164,18 @@ def test_which_command_is_loaded_alone(args: list[str], env: dict[str, str],
     (tmp_path / "baycat").mkdir()
     (tmp_path / "baycat" / "config.toml").write_text("")
     assert command_to_load(args, env) is None  # a default config file: every command
+
+
+def test_an_unreadable_config_directory_is_reported_as_before(tmp_path: Path) -> None:
+    """The default config file can't be looked for (its directory is locked): the run
+    stops with one line naming it, exit 2, as before commands were loaded alone."""
+    xdg = tmp_path / "xdg"
+    (xdg / "baycat").mkdir(parents=True)
+    src = _one_file_tree(tmp_path)
+    lock_out(xdg / "baycat")
+    proc = run_baycat("sync", src, tmp_path / "dst", env={"XDG_CONFIG_HOME": str(xdg)},
+                      preexec_fn=drop_dac_override, check=2)
+    err = proc.stderr.decode()
+    assert err.startswith("baycat: error: ") and "config.toml" in err, err
+    assert err.count("\n") == 1, err
+    assert not (tmp_path / "dst").exists()

@@ -178,10 +178,23 @@ def command_to_load(args: Sequence[str], env: Mapping[str, str]) -> str | None:
                 arg in _FLAGS_BEFORE_COMMAND:
             continue
         elif arg in COMMANDS or arg in GROUPS:
-            return None if default_config_path().exists() else arg
+            return arg if _no_default_config_file() else None
         else:
             return None
     return None
+
+
+def _no_default_config_file() -> bool:
+    """True when there is certainly no default config file: exactly the case
+    load_config reads as an empty config (anything else, e.g. a file it can't read, it
+    reports, and the whole app does that)."""
+    try:
+        os.stat(default_config_path())
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def __getattr__(name: str) -> Any:
