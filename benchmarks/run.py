@@ -318,7 +318,9 @@ def _method(args: argparse.Namespace, count: set[str], strace: bool,
         "SeaweedFS (`weed mini`, as the test fixture starts it) on 127.0.0.1; each tool "
         "syncs its own tree (generated from the same seed) into its own bucket under "
         "`data/`; every tool and the server talk only to loopback.",
-        "Two passes on twin trees and buckets. Timed pass: plain runs; wall time from "
+        "Two passes on twin trees and buckets. Timed pass: plain runs (a scenario that "
+        "changes nothing, no-change, runs 5 times round the tools and keeps each tool's "
+        "fastest; a failed run is kept whatever its time); wall time from "
         "spawn to reap; peak RSS = `ru_maxrss` of the tool as GNU `time -f %M` reports it "
         "from its `wait4` (the tool or the largest descendant it reaped; not the harness's "
         "own `wait4`, since Linux keeps the forking harness's high-water RSS across exec). "

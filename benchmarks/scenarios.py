@@ -47,6 +47,10 @@ class Scenario:
     delete: bool = False
     kind: Literal["sync", "restore"] = "sync"
     tree: Literal["main", "large"] = "main"
+    # Timed runs per tool, the fastest kept. Only a run that leaves the tree and the
+    # bucket as it found them can be repeated; a sub-second one needs it, or one busy
+    # moment of the shared machine decides the ratio.
+    runs: int = 1
 
     @property
     def resync(self) -> bool:
@@ -58,7 +62,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("initial-large", "initial sync, large files only (separate tree and prefix)",
              tree="large"),
     Scenario("initial", "initial sync, whole tree (small-file mix + large files)"),
-    Scenario("no-change", "re-sync, nothing changed"),
+    Scenario("no-change", "re-sync, nothing changed", runs=5),
     Scenario("modify", "re-sync, 1 % of small files modified (same size, new bytes)",
              mutation="modify"),
     Scenario("touch", "re-sync, 1 % of small files touched (mtime only)", mutation="touch"),
@@ -169,18 +173,23 @@ def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], M
             ctx.changed()
         ctx.settle()
         order = states[i % len(states):] + states[:i % len(states)]
-        for st in order:
-            m = table.setdefault((st.tool.name, sc.name), Measurement(st.tool.name, sc.name))
-            workdir = ctx.out / "runs" / st.tool.name / sc.name
-            if counted:
-                _counted_run(ctx, st, sc, m, workdir, measure=sc.name in count, strace=strace)
-                ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} reqs={m.total_requests} "
-                        f"read={m.file_bytes_read} {m.counted_failure}")
-            else:
-                _timed_run(ctx, st, sc, m, workdir)
-                ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} {m.wall_s or 0:8.2f} s "
-                        f"rss={(m.peak_rss_kib or 0) // 1024} MiB correct={m.correct} "
-                        f"{m.failure or ''} {'' if m.correct else m.correct_detail}")
+        # Repeats go round the tools, so a busy moment falls on all of them alike.
+        for _ in range(1 if counted else sc.runs):
+            for st in order:
+                m = table.setdefault((st.tool.name, sc.name),
+                                     Measurement(st.tool.name, sc.name))
+                workdir = ctx.out / "runs" / st.tool.name / sc.name
+                if counted:
+                    _counted_run(ctx, st, sc, m, workdir, measure=sc.name in count,
+                                 strace=strace)
+                    ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} "
+                            f"reqs={m.total_requests} read={m.file_bytes_read} "
+                            f"{m.counted_failure}")
+                else:
+                    wall = _timed_run(ctx, st, sc, m, workdir)
+                    ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} {wall or 0:8.2f} s "
+                            f"rss={(m.peak_rss_kib or 0) // 1024} MiB correct={m.correct} "
+                            f"{m.failure or ''} {'' if m.correct else m.correct_detail}")
 
 
 def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario,
@@ -199,16 +208,26 @@ def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario,
 
 
 def _timed_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
-               workdir: Path) -> None:
+               workdir: Path) -> float:
+    """One timed run; `m` keeps it unless an earlier run of the same scenario was
+    faster. A failed or wrong run is kept whatever its time: it is the result. Returns
+    this run's wall time."""
     argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint)
     r = procs.run(argv, env, timeout_s=ctx.timeout_s, workdir=workdir)
-    m.wall_s, m.peak_rss_kib, m.exit_code, m.failure = (
-        r.wall_s, r.peak_rss_kib, r.exit_code, r.failure())
-    m.tool_summary = parse_json_summary(r.stdout)
     try:
-        m.correct, m.correct_detail = _check(ctx, st, sc)
+        correct, detail = _check(ctx, st, sc)
     except Exception as exc:  # a check that crashes is a wrong result, not a harness crash
-        m.correct, m.correct_detail = False, f"check failed: {exc!r}"
+        correct, detail = False, f"check failed: {exc!r}"
+    first = m.wall_s is None
+    earlier_ok = not first and bool(m.correct) and not m.failure
+    ok = not r.failure() and correct
+    # An earlier failure stays; else the first run, a failure, or a faster run is kept.
+    if first or (earlier_ok and (not ok or r.wall_s < (m.wall_s or 0.0))):
+        m.wall_s, m.peak_rss_kib, m.exit_code, m.failure = (
+            r.wall_s, r.peak_rss_kib, r.exit_code, r.failure())
+        m.tool_summary = parse_json_summary(r.stdout)
+        m.correct, m.correct_detail = correct, detail
+    return r.wall_s
 
 
 def _check(ctx: PassContext, st: _ToolState, sc: Scenario) -> tuple[bool, str]:
