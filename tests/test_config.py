@@ -108,6 +108,29 @@ def test_the_file_is_checked_against_every_command_whichever_runs(
     assert not (tmp_path / "d2").exists()
 
 
+def test_an_integer_for_an_option_that_takes_a_count_or_a_rate(tmp_path: Path) -> None:
+    """`max-changes = 500` and `bwlimit = 1048576` mean what the same digits mean on the
+    command line; a boolean or a float for them is still refused."""
+    src = tmp_path / "src"
+    make_tree(src, {"a.txt": b"a", "b.txt": b"b"})
+    config = write_config(tmp_path / "c.toml", "[sync]\nmax-changes = 500\n"
+                          "bwlimit = 1048576\n")
+    run_baycat("sync", "--config", config, src, tmp_path / "dst")
+    assert (tmp_path / "dst" / "b.txt").read_bytes() == b"b"
+    # The digits reach the option: no changed file allowed, and one changed.
+    write_config(config, "[sync]\nmax-changes = 0\n")
+    (src / "a.txt").write_bytes(b"changed")
+    proc = run_baycat("sync", "--config", config, "--json", src, tmp_path / "dst",
+                      check=None)
+    assert proc.returncode == 5, proc.stderr
+    assert (tmp_path / "dst" / "a.txt").read_bytes() == b"a"
+    for bad in ("true", "1.5"):
+        write_config(config, f"[sync]\nbwlimit = {bad}\n")
+        err = run_baycat("sync", "--config", config, src, tmp_path / "d2",
+                         check=2).stderr.decode()
+        assert "[sync] bwlimit: expected a string" in err, err
+
+
 def test_job_positional_arguments_win_and_tilde(tmp_path: Path) -> None:
     src, other = tmp_path / "src", tmp_path / "other"
     make_tree(src, {"a.txt": b"a"})

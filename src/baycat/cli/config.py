@@ -169,6 +169,16 @@ def _expected(param: Parameter) -> tuple[str, Callable[[Any], bool]]:
     return "a string", lambda v: isinstance(v, str)
 
 
+def _integer_as_text(param: Parameter, value: Any) -> Any:
+    """A TOML integer for a plain string option, as the command line would pass it: the
+    options that take a count or a rate with an optional suffix (`max-changes = 500`,
+    `bwlimit = 1048576`) read naturally without quotes. Anything else is left as it is."""
+    if isinstance(param.type, click_types.StringParamType) and isinstance(value, int) \
+            and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _checked(param: Parameter, value: Any, where: str, ctx: Context | None) -> Any:
     """`value` from the file for `param`, as the option parser will take it; ConfigError
     when its TOML type is wrong or the option refuses it (a range, a choice)."""
@@ -179,6 +189,7 @@ def _checked(param: Parameter, value: Any, where: str, ctx: Context | None) -> A
                               f"not {value!r}")
         value = items
     else:
+        value = _integer_as_text(param, value)
         expected, fits = _expected(param)
         if not fits(value):
             raise ConfigError(f"{where}: expected {expected}, not {value!r}")
