@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import typer
 
 from baycat import version
-from baycat.cli.config import CONFIG_ENV, ConfigGroup, default_config_path
+from baycat.cli.config import CONFIG_ENV, FORWARDED_FLAGS, ConfigGroup, default_config_path
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
@@ -94,9 +94,10 @@ GROUPS: dict[str, tuple[str, dict[str, CommandSpec]]] = {
     }),
 }
 # What may come before the command name for `command_to_load` to trust it: the flags
-# forwarded to the command, and the app's options that take a value (which may look
-# like a command name: `--log-file sync`).
-_FLAGS_BEFORE_COMMAND = frozenset(("-q", "--quiet", "-v", "--verbose", "--json"))
+# forwarded to the command (and the short forms config.py's `_own_options` gives them),
+# and the app's options that take a value (which may look like a command name:
+# `--log-file sync`).
+_FLAGS_BEFORE_COMMAND = frozenset((*FORWARDED_FLAGS, "-q", "-v"))
 _VALUE_OPTIONS = ("--log-level", "--log-file")
 _COMPLETION_ENV = "_BAYCAT_COMPLETE"  # set by the shell when it asks for completions
 
@@ -192,8 +193,8 @@ def _no_default_config_file() -> bool:
         os.stat(default_config_path())
     except FileNotFoundError:
         return True
-    except OSError:
-        return False
+    except OSError:  # e.g. EACCES: load_config reports it
+        pass
     return False
 
 
