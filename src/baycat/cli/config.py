@@ -152,11 +152,14 @@ def _expand(param: Parameter, value: Any) -> Any:
     return value
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML true is an int
+
+
 # By click type (a range is a subclass of its number type); anything else is a string.
 _EXPECTED: tuple[tuple[type[click_types.ParamType], str, Callable[[Any], bool]], ...] = (
     (click_types.BoolParamType, "true or false", lambda v: isinstance(v, bool)),
-    (click_types.IntParamType, "an integer",
-     lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    (click_types.IntParamType, "an integer", _is_integer),
     (click_types.FloatParamType, "a number",
      lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
 )
@@ -173,8 +176,7 @@ def _integer_as_text(param: Parameter, value: Any) -> Any:
     """A TOML integer for a plain string option, as the command line would pass it: the
     options that take a count or a rate with an optional suffix (`max-changes = 500`,
     `bwlimit = 1048576`) read naturally without quotes. Anything else is left as it is."""
-    if isinstance(param.type, click_types.StringParamType) and isinstance(value, int) \
-            and not isinstance(value, bool):
+    if isinstance(param.type, click_types.StringParamType) and _is_integer(value):
         return str(value)
     return value
 
