@@ -59,10 +59,8 @@ def run_encrypted_vs_plain(baycat: Baycat, spec: dataset.DatasetSpec, workdir: P
         if best is None or (wall is not None and (best["wall_s"] is None
                                                   or wall < best["wall_s"])):
             got[mode] = {"wall_s": wall, "failure": r.failure(),
-                         "runs": best["runs"] if best else 0,
                          "cpu_s": r.extra.get("cpu_s"),
                          "peak_rss_kib": r.peak_rss_kib, "requests": summary.get("requests")}
-        got[mode]["runs"] += 1
         walls.setdefault((name, mode), []).append(wall)
         log(f"encryption: {name} {mode}: {r.wall_s:.2f} s {r.failure()}")
 
@@ -92,6 +90,7 @@ def run_encrypted_vs_plain(baycat: Baycat, spec: dataset.DatasetSpec, workdir: P
         p, e = got["plain"]["wall_s"], got["encrypted"]["wall_s"]
         got["ratio"] = e / p if p and e else None
         for mode in modes:
+            got[mode]["runs"] = len(walls[(name, mode)])
             got[mode]["median_wall_s"] = _median(walls[(name, mode)])
         pm, em = got["plain"]["median_wall_s"], got["encrypted"]["median_wall_s"]
         got["median_ratio"] = em / pm if pm and em else None
