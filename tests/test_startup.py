@@ -157,7 +157,7 @@ def test_every_public_name_resolves() -> None:
 def test_which_command_is_loaded_alone(args: list[str], env: dict[str, str],
                                        expected: str | None, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from baycat.cli.main import command_to_load
+    from baycat.cli.commands import command_to_load
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert command_to_load(args, env) == expected

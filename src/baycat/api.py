@@ -80,30 +80,24 @@ def _open(endpoint: Endpoint, s3: S3Options, create: bool,
     store = open_store(endpoint, s3, create=create)
     if encryption is None:
         return store
+    from baycat.scan.statedir import keys_cache_path
     from baycat.store.encrypted import EncryptedStore  # cryptography loads only when used
 
     if state_dir is not None and encryption.cache is None:
-        encryption = replace(encryption, cache=_keys_cache(state_dir, store.url))
+        encryption = replace(encryption, cache=keys_cache_path(state_dir, store.url))
     return EncryptedStore(store, encryption if create else replace(encryption, create=False))
-
-
-def _keys_cache(state_dir: Path, store_url: str) -> Path:
-    """Where the keys object of the encrypted backup at `store_url` is cached."""
-    from baycat.scan.statedir import remote_cache_path
-
-    cache = remote_cache_path(state_dir, store_url)
-    return cache.with_name(cache.name + ".keys")
 
 
 def _unlock_ahead(encryption: Encryption, state_dir: Path, endpoint: Endpoint
                   ) -> Encryption:
     """`encryption` with its key derivation started from the cached keys object, if
     the endpoint's store URL is known without making the store (S3, local)."""
+    from baycat.scan.statedir import keys_cache_path
     from baycat.store.endpoints import store_url
     from baycat.store.unlock_ahead import start
 
     url = store_url(endpoint)
-    return encryption if url is None else start(encryption, _keys_cache(state_dir, url))
+    return encryption if url is None else start(encryption, keys_cache_path(state_dir, url))
 
 
 def _price(summary: SyncSummary, s3: S3Options, prices: PriceTable | None) -> SyncSummary:

@@ -1,6 +1,7 @@
 """The `baycat` command line: the only package that reads flags and the environment.
 
-    main.py      the typer app, the global options, the table of commands, main()
+    main.py      the typer app, the global options, main()
+    commands.py  the table of commands; which one the arguments run (no typer)
     sync.py      sync, restore                      ┐
     manifest.py  manifest create|update|show|...    ├ the commands
     inspect.py   verify, repair, history, gc        │

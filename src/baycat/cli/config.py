@@ -46,19 +46,18 @@ from typer._click.exceptions import BadParameter, ClickException
 from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.models import TyperPath
 
+from baycat.cli.commands import CONFIG_ENV, FORWARDED_FLAGS, default_config_path
+
 # typer carries its own copy of click: these are its classes, used only through click's
 # API. An option's click type says what its value is (typer makes int, float, bool, Path
 # and list[str] annotations INT, FLOAT, BOOL, TyperPath and a `multiple` STRING), and
 # `type_cast_value` checks a value as the parser would. typer 0.29 replaced that with
 # pydantic, which costs every command ~0.12 s at start (pyproject.toml holds it back).
 
-CONFIG_ENV = "BAYCAT_CONFIG"
 ENV_PREFIX = "BAYCAT_"
 JOB_COMMANDS = ("sync",)  # the commands that take --job NAME
 # Keys of a job that name a command's arguments rather than its options.
 JOB_ARGUMENTS = ("source", "destination")
-# Per-command flags also accepted before the command name (`baycat -q sync ...`).
-FORWARDED_FLAGS = ("--quiet", "--verbose", "--json")
 # Options typer adds that act at once, like --help: never configured.
 _ACTS_AT_ONCE = ("install_completion", "show_completion")
 # What a path-valued option's metavar says; a leading ~ is expanded in those.
@@ -78,12 +77,6 @@ class ConfigError(ClickException):
 
     def show(self, file: Any = None) -> None:
         typer.echo(f"baycat: error: {self.format_message()}", err=True)
-
-
-def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
-                                                             ".config")
-    return Path(base) / "baycat" / "config.toml"
 
 
 # ---- the options the commands declare ---------------------------------------------------

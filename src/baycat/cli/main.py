@@ -1,10 +1,10 @@
 """The `baycat` app: the typer objects, the global options (--version, --log-level,
---log-file; --config and the BAYCAT_* variables come from cli/config.py), the table of
-commands and `main()`.
+--log-file; --config and the BAYCAT_* variables come from cli/config.py) and `main()`;
+the table of commands is in cli/commands.py.
 
 `main()` builds the app with only the command it was asked to run when that is certain
-from the arguments alone (`command_to_load`): the other commands' modules are not
-imported and typer builds no options for them, ~20 ms of a ~0.16 s no-change run
+from the arguments alone (commands.command_to_load): the other commands' modules are
+not imported and typer builds no options for them, ~20 ms of a ~0.16 s no-change run
 (issue 18). `--help`, completion, a config file (checked whole against every command)
 and anything unusual before the command name get the whole app, as `app` is.
 
@@ -23,15 +23,14 @@ import gc
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from baycat import version
-from baycat.cli.config import CONFIG_ENV, FORWARDED_FLAGS, ConfigGroup, default_config_path
+from baycat.cli.commands import COMMANDS, GROUPS, CommandSpec, command_to_load
+from baycat.cli.config import ConfigGroup
 from baycat.cli.logs import LEVELS
 from baycat.cli.options import FilterCommand
 from baycat.cli.run import log_settings
@@ -50,57 +49,6 @@ CONFIG_HELP = (
     "> job > config defaults. The app's options (--log-level, --log-file, --config) may "
     "follow the command name; -q, -v and --json may precede it."
 )
-
-MANIFEST_HELP = ("Build, refresh and inspect the local manifest (hashes + unix metadata) of "
-                 "a tree without syncing.")
-KEY_HELP = ("The passwords and key files that open an encrypted backup (sync --encrypt); "
-            "changing them re-encrypts no data.")
-
-
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    """Where a command's function lives (a module of baycat.cli) and how it is shown."""
-
-    module: str
-    function: str
-    filters: bool = False  # takes --exclude/--include (FilterCommand)
-    exit_codes: bool = True  # its --help ends with the exit codes
-
-
-# The commands, in the order `baycat --help` and `baycat manifest --help` list them.
-COMMANDS: dict[str, CommandSpec] = {
-    "sync": CommandSpec("sync", "sync_command", filters=True),
-    "restore": CommandSpec("sync", "restore_command"),
-    "verify": CommandSpec("inspect", "verify_command"),
-    "repair": CommandSpec("inspect", "repair_command"),
-    "history": CommandSpec("inspect", "history_command"),
-    "gc": CommandSpec("inspect", "gc_command"),
-    "ls": CommandSpec("browse", "ls_command"),
-    "diff": CommandSpec("browse", "diff_command"),
-    "forget": CommandSpec("retention", "forget_command"),
-    "prune": CommandSpec("retention", "prune_command"),
-}
-GROUPS: dict[str, tuple[str, dict[str, CommandSpec]]] = {
-    "manifest": (MANIFEST_HELP, {
-        "create": CommandSpec("manifest", "manifest_create", filters=True, exit_codes=False),
-        "update": CommandSpec("manifest", "manifest_update", filters=True, exit_codes=False),
-        "show": CommandSpec("manifest", "manifest_show", exit_codes=False),
-        "estimate-cost": CommandSpec("manifest", "manifest_estimate_cost", exit_codes=False),
-    }),
-    "key": (KEY_HELP, {
-        "list": CommandSpec("keys", "key_list"),
-        "add": CommandSpec("keys", "key_add"),
-        "remove": CommandSpec("keys", "key_remove"),
-    }),
-}
-# What may come before the command name for `command_to_load` to trust it: the flags
-# forwarded to the command (and the short forms config.py's `_own_options` gives them),
-# and the app's options that take a value (which may look like a command name:
-# `--log-file sync`).
-_FLAGS_BEFORE_COMMAND = frozenset((*FORWARDED_FLAGS, "-q", "-v"))
-_VALUE_OPTIONS = ("--log-level", "--log-file")
-_COMPLETION_ENV = "_BAYCAT_COMPLETE"  # set by the shell when it asks for completions
-
 
 def _version(value: bool) -> None:
     if value:
@@ -161,41 +109,6 @@ def make_app(only: str | None = None) -> typer.Typer:
         for name, spec in commands.items():
             _register(group, name, spec)
     return app
-
-
-def command_to_load(args: Sequence[str], env: Mapping[str, str]) -> str | None:
-    """The command (or group) `baycat ARGS` runs, when the app with only that one
-    behaves exactly as the whole app would; None when the whole app is needed: --help
-    or anything else unusual before the command name, shell completion, an unknown
-    name, or a config file (`Config` checks every table against every command)."""
-    if _COMPLETION_ENV in env or env.get(CONFIG_ENV) or any(
-            arg == "--config" or arg.startswith("--config=") for arg in args):
-        return None
-    rest = iter(args)
-    for arg in rest:
-        if arg in _VALUE_OPTIONS:
-            next(rest, None)
-        elif arg.startswith(tuple(f"{option}=" for option in _VALUE_OPTIONS)) or \
-                arg in _FLAGS_BEFORE_COMMAND:
-            continue
-        elif arg in COMMANDS or arg in GROUPS:
-            return arg if _no_default_config_file() else None
-        else:
-            return None
-    return None
-
-
-def _no_default_config_file() -> bool:
-    """True when there is certainly no default config file: exactly the case
-    load_config reads as an empty config (anything else, e.g. a file it can't read, it
-    reports, and the whole app does that)."""
-    try:
-        os.stat(default_config_path())
-    except FileNotFoundError:
-        return True
-    except OSError:  # e.g. EACCES: load_config reports it
-        pass
-    return False
 
 
 def __getattr__(name: str) -> Any:

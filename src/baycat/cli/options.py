@@ -21,7 +21,7 @@ from baycat.errors import UsageError
 from baycat.ops.cost import STORAGE_CLASSES, PriceTable, load_prices
 from baycat.scan.filters import FilterSpec, Rule, rules_from_file
 from baycat.scan.selection import read_listed
-from baycat.store.encryption import Encryption, Secret
+from baycat.store.encryption import Encryption, Secret, password_line
 from baycat.store.endpoints import check_http_url
 from baycat.store.s3_options import S3Options
 
@@ -188,18 +188,13 @@ KeyFile = Annotated[Path | None, typer.Option(
     "ones; `baycat key add --new-key-file` makes one) instead of a password.")]
 
 
-def _password_line(data: bytes) -> bytes:
-    line = data.split(b"\n", 1)[0]
-    return line[:-1] if line.endswith(b"\r") else line
-
-
 def read_secret(source: Path, kind: Literal["password", "keyfile"], what: str) -> Secret:
     try:
         data = source.read_bytes()
     except OSError as exc:
         raise UsageError(f"{what} {source}: {exc.strerror}") from None
     if kind == "password":
-        data = _password_line(data)
+        data = password_line(data)
         if not data:
             raise UsageError(f"{what} {source}: empty")
     return Secret(kind, data)
@@ -225,7 +220,7 @@ def encryption_options(password_file: Path | None, key_file: Path | None,
                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
         if proc.returncode != 0:
             raise UsageError(f"BAYCAT_PASSWORD_COMMAND exited with {proc.returncode}")
-        secret = Secret("password", _password_line(proc.stdout))
+        secret = Secret("password", password_line(proc.stdout))
         if not secret.value:
             raise UsageError("BAYCAT_PASSWORD_COMMAND printed an empty password")
     elif create:

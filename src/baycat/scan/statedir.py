@@ -156,6 +156,12 @@ def remote_cache_path(state_dir: Path, url: str) -> Path:
     return state_dir / "remote" / hashlib.sha256(url.encode()).hexdigest()[:24]
 
 
+def keys_cache_path(state_dir: Path, url: str) -> Path:
+    """Where the keys object of the encrypted backup at `url` is cached."""
+    cache = remote_cache_path(state_dir, url)
+    return cache.with_name(cache.name + ".keys")
+
+
 def remove_stale_state(state_dir: Path) -> None:
     """Blocking: the temp files killed runs left in a tree's state directory and in its
     caches' directory. Only under the tree's lock (no other baycat writes there)."""

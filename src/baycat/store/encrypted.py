@@ -38,7 +38,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -61,7 +60,7 @@ from baycat.store.base import (
     Version,
 )
 from baycat.store.encryption import Encryption
-from baycat.store.keyring import KEYS_KEY, Keyring, subkey
+from baycat.store.keyring import KEY_CACHE_ERRORS, KEYS_KEY, Keyring, load_key_cache, subkey
 from baycat.store.layout import ENCRYPTED_MAGIC, STATE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -107,17 +106,6 @@ def _check_etag(inner: ObjectStore, etag: str, md5: bytes, what: str) -> None:
     if inner.content_etags and got and got != md5.hex():
         raise RemoteError(f"{what}: the store answered ETag {etag} for a body whose MD5 "
                           f"is {md5.hex()}; not recorded")
-
-
-# What reading a damaged or unreadable key cache raises.
-KEY_CACHE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ManifestError, OSError)
-
-
-def load_key_cache(path: Path) -> tuple[Keyring, int]:
-    """The keys object cached at `path` and the newest root seq seen (raises one of
-    KEY_CACHE_ERRORS; FileNotFoundError: nothing cached)."""
-    doc = json.loads(path.read_bytes())
-    return Keyring.from_bytes(doc["keys"].encode()), int(doc.get("root_seq", 0))
 
 
 class EncryptedStore:

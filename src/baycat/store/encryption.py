@@ -23,6 +23,13 @@ class Secret:
         return f"Secret({self.kind!r}, ***)"
 
 
+def password_line(data: bytes) -> bytes:
+    """The password in a password file's (or command's output's) bytes: its first line,
+    without the line end."""
+    line = data.split(b"\n", 1)[0]
+    return line[:-1] if line.endswith(b"\r") else line
+
+
 @dataclass(frozen=True, slots=True)
 class Encryption:
     """How to open (or, with `create`, make) an encrypted backup: the secret, and where

@@ -7,12 +7,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse, urlsplit
 
 from baycat.errors import UsageError
-from baycat.store.base import ObjectStore
-from baycat.store.local import LocalStore
 from baycat.store.s3_options import S3Options
+
+if TYPE_CHECKING:
+    from baycat.store.base import ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ def open_store(endpoint: Endpoint, s3: S3Options, create: bool) -> ObjectStore:
             check_http_url(s3.endpoint_url)
         return S3Store(endpoint.bucket, endpoint.prefix, s3)
     if isinstance(endpoint, LocalEndpoint):
+        from baycat.store.local import LocalStore  # asyncio: not needed to parse a URL
+
         root = endpoint.path.absolute()
         if create and not root.exists() and not root.parent.is_dir():
             # As cp and rsync: the backup's directory may be new, its parent may not (a

@@ -24,6 +24,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -188,3 +189,14 @@ class Keyring:
         return [{"id": str(s["id"]), "kind": str(s.get("kind")),
                  "kdf": str(s.get("kdf")), "created": str(s.get("created", ""))}
                 for s in self.slots]
+
+
+# What reading a damaged or unreadable key cache raises.
+KEY_CACHE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ManifestError, OSError)
+
+
+def load_key_cache(path: Path) -> tuple[Keyring, int]:
+    """The keys object cached at `path` (EncryptedStore writes it) and the newest root
+    seq seen (raises one of KEY_CACHE_ERRORS; FileNotFoundError: nothing cached)."""
+    doc = json.loads(path.read_bytes())
+    return Keyring.from_bytes(doc["keys"].encode()), int(doc.get("root_seq", 0))

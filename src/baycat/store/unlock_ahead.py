@@ -45,7 +45,7 @@ def start(encryption: Encryption, cache: Path) -> Encryption:
 def _derive(cache: Path, secret: Secret, ahead: Future[Unlocked]) -> None:
     try:
         # cryptography loads in this thread, beside the engine's imports.
-        from baycat.store.encrypted import KEY_CACHE_ERRORS, load_key_cache
+        from baycat.store.keyring import KEY_CACHE_ERRORS, load_key_cache
 
         try:
             keyring, _ = load_key_cache(cache)
