@@ -2,6 +2,7 @@
 
     main.py      the typer app, the global options, main()
     commands.py  the table of commands; which one the arguments run (no typer)
+    early_unlock.py  an encrypted sync's key derivation, started from its arguments
     sync.py      sync, restore                      ┐
     manifest.py  manifest create|update|show|...    ├ the commands
     inspect.py   verify, repair, history, gc        │
@@ -35,9 +36,23 @@ def main() -> None:
 
         print(f"baycat {__version__}")
         return
+    _start_early_unlock(sys.argv[1:])
     from baycat.cli.main import main as run_app
 
     run_app()
+
+
+def _start_early_unlock(args: list[str]) -> None:
+    """An encrypted sync's key derivation, started before the app loads (early_unlock.py)."""
+    import os
+
+    from baycat.cli.commands import command_position
+
+    position = command_position(args, os.environ)
+    if position is not None and args[position] == "sync":
+        from baycat.cli import early_unlock
+
+        early_unlock.start(args[position + 1:], os.environ)
 
 
 def __getattr__(name: str) -> Any:
