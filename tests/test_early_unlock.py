@@ -52,6 +52,7 @@ def test_the_option_lists_are_sync_s_own() -> None:
     (["--password-file", "pw", "--encrypt", "src", "dst"], None),  # no keys object yet
     (["--key-file", "k", "src", "dst"], None),
     (["--password-file", "pw", "--job", "nightly"], None),
+    (["--password-file", "pw", "--state-dir", "/var/lib/baycat", "src", "dst"], None),
     (["src", "dst"], None),  # no password file
     (["src", "dst", "--transfers"], None),  # a value missing
 ])
@@ -67,6 +68,7 @@ def test_the_environment_gives_the_password_file_or_rules_the_guess_out() -> Non
         SyncGuess("s", "d", "x")
     assert early_unlock.read_sync_args(["s", "d"], {**env, "BAYCAT_KEY_FILE": "k"}) is None
     assert early_unlock.read_sync_args(["s", "d"], {**env, "BAYCAT_ENCRYPT": "1"}) is None
+    assert early_unlock.read_sync_args(["s", "d"], {**env, "BAYCAT_STATE_DIR": "/x"}) is None
 
 
 def test_a_password_is_read_early_only_from_a_regular_file(tmp_path: Path) -> None:

@@ -221,3 +221,41 @@ def test_a_tree_the_user_may_not_write(target: Target, tmp_path: Path) -> None:
         assert len(list((tmp_path / "xdg" / "baycat").iterdir())) == 1
     finally:
         tree.chmod(0o755)
+
+
+def _state_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_an_encrypted_backup_of_a_read_only_snapshot(tmp_path: Path) -> None:
+    """An encrypted sync keeps its keys cache with the rest of the job's state: a
+    read-only snapshot is backed up (its state in the per-user directory), a no-change
+    night is one request, and --state-dir leaves the source untouched."""
+    live = tmp_path / "live"
+    for rel, data in FILES.items():
+        (live / rel).parent.mkdir(parents=True, exist_ok=True)
+        (live / rel).write_bytes(data)
+    password = tmp_path / "pw"
+    password.write_bytes(b"correct horse\n")
+    backup, restored = tmp_path / "backup", tmp_path / "restored"
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    snap = tmp_path / "snap"
+    with read_only_bind(live, snap):
+        first = run_baycat("sync", "--json", "--encrypt", "--password-file", password, snap,
+                           backup, env=env)
+        assert json.loads(first.stdout)["uploaded"]["files"] == len(FILES)
+        again = json.loads(run_baycat("sync", "--json", "--password-file", password, snap,
+                                      backup, env=env).stdout)
+        assert again["requests"] == {"GET": 1} and again["uploaded"]["files"] == 0
+    assert not (live / ".baycat").exists()
+    assert any(name.endswith(".keys") for name in _state_files(tmp_path / "xdg"))
+    run_baycat("restore", "--password-file", password, backup, restored)
+    assert [name for name in _state_files(restored) if not name.startswith(".baycat/")] == \
+        sorted(FILES)
+    assert all((restored / rel).read_bytes() == data for rel, data in FILES.items())
+    # --state-dir: nothing of baycat's in the source, the keys cache included.
+    state = tmp_path / "state"
+    run_baycat("sync", "-q", "--encrypt", "--password-file", password, "--state-dir", state,
+               live, tmp_path / "backup2")
+    assert not (live / ".baycat").exists()
+    assert any(name.endswith(".keys") for name in _state_files(state))

@@ -139,13 +139,23 @@ async def sync(
         check_apart(src_path, dst.path)
     state = None
     if encryption is not None:
-        from baycat.scan.statedir import ensure_state_dir
+        from baycat.scan.statedir import choose_state_dir, sync_job
+        from baycat.store.encryption import encrypted_url
+        from baycat.store.endpoints import store_url
 
-        state = ensure_state_dir(src_path)
+        # The keys cache lives with the rest of the job's state, where the sync keeps it
+        # (SRC/.baycat, --state-dir, or the per-user directory for a read-only snapshot;
+        # the job is the store's URL, the EncryptedStore's).
+        url = store_url(dst)
+        if url is not None:
+            state = choose_state_dir(src_path, sync_job(encrypted_url(url)),
+                                     options.state_dir if options else None,
+                                     options.user_state_dir if options else None)
         if options is not None and options.dry_run:
             encryption = replace(encryption, dry_run=True)
         # Before the engine and the S3 stack load: the derivation runs beside that.
-        encryption = _unlock_ahead(encryption, state, dst)
+        if state is not None:
+            encryption = _unlock_ahead(encryption, state, dst)
     from baycat.ops.backup import sync_to_store
 
     store = _open(dst, s3, True, encryption, state)

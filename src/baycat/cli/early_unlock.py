@@ -46,8 +46,9 @@ FLAGS = frozenset((
     "--delete-excluded", "--scan-remote", "--verify-commit", "--progress", "--no-progress",
     "--quiet", "-q", "--verbose", "-v", "--json"))
 # What rules the guess out: a key (HKDF: nothing to gain), a new backup (no keys object
-# yet), a config file's job.
-_GIVE_UP = frozenset(("--key-file", "--encrypt", "--config", "--job"))
+# yet), a config file's job, a state directory elsewhere than SRC/.baycat.
+_GIVE_UP = frozenset(("--key-file", "--encrypt", "--config", "--job", "--state-dir"))
+_GIVE_UP_ENV = ("BAYCAT_KEY_FILE", "BAYCAT_ENCRYPT", "BAYCAT_STATE_DIR")
 _PASSWORD_FILE_ENV = "BAYCAT_PASSWORD_FILE"
 _MAX_PASSWORD_FILE = 1 << 16
 
@@ -89,7 +90,7 @@ def read_sync_args(args: Sequence[str], env: Mapping[str, str]) -> SyncGuess | N
             return None
         if name == "--password-file":
             password_file = value
-    if env.get("BAYCAT_KEY_FILE") or env.get("BAYCAT_ENCRYPT") or len(operands) != 2:
+    if any(env.get(name) for name in _GIVE_UP_ENV) or len(operands) != 2:
         return None
     password_file = password_file or env.get(_PASSWORD_FILE_ENV)
     if not password_file:
@@ -116,7 +117,9 @@ def read_password_file(path: str) -> Secret | None:
 
 
 def keys_cache_of(guess: SyncGuess) -> Path | None:
-    """Where api.sync finds the cached keys object for this sync (None: it doesn't)."""
+    """Where api.sync finds the cached keys object for this sync when it keeps its state
+    in SRC/.baycat (None: it doesn't, or the source is a read-only snapshot, whose state
+    is in the per-user directory: no guess)."""
     from baycat.errors import UsageError
     from baycat.scan.statedir import keys_cache_path, state_dir_of
     from baycat.store.endpoints import LocalEndpoint, parse_endpoint, store_url
@@ -127,6 +130,11 @@ def keys_cache_of(guess: SyncGuess) -> Path | None:
         return None
     url = store_url(destination)
     if not isinstance(source, LocalEndpoint) or url is None:
+        return None
+    try:
+        if os.statvfs(source.path).f_flag & os.ST_RDONLY:
+            return None
+    except OSError:
         return None
     return keys_cache_path(state_dir_of(source.path), url)
 

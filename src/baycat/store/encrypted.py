@@ -59,7 +59,7 @@ from baycat.store.base import (
     Upload,
     Version,
 )
-from baycat.store.encryption import Encryption
+from baycat.store.encryption import Encryption, encrypted_url
 from baycat.store.keyring import KEY_CACHE_ERRORS, KEYS_KEY, Keyring, load_key_cache, subkey
 from baycat.store.layout import ENCRYPTED_MAGIC, STATE_PREFIX
 
@@ -145,9 +145,7 @@ class EncryptedStore:
 
     @property
     def url(self) -> str:
-        # Also what the local caches are keyed by: a plain run never takes an encrypted
-        # backup's cached manifest for its own (nor the reverse).
-        return self.inner.url + " (encrypted)"
+        return encrypted_url(self.inner.url)
 
     @property
     def key_prefix(self) -> str:

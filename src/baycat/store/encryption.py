@@ -23,6 +23,12 @@ class Secret:
         return f"Secret({self.kind!r}, ***)"
 
 
+def encrypted_url(url: str) -> str:
+    """The `url` of an EncryptedStore over a store at `url`: also what the local state
+    is keyed by, so a plain run never takes an encrypted backup's caches for its own."""
+    return url + " (encrypted)"
+
+
 def password_line(data: bytes) -> bytes:
     """The password in a password file's (or command's output's) bytes: its first line,
     without the line end."""
