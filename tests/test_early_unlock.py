@@ -80,19 +80,27 @@ def test_a_password_is_read_early_only_from_a_regular_file(tmp_path: Path) -> No
     assert read_password_file(str(tmp_path / "missing")) is None
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    writer_done = threading.Event()
+    writer_opened = threading.Event()
+    wrote: list[bytes] = []
 
     def write() -> None:
-        with open(fifo, "wb") as f:  # blocks until the reader below opens it
-            f.write(b"from the pipe\n")
-        writer_done.set()
+        try:
+            with open(fifo, "wb") as f:  # blocks until a reader opens the pipe
+                writer_opened.set()
+                f.write(b"from the pipe\n")
+                wrote.append(b"all")
+        except BrokenPipeError:
+            wrote.append(b"broken")
 
-    threading.Thread(target=write, daemon=True).start()
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
     assert read_password_file(str(fifo)) is None
-    # Nothing was taken from the pipe: the command still reads all of it.
+    # The pipe was not even opened: the writer still waits for the command's reader.
+    assert not writer_opened.wait(0.5)
     with open(fifo, "rb") as f:
         assert f.read() == b"from the pipe\n"
-    assert writer_done.wait(10)
+    writer.join(10)
+    assert wrote == [b"all"]
 
 
 def test_start_takes_over_the_early_derivation_of_the_same_secret_only(tmp_path: Path) -> None:

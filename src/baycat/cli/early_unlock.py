@@ -100,8 +100,13 @@ def read_sync_args(args: Sequence[str], env: Mapping[str, str]) -> SyncGuess | N
 
 def read_password_file(path: str) -> Secret | None:
     """The password in `path` if it is a regular file (a pipe or a terminal is left for
-    the command to read, once); None if it can't be read or is empty."""
+    the command to read, once); None if it can't be read or is empty. Not even opened
+    unless a regular file: opening a named pipe would release a writer waiting for a
+    reader, and closing it again would kill that writer (SIGPIPE) before the command
+    reads."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
