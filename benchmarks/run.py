@@ -27,6 +27,7 @@ from typing import Any
 from . import (
     awsenv,
     dataset,
+    deletions,
     encryption,
     hashbench,
     procs,
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = ("" if args.scale == "default" else f"-{args.scale}") + (
         "" if sets else "-snapshot")
     run_dir = args.out / f"run{suffix or '-default'}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    deletions.remove_tree(run_dir)
     run_dir.mkdir(parents=True)
     tools, notes = make_tools(names, args, run_dir)
     strace = not args.no_strace and procs.strace_available()
@@ -291,7 +292,7 @@ def _run_passes(rep: report.RunReport, tools: list[Tool], args: argparse.Namespa
         scenarios.run_pass(ctx, tools, rep.table, counted=counted, count=count, strace=strace,
                            scenario_set=scenario_set)
         # Trees of a finished pass are no longer needed; keep disk use bounded.
-        shutil.rmtree(ctx.out, ignore_errors=True)
+        deletions.remove_tree(ctx.out)
 
 
 def _hashbench(directory: Path) -> dict[str, Any] | None:
@@ -340,7 +341,11 @@ def _method(args: argparse.Namespace, count: set[str], strace: bool,
         "tree must equal the source byte for byte. baycat's `.baycat/` state is skipped.",
         "The page cache is warm (trees were just written); before each scenario the "
         "harness waits until 2.1 s have passed since the last change to any tree (see "
-        "benchmarks/scenarios.py). Tool order rotates by one per scenario.",
+        "benchmarks/scenarios.py). Tool order rotates by one per scenario. Restores go to "
+        "new directories, and a timed restore starts at least 62 s after the harness last "
+        "deleted a tree: this disk's ext4 (no journal) skips inodes freed within the last "
+        "60 s, so files created right after a mass deletion cost more system time "
+        "(benchmarks/deletions.py).",
         f"Per-command timeout {timeout:.0f} s (× 3 in the counted pass); a tool that fails "
         "or times out is reported as failed, never compared.",
     ]

@@ -14,6 +14,7 @@ Before each scenario's runs, the harness waits until 2.1 s have passed since the
 change to any tree, as a real tree would between its last edit and a backup (a file
 written within the 2 s before a scan is "racily clean" to baycat and rehashed next run).
 Tools run in an order rotated by one per scenario, so none is always first or last.
+A timed restore first waits out any recent deletion of a tree (deletions.py).
 
 Two sets of scenarios (`--scenarios`): `synthetic`, the seeded dataset (dataset.py)
 through the sequence below; `realdata`, a copy of the interpreter's standard library
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import dataset, fileio, mutate, procs, realdata, verify
+from . import dataset, deletions, fileio, mutate, procs, realdata, verify
 from .proxy import CountingProxyProcess, ProxyError, requests_of
 from .results import Measurement, parse_json_summary
 from .tools import PREFIX, Tool
@@ -159,7 +160,7 @@ def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], M
     states = []
     for tool in tools:
         base = ctx.out / tool.name
-        shutil.rmtree(base, ignore_errors=True)
+        deletions.remove_tree(base)
         st = _ToolState(tool, f"{tool.name}-{label[0]}{suffix}", base / "tree",
                         base / "large-tree", base / "restored")
         scenario_set.make_trees(ctx, st.main, st.large)
@@ -172,6 +173,8 @@ def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], M
                 scenario_set.mutate(ctx, st.main, sc.mutation)
             ctx.changed()
         ctx.settle()
+        if sc.kind == "restore" and not counted:
+            deletions.wait_out_deletions(ctx.log)
         order = states[i % len(states):] + states[:i % len(states)]
         # Repeats go round the tools, so a busy moment falls on all of them alike.
         for _ in range(1 if counted else sc.runs):
