@@ -16,6 +16,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import xxhash
 
@@ -84,12 +85,14 @@ class ReadFile:
     """A whole small file as read for upload."""
 
     data: bytes
-    md5: bytes
+    md5: bytes  # b"" when not asked for
     entry: Entry  # the entry with the stat and hash of exactly these bytes
 
 
-def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
-    """Blocking: read a file whole, hashing it, retrying while it changes under us."""
+def read_whole(full_path: bytes, entry: Entry, attempts: int = 3, *,
+               md5: bool = True) -> ReadFile:
+    """Blocking: read a file whole, hashing it (xxh3-128, and MD5 unless `md5` is
+    False), retrying while it changes under us."""
     try:
         fd = os.open(full_path, _OPEN_FLAGS)
     except OSError as exc:
@@ -102,7 +105,7 @@ def read_whole(full_path: bytes, entry: Entry, attempts: int = 3) -> ReadFile:
             data = os.pread(fd, before.st_size + 1, 0)
             after = os.fstat(fd)
             if same_file_stat(before, after) and len(data) == after.st_size:
-                return ReadFile(data, hashlib.md5(data).digest(),
+                return ReadFile(data, hashlib.md5(data).digest() if md5 else b"",
                                 with_stat(entry, after, xxhash.xxh3_128_digest(data),
                                           racy=is_racy(after)))
         raise FileChanged("file kept changing while being read")
@@ -185,7 +188,8 @@ class Uploader:
         held = await self.budget.acquire(entry.size + 1)
         try:
             hooks.fire("upload.before_read", entry.path)
-            read = await asyncio.to_thread(read_whole, self._full(entry), entry)
+            read = await asyncio.to_thread(partial(read_whole, md5=self.store.uses_md5),
+                                           self._full(entry), entry)
             if self.bwlimit is not None:
                 await self.bwlimit.take(len(read.data))
             stored = await self._put_checked(key, read.data, read.md5)
@@ -198,8 +202,10 @@ class Uploader:
     def _confirmed(self, etag: str, expected: str) -> str | None:
         """The ETag to record for a write whose content's ETag must be `expected`
         (unquoted); None when the store's answer contradicts it. A store that answers
-        without an ETag gets the one S3 computes for that content."""
-        if not self.store.content_etags:
+        without an ETag gets the one S3 computes for that content. A store that checks
+        what it sends itself (`uses_md5` False: no MD5 was computed here) is taken at
+        its word."""
+        if not self.store.content_etags or not self.store.uses_md5:
             return etag
         got = etag.strip('"')
         if not got:
@@ -247,7 +253,9 @@ class Uploader:
                 async def send(number: int, data: bytes, held: int) -> None:
                     nonlocal sent
                     try:
-                        md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
+                        md5 = b""
+                        if self.store.uses_md5:
+                            md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
                         part_md5s[number] = md5
                         if self.bwlimit is not None:
                             await self.bwlimit.take(len(data))

@@ -107,6 +107,11 @@ class ObjectStore(Protocol):
     # True when a single-part object's ETag is the MD5 of its bytes (S3 without SSE-KMS),
     # so what a write answers can be checked against what was sent.
     content_etags: bool
+    # True when put and upload_part use the `md5` they are given (Content-MD5, a local
+    # store's check). False when the store sends something else, whose MD5 it computes
+    # itself (encrypted.py seals the bytes first): a caller may then pass b"" and save
+    # hashing bytes no one checks (~0.3 s of CPU per 200 MiB).
+    uses_md5: bool
 
     @property
     def url(self) -> str: ...

@@ -115,6 +115,7 @@ class EncryptedStore:
     `close()`."""
 
     content_etags = False
+    uses_md5 = False  # the ciphertext's MD5 is computed here, after sealing
 
     def __init__(self, inner: ObjectStore, encryption: Encryption) -> None:
         self.inner = inner

@@ -63,6 +63,7 @@ class HttpStore:
 
     conditional_writes: bool | None = False
     content_etags = False  # a web server's ETags are its own (mtime-size), not MD5s
+    uses_md5 = True  # (it writes nothing)
 
     def __init__(self, base_url: str, *, max_connections: int = 32,
                  connect_timeout: float = 10, read_timeout: float = 60,

@@ -56,6 +56,7 @@ def _etag(md5: bytes) -> str:
 class LocalStore:
     conditional_writes: bool | None = True
     content_etags = True
+    uses_md5 = True
 
     def __init__(self, root: Path, create: bool = True) -> None:
         self.root = root

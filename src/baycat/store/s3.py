@@ -226,6 +226,7 @@ class S3Store:
         self.options = options
         # With SSE-KMS, S3's ETags are not the MD5 of the content.
         self.content_etags = options.sse != "aws:kms"
+        self.uses_md5 = True
         self.requests: Counter[str] = Counter()
         self._client: Any = None  # the botocore client, made on first use
         self._context: Any = None
