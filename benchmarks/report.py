@@ -344,7 +344,11 @@ def render(report: RunReport) -> str:
                   "Wall time and peak RSS from the timed pass; requests (by type, from the "
                   "counting proxy) and bytes read from local files (strace) from the counted "
                   "pass. `×best` is the tool's wall time over the best peer's (correct runs "
-                  "only). A run that failed or gave a wrong result is never the best.", ""]
+                  "only). A run that failed or gave a wrong result is never the best. "
+                  "Scenarios timed more than once per tool keep the fastest run ("
+                  + ", ".join(f"{sc.name}: {sc.runs}" for sc in ALL_SCENARIOS if sc.runs > 1)
+                  + "; the large tree's runs are each a first sync into a prefix of its "
+                  "own).", ""]
         for sc in ALL_SCENARIOS:
             if not any((t, sc.name) in report.table for t in report.tools):
                 continue

@@ -50,7 +50,8 @@ class Scenario:
     tree: Literal["main", "large"] = "main"
     # Timed runs per tool, the fastest kept. Only a run that leaves the tree and the
     # bucket as it found them can be repeated; a sub-second one needs it, or one busy
-    # moment of the shared machine decides the ratio.
+    # moment of the shared machine decides the ratio. The large tree's initial sync is
+    # made a first sync again for each repeat (`_large_prefix`).
     runs: int = 1
 
     @property
@@ -61,7 +62,7 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("initial-large", "initial sync, large files only (separate tree and prefix)",
-             tree="large"),
+             tree="large", runs=3),
     Scenario("initial", "initial sync, whole tree (small-file mix + large files)"),
     Scenario("no-change", "re-sync, nothing changed", runs=5),
     Scenario("modify", "re-sync, 1 % of small files modified (same size, new bytes)",
@@ -177,26 +178,37 @@ def run_pass(ctx: PassContext, tools: list[Tool], table: dict[tuple[str, str], M
             deletions.wait_out_deletions(ctx.log)
         order = states[i % len(states):] + states[:i % len(states)]
         # Repeats go round the tools, so a busy moment falls on all of them alike.
-        for _ in range(1 if counted else sc.runs):
+        runs = 1 if counted else sc.runs
+        for run in range(runs):
+            prefix = _large_prefix(run, runs)
             for st in order:
                 m = table.setdefault((st.tool.name, sc.name),
                                      Measurement(st.tool.name, sc.name))
                 workdir = ctx.out / "runs" / st.tool.name / sc.name
                 if counted:
-                    _counted_run(ctx, st, sc, m, workdir, measure=sc.name in count,
+                    _counted_run(ctx, st, sc, m, workdir, prefix, measure=sc.name in count,
                                  strace=strace)
                     ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} "
                             f"reqs={m.total_requests} read={m.file_bytes_read} "
                             f"{m.counted_failure}")
                 else:
-                    wall = _timed_run(ctx, st, sc, m, workdir)
+                    wall = _timed_run(ctx, st, sc, m, workdir, prefix)
                     ctx.log(f"[{label}] {sc.name:13} {st.tool.name:7} {wall or 0:8.2f} s "
                             f"rss={(m.peak_rss_kib or 0) // 1024} MiB correct={m.correct} "
                             f"{m.failure or ''} {'' if m.correct else m.correct_detail}")
 
 
-def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario,
-                endpoint: str) -> tuple[list[str], dict[str, str], Path]:
+def _large_prefix(run: int, runs: int) -> str:
+    """Where run `run` of `runs` of a large-tree scenario writes. A first sync repeated
+    into the same prefix would find its objects there (and baycat its local state), so
+    each run but the last goes to a prefix of its own; the last, the one the counted
+    pass also makes, to LARGE_PREFIX. (One run per tool was noise: 0.53-1.22 s for
+    rclone's three runs of the same 64 MiB on this machine.)"""
+    return LARGE_PREFIX if run == runs - 1 else f"{LARGE_PREFIX.rstrip('/')}-{run}/"
+
+
+def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario, endpoint: str,
+                large_prefix: str = LARGE_PREFIX) -> tuple[list[str], dict[str, str], Path]:
     """argv, env and the local tree whose reads count, for one scenario."""
     if sc.kind == "restore":
         shutil.rmtree(st.restored, ignore_errors=True)
@@ -204,21 +216,23 @@ def _invocation(ctx: PassContext, st: _ToolState, sc: Scenario,
         inv = st.tool.restore(st.bucket, st.restored, endpoint)
         return inv.argv, inv.env, st.restored
     if sc.tree == "large":
-        inv = st.tool.sync(st.large, st.bucket, endpoint, delete=False, prefix=LARGE_PREFIX)
+        # A first sync: baycat's local state from an earlier run goes (others keep none).
+        shutil.rmtree(st.large / ".baycat", ignore_errors=True)
+        inv = st.tool.sync(st.large, st.bucket, endpoint, delete=False, prefix=large_prefix)
         return inv.argv, inv.env, st.large
     inv = st.tool.sync(st.main, st.bucket, endpoint, delete=sc.delete, prefix=PREFIX)
     return inv.argv, inv.env, st.main
 
 
 def _timed_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
-               workdir: Path) -> float:
+               workdir: Path, large_prefix: str) -> float:
     """One timed run; `m` keeps it unless an earlier run of the same scenario was
     faster. A failed or wrong run is kept whatever its time: it is the result. Returns
     this run's wall time."""
-    argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint)
+    argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint, large_prefix)
     r = procs.run(argv, env, timeout_s=ctx.timeout_s, workdir=workdir)
     try:
-        correct, detail = _check(ctx, st, sc)
+        correct, detail = _check(ctx, st, sc, large_prefix)
     except Exception as exc:  # a check that crashes is a wrong result, not a harness crash
         correct, detail = False, f"check failed: {exc!r}"
     first = m.wall_s is None
@@ -233,11 +247,12 @@ def _timed_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
     return r.wall_s
 
 
-def _check(ctx: PassContext, st: _ToolState, sc: Scenario) -> tuple[bool, str]:
+def _check(ctx: PassContext, st: _ToolState, sc: Scenario,
+           large_prefix: str) -> tuple[bool, str]:
     if sc.kind == "restore":
         v = verify.check_tree(verify.tree_digest(st.main), st.restored)
     elif sc.tree == "large":
-        v = verify.check_bucket(ctx.client, st.bucket, LARGE_PREFIX,
+        v = verify.check_bucket(ctx.client, st.bucket, large_prefix,
                                 verify.tree_digest(st.large), exact=True)
     else:
         # Only the rename scenario may leave extra objects (no delete option).
@@ -247,16 +262,16 @@ def _check(ctx: PassContext, st: _ToolState, sc: Scenario) -> tuple[bool, str]:
 
 
 def _counted_run(ctx: PassContext, st: _ToolState, sc: Scenario, m: Measurement,
-                 workdir: Path, *, measure: bool, strace: bool) -> None:
+                 workdir: Path, large_prefix: str, *, measure: bool, strace: bool) -> None:
     if not measure:  # only advance the state
-        argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint)
+        argv, env, _ = _invocation(ctx, st, sc, ctx.endpoint, large_prefix)
         r = procs.run(argv, env, timeout_s=ctx.timeout_s, workdir=workdir)
         m.counted_failure = r.failure()
         return
     log = workdir / "strace.log"
     try:
         with CountingProxyProcess(ctx.endpoint, workdir / "proxy", ctx.repo_root) as proxy:
-            argv, env, root = _invocation(ctx, st, sc, proxy.endpoint_url)
+            argv, env, root = _invocation(ctx, st, sc, proxy.endpoint_url, large_prefix)
             if strace:
                 argv = procs.strace_argv(argv, log)
             # strace and the proxy slow a tool: allow more time than a timed run.
