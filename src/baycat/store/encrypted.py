@@ -501,9 +501,8 @@ class EncryptedStore:
         header = upload.header
 
         def sealed() -> tuple[bytes, bytes]:
-            body = header.seal_part(number, data)
-            if number == 1:
-                body = header.encode(len(data), envelope.UNKNOWN_SIZE) + body
+            first = [header.encode(len(data), envelope.UNKNOWN_SIZE)] if number == 1 else []
+            body = b"".join([*first, *header.sealed_chunks(number, data)])
             return body, hashlib.md5(body).digest()
 
         body, body_md5 = await asyncio.to_thread(sealed)
