@@ -23,6 +23,7 @@ import xxhash
 from baycat import hooks
 from baycat.entry import Entry, same_file_stat, with_stat
 from baycat.errors import BaycatError, Interrupted, first_of
+from baycat.ops import large_buffers
 from baycat.ops.ratelimit import TokenBucket
 from baycat.ops.upload_journal import UploadJournal
 from baycat.scan.hasher import is_racy
@@ -188,6 +189,8 @@ class Uploader:
 
     async def upload(self, entry: Entry, key: str,
                      on_bytes: ProgressFunc | None = None) -> Uploaded:
+        if entry.size >= large_buffers.THRESHOLD:
+            large_buffers.unmap_when_freed()
         part_size = self.config.upload_part_size(entry.size)
         if part_size is not None:
             return await self._multipart(entry, key, part_size, on_bytes)
