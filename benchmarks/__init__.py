@@ -11,7 +11,8 @@ Run it with `nox -s bench` (see `benchmarks.run` for the options). One module, o
 - `verify`: whether a bucket or a restored tree matches the source;
 - `hashbench`: the `--pool-size` scaling micro-benchmark;
 - `scenarios`: the scenario sequence, one pass over all tools;
-- `scale`: the baycat-only million-file scenarios (issue 8) and manifest update vs find;
+- `scale`: the million-file scenarios (issue 8; rclone beside the initial sync) and
+  manifest update vs find;
 - `report`: docs/benchmarks.md and docs/benchmarks.json;
 - `run`: the command line.
 """

@@ -5,7 +5,8 @@ then the same for the real-data scenarios (a copy of the interpreter's standard 
 realdata.py; `--scenarios` picks one set), the hashing micro-benchmark and `manifest
 update` vs `find`; writes docs/benchmarks.md and docs/benchmarks.json. `--scale 100k`
 runs the same on 100k files (write docs/benchmarks-100k.*); `--scale 1m` runs baycat's
-million-file set (issue 8) only (docs/benchmarks-1m.*). `--scenarios snapshot` runs the
+million-file set (issue 8) (docs/benchmarks-1m.*), with rclone's initial sync of the same
+tree as the baseline of baycat's (other peers with `--tools`). `--scenarios snapshot` runs the
 nightly-snapshot scenario only (issue 14; real read-only loop mounts, so it needs root;
 `--snapshot-files N`, default 100k; docs/benchmarks-snapshot.*); it can join the other sets
 in one report (`--scenarios synthetic,realdata,snapshot`).
@@ -178,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     snapshot_spec = dataset.with_overrides(spec, small_files=args.snapshot_files, large_files=0)
     names = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.scale == "1m":
-        names = ["baycat"]
+        # baycat, plus the peers asked for that make only the initial sync (each adds
+        # about as long as baycat's); rclone alone when --tools was not given.
+        asked = [n for n in names if n != "baycat"]
+        names = ["baycat", *(asked if args.tools != ",".join(ALL_TOOLS) else ["rclone"])]
     timeout = args.timeout or {"default": 900.0, "100k": 3600.0, "1m": 7200.0}[args.scale]
     # A snapshot-only run has its own report (and run directory), beside the others.
     suffix = ("" if args.scale == "default" else f"-{args.scale}") + (
@@ -233,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 baycat = next(t for t in tools if isinstance(t, Baycat))
                 mil = scale.run_million(
                     baycat, spec, run_dir / "million", s3.endpoint_url, REPO, s3.create_bucket,
-                    timeout_s=timeout, fraction=args.fraction, strace=strace, log=_log)
+                    timeout_s=timeout, fraction=args.fraction, strace=strace, log=_log,
+                    peers=[t for t in tools if t is not baycat], client=client)
                 rep.million = mil.to_json()
                 rep.update_vs_find = mil.update_vs_find
             else:

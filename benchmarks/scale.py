@@ -1,5 +1,7 @@
-"""baycat-only scenarios: millions of files (issue 8) and `manifest update` vs `find`
-(issue 2).
+"""Scale scenarios: millions of files (issue 8) and `manifest update` vs `find`
+(issue 2). baycat only, but for the million-file initial sync, which the peers given
+(`--tools`; rclone by default) make first, each of the same tree to its own bucket, so
+the slowest and most expensive step has a baseline from the same run (issue 18).
 
 `find DIR -printf '%s %T@\\n' >/dev/null` is the yardstick: it stats every entry and
 prints two numbers, the least any tool must do to notice a change without reading
@@ -16,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dataset, fileio, mutate, procs
+from . import dataset, fileio, mutate, procs, verify
 from .proxy import CountingProxyProcess, requests_of
 from .results import parse_json_summary
-from .tools import Baycat
+from .tools import PREFIX, Baycat, Tool
 
 SETTLE_S = 2.1
 
@@ -109,8 +111,10 @@ class MillionResult:
 
 def run_million(baycat: Baycat, spec: dataset.DatasetSpec, out: Path, endpoint: str,
                 repo_root: Path, create_bucket: Callable[[str], None], *, timeout_s: float,
-                fraction: float, strace: bool, log: Callable[[str], None]) -> MillionResult:
-    """Issue 8's figures for baycat on a large tree (the `--scale 1m` set)."""
+                fraction: float, strace: bool, log: Callable[[str], None],
+                peers: list[Tool] | None = None, client: Any = None) -> MillionResult:
+    """Issue 8's figures for baycat on a large tree (the `--scale 1m` set), and the
+    `peers`' initial syncs of the same tree (checked object by object with `client`)."""
     res = MillionResult(spec.describe())
     tree, bucket = out / "tree", "baycat-scale"
     t0 = time.perf_counter()
@@ -119,6 +123,9 @@ def run_million(baycat: Baycat, spec: dataset.DatasetSpec, out: Path, endpoint: 
     log(f"[scale] generated {files:,} files, {size / 1e9:.2f} GB")
     create_bucket(bucket)
     time.sleep(SETTLE_S)
+    if peers:
+        _peer_initial_syncs(peers, tree, out, endpoint, create_bucket, client, timeout_s,
+                            res, log)
 
     def timed(step: str, runs: int = 1) -> None:
         inv = baycat.sync(tree, bucket, endpoint, delete=False)
@@ -151,6 +158,8 @@ def run_million(baycat: Baycat, spec: dataset.DatasetSpec, out: Path, endpoint: 
         log(f"[scale] {step}: {step_out['requests']} read={step_out.get('file_bytes_read')}")
 
     timed("initial")
+    if peers:
+        res.steps["initial"]["peers"] = [p.name for p in peers]
     time.sleep(SETTLE_S)
     timed("no-change", runs=2)
     f = best_of(2, find_argv(tree), dict(os.environ), out / "runs" / "find", timeout_s,
@@ -169,3 +178,26 @@ def run_million(baycat: Baycat, spec: dataset.DatasetSpec, out: Path, endpoint: 
     res.update_vs_find = manifest_update_vs_find(baycat, tree, out / "runs" / "update",
                                                  timeout_s)
     return res
+
+
+def _peer_initial_syncs(peers: list[Tool], tree: Path, out: Path, endpoint: str,
+                        create_bucket: Callable[[str], None], client: Any, timeout_s: float,
+                        res: MillionResult, log: Callable[[str], None]) -> None:
+    """Each peer's initial sync of `tree` (before baycat's: the tree has no .baycat
+    yet), timed once, then checked against the tree's contents (not timed). A wrong
+    result is recorded as a failure: it is never the baseline."""
+    source = verify.tree_digest(tree)
+    for peer in peers:
+        bucket = f"{peer.name}-scale"
+        create_bucket(bucket)
+        inv = peer.sync(tree, bucket, endpoint, delete=False)
+        r = best_of(1, inv.argv, inv.env, out / "runs" / f"initial-{peer.name}", timeout_s)
+        failure = r.failure()
+        if not failure:
+            v = verify.check_bucket(client, bucket, PREFIX, source, exact=True)
+            failure = "" if v.ok else f"wrong result: {v.detail}"
+        res.steps[f"initial ({peer.name})"] = {"wall_s": r.wall_s,
+                                               "peak_rss_kib": r.peak_rss_kib,
+                                               "failure": failure}
+        log(f"[scale] initial ({peer.name}): {r.wall_s:.1f} s, "
+            f"{r.peak_rss_kib // 1024} MiB {failure}")
