@@ -5,7 +5,7 @@ free. But each time such a block is freed it raises the threshold to that block'
 (up to 32 MiB), so once the first 8 MiB part of an upload has been freed, the parts
 after it come from the heap arenas of the threads that read them, and what they free
 stays resident there. Fixing the threshold stops that adjustment: four files of
-128-256 MiB uploaded to a local SeaweedFS peaked at 115 MB RSS instead of 165-190 MB
+128-256 MiB uploaded to a local SeaweedFS peaked at 115-126 MB RSS instead of 165-190 MB
 (with 64 MiB of parts in flight), in the same time.
 """
 
