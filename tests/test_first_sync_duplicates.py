@@ -6,11 +6,15 @@ the others are copied from the object it made, in the same run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import baycat
 from baycat import hooks
+from baycat.entry import FILE, Entry
+from baycat.ops.in_run_copies import InRunCopies, Made
+from baycat.store.base import Stored
 from tests.cli_helpers import run_baycat
 from tests.targets import Target, counts
 from tests.trees import make_tree, read_tree
@@ -65,3 +69,35 @@ def test_a_duplicate_is_not_copied_from_a_file_that_changed_while_uploaded(
     out = tmp_path / "out"
     baycat.restore_blocking(str(backup), out)
     assert (out / "x").read_bytes() == replaced and (out / "y").read_bytes() == a
+
+
+def _file(path: bytes, content: bytes) -> Entry:
+    return Entry(path, FILE, 1000, 0, 0, 0, 0, 0o100644, 0, 0, b"", content, "", "", "", 0, 0)
+
+
+def test_the_remembered_contents_are_bounded_and_uploads_in_flight_kept() -> None:
+    """With room for two contents, the oldest settled one is forgotten (its duplicate is
+    uploaded again), while one whose upload is still in flight is never forgotten: its
+    duplicate still gets the object it makes."""
+
+    async def scenario() -> tuple[bool, bool, Made | None]:
+        copies = InRunCopies(multipart_threshold=1 << 20, capacity=2)
+        slow = _file(b"slow", b"S" * 16)
+        copies.claim(slow)  # in flight throughout
+        for i in range(4):  # four more contents, each uploaded and settled in turn
+            first = _file(b"f%d" % i, bytes([i]) * 16)
+            copies.claim(first)
+            copies.uploaded(first, first, f"f{i}", Stored('"etag"'))
+            copies.settle(first)
+        forgotten = copies.is_duplicate(_file(b"dup0", bytes([0]) * 16))
+        latest = copies.is_duplicate(_file(b"dup3", bytes([3]) * 16))
+        waiter = asyncio.create_task(copies.source_for(_file(b"dup-slow", b"S" * 16)))
+        await asyncio.sleep(0)
+        copies.uploaded(slow, slow, "slow", Stored('"slowetag"'))
+        copies.settle(slow)
+        return forgotten, latest, await waiter
+
+    forgotten, latest, made = asyncio.run(scenario())
+    assert not forgotten  # uploaded again: one more PUT, never a wrong object
+    assert latest
+    assert made == ("slow", Stored('"slowetag"'))
