@@ -4,8 +4,8 @@ for it and are copied server-side from the object it made (sync_transfers.py).
 Memory is bounded: at most `CAPACITY` contents are remembered, the oldest claimed
 forgotten first once its upload is settled. A duplicate further from its first copy
 than that is uploaded again: one more PUT, never a wrong object. Remembering every
-content cost ~480 B a file (a path and a future each): a 1M-file first sync peaked at
-814 MiB RSS, against 192 MiB before duplicates were detected.
+content (a path, a future, a key and a Stored each) took a 1M-file first sync to
+814 MiB peak RSS, against 192 MiB before duplicates were detected.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import asyncio
 from baycat.entry import Entry
 from baycat.store.base import Stored
 
-# ~250 B each (hash, path, record and the dict's slot): about 25 MB at most.
-CAPACITY = 100_000
+# ~360 B each (tracemalloc: the record, its path, the object's key and Stored, the
+# dict's slot): about 18 MB at most. A kernel tree (~80,000 files) fits almost whole.
+CAPACITY = 50_000
 
 Made = tuple[str, Stored]  # the key of the object holding a content, and its Stored
 
