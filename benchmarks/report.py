@@ -202,7 +202,8 @@ def snapshot_targets(report: RunReport) -> list[Target]:
 def million_targets(mil: dict[str, Any]) -> list[Target]:
     steps = mil["steps"]
     out: list[Target] = []
-    for step, label in (("no-change", "no change"), ("one-percent-changed", "1 % changed")):
+    for step, label in (("initial", "initial sync"), ("no-change", "no change"),
+                        ("one-percent-changed", "1 % changed")):
         s = steps.get(step, {})
         rss = s.get("peak_rss_kib")
         out.append(Target(f"peak RSS, {label}", "n/a" if rss is None else f"{rss / 1024:.0f} MiB",
