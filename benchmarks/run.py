@@ -326,7 +326,8 @@ def _method(args: argparse.Namespace, count: set[str], strace: bool,
         "`data/`; every tool and the server talk only to loopback.",
         "Two passes on twin trees and buckets. Timed pass: plain runs (a scenario that "
         "changes nothing, no-change, runs 5 times round the tools and keeps each tool's "
-        "fastest; a failed run is kept whatever its time); wall time from "
+        "fastest, and so does the large-files initial sync, 3 times, each a first sync "
+        "into a prefix of its own; a failed run is kept whatever its time); wall time from "
         "spawn to reap; peak RSS = `ru_maxrss` of the tool as GNU `time -f %M` reports it "
         "from its `wait4` (the tool or the largest descendant it reaped; not the harness's "
         "own `wait4`, since Linux keeps the forking harness's high-water RSS across exec). "
