@@ -33,21 +33,16 @@ class ChangeSet:
         self.remote = remote
         self.template = template
         self.pending: dict[bytes, Entry | None] = {}
-        # The remote entry each change was decided against (absent: none, so none is
-        # never stored: a first sync's million new files would keep a million paths).
-        # Kept for the whole run: a checkpoint's conflict needs the bases of earlier
-        # changes too.
-        self.bases: dict[bytes, Entry] = {}
+        # The remote entry each change was decided against (absent: none). Kept for the
+        # whole run: a checkpoint's conflict needs the bases of earlier changes too.
+        self.bases: dict[bytes, Entry | None] = {}
         self.bytes_since_commit = 0
         # No checkpoint while held: a --max-changes run commits nothing until the scan
         # has shown the limit holds.
         self.held = False
 
     def base(self, path: bytes, remote: Entry | None) -> None:
-        if remote is None:
-            self.bases.pop(path, None)
-        else:
-            self.bases[path] = remote
+        self.bases[path] = remote
 
     def put(self, path: bytes, entry: Entry | None) -> None:
         self.pending[path] = entry
